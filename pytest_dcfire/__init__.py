@@ -1,0 +1,1 @@
+"""pytest-dcfire: burn a data center during a pytest test."""

@@ -1,0 +1,109 @@
+"""Settings from pytest.ini / pyproject.toml and the command line, validated in one place.
+
+The CLI beats the ini file; relative paths resolve against the ini file's directory (or the
+invocation directory when there is no ini file), as a user reading their pytest.ini expects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_dcfire.errors import ConfigError
+
+INI_TOPOLOGY = "dcfire_topology"
+INI_RECOVERY_TIMEOUT = "dcfire_recovery_timeout"
+INI_TOXIPROXY = "dcfire_toxiproxy"
+INI_KEEP = "dcfire_keep"
+
+DEFAULT_RECOVERY_TIMEOUT = 60.0
+TOXIPROXY_FORMS = "embedded, image:<ref> (e.g. image:ghcr.io/shopify/toxiproxy:2.12.0) or url:<http://host:port>"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the plugin reads from configuration, already checked."""
+
+    topology: Path | None
+    recovery_timeout: float
+    toxiproxy: str
+    keep: bool
+    plan: bool
+    rootdir: Path
+
+    @property
+    def toxiproxy_mode(self) -> str:
+        return self.toxiproxy.split(":", 1)[0]
+
+
+def parse_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"{key} = {value!r} is not a boolean; use one of: true, false, 1, 0")
+
+
+def parse_timeout(key: str, value: Any) -> float:
+    try:
+        seconds = float(str(value).strip())
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(
+            f"{key} = {value!r} is not valid; give a positive number of seconds, e.g. 60"
+        )
+    return seconds
+
+
+def parse_toxiproxy(key: str, value: Any) -> str:
+    text = str(value).strip()
+    if text == "embedded":
+        return text
+    kind, _, rest = text.partition(":")
+    if kind == "image" and rest.strip():
+        return f"image:{rest.strip()}"
+    if kind == "url" and rest.strip().startswith(("http://", "https://")):
+        return f"url:{rest.strip()}"
+    raise ConfigError(f"{key} = {value!r} is not valid; use {TOXIPROXY_FORMS}")
+
+
+def read_settings(
+    ini: dict[str, Any], cli: dict[str, Any], inipath: Path | None, invocation_dir: Path
+) -> Settings:
+    """Merge ini values and CLI options (CLI wins) into validated `Settings`."""
+    base = inipath.parent if inipath is not None else invocation_dir
+
+    topology: Path | None = None
+    where = "--dcfire-topology" if cli.get("topology") else INI_TOPOLOGY
+    raw_topology = cli.get("topology") or ini.get(INI_TOPOLOGY) or None
+    if raw_topology:
+        # A CLI path is relative to where the user typed it; an ini path to the ini file.
+        root = invocation_dir if cli.get("topology") else base
+        topology = (root / str(raw_topology).strip()).resolve()
+        if not topology.is_file():
+            raise ConfigError(
+                f"{where} = {str(raw_topology)!r}: no such file ({topology}); give the path of "
+                "a topology YAML or docker-compose file"
+                + ("" if cli.get("topology") else f", relative to {base}")
+            )
+
+    keep = bool(cli.get("keep")) or parse_bool(INI_KEEP, ini.get(INI_KEEP) or "false")
+    return Settings(
+        topology=topology,
+        recovery_timeout=parse_timeout(
+            INI_RECOVERY_TIMEOUT, ini.get(INI_RECOVERY_TIMEOUT) or DEFAULT_RECOVERY_TIMEOUT
+        ),
+        toxiproxy=parse_toxiproxy(INI_TOXIPROXY, ini.get(INI_TOXIPROXY) or "embedded"),
+        keep=keep,
+        plan=bool(cli.get("plan")),
+        rootdir=base,
+    )

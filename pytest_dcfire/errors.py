@@ -1,0 +1,60 @@
+"""The one exception family of pytest-dcfire.
+
+Every message names where the problem is (file, key path, value) and what would be valid, so
+that a user can act on it without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class DcfireError(Exception):
+    """Base of every error the plugin raises on purpose."""
+
+
+class ConfigError(DcfireError):
+    """An ini value, a CLI option or a marker argument is not valid."""
+
+
+class TopologyError(DcfireError):
+    """A topology or compose file is malformed; the message names file, key path and value."""
+
+    def __init__(self, source: str, path: str, message: str) -> None:
+        self.source = source
+        self.path = path
+        self.detail = message
+        where = f"{source}: {path}" if path else source
+        super().__init__(f"{where}: {message}")
+
+
+class EngineUnavailable(DcfireError):
+    """No Docker engine could be reached (or it refused what the plugin needs)."""
+
+
+class StartupError(DcfireError):
+    """The system under test did not come up (build failed, a health check timed out)."""
+
+
+class FireError(DcfireError):
+    """A fire could not be ignited or restored."""
+
+
+class RecoveryTimeout(DcfireError, AssertionError):
+    """The system did not recover within the allowed time.
+
+    It is also an AssertionError so that pytest reports it as a test failure, not an error.
+    """
+
+
+def did_you_mean(value: str, valid: Iterable[str]) -> str:
+    """Return ' (did you mean X?)' when a valid name is close to `value`, else ''."""
+    close = difflib.get_close_matches(value, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def one_of(valid: Iterable[str]) -> str:
+    """Render the valid choices for a message: 'one of: a, b, c'."""
+    names = sorted(valid)
+    return "one of: " + ", ".join(names) if names else "none are defined"

@@ -1,0 +1,1 @@
+"""What a fire does to a site: network cuts, storage freezes, power loss and pauses."""

@@ -1,0 +1,348 @@
+"""Fires: what burns (a `FireSpec`), a burning fire (`Fire`), the per-test controller behind
+the `dcfire` fixture, and the session's timeline of fires.
+
+A fire is a list of fault steps applied in order and undone in reverse order, always; every
+step is recorded before it is applied, so an interrupt between two steps still undoes the
+first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pytest_dcfire.errors import ConfigError, FireError, did_you_mean, one_of
+from pytest_dcfire.recovery import Recovery, eventually, measure_recovery
+
+MODES = ("fire", "power-loss", "partition", "freeze")
+MARKER_KEYWORDS = ("mode", "network", "storage")
+
+
+@dataclass(frozen=True)
+class FireSpec:
+    """What to burn and how: sites, mode, and whether the network and storage are cut."""
+
+    sites: tuple[str, ...]
+    mode: str = "fire"
+    network: bool = True
+    storage: bool = True
+
+    @classmethod
+    def parse(
+        cls,
+        sites: Sequence[Any],
+        options: Mapping[str, Any],
+        valid_sites: Iterable[str],
+        where: str = "dc_fire",
+    ) -> FireSpec:
+        """Validate marker or call arguments; raise ConfigError naming what would be valid."""
+        valid = tuple(valid_sites)
+        unknown = sorted(set(options) - set(MARKER_KEYWORDS))
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown keyword {unknown[0]!r}"
+                f"{did_you_mean(unknown[0], MARKER_KEYWORDS)}; "
+                f"valid keywords: {', '.join(MARKER_KEYWORDS)}"
+            )
+        if not sites:
+            raise ConfigError(f"{where}: name at least one site to burn; {one_of(valid)}")
+        names: list[str] = []
+        for site in sites:
+            if not isinstance(site, str):
+                raise ConfigError(
+                    f"{where}: site {site!r} is not a site name (a string); {one_of(valid)}"
+                )
+            if site not in valid:
+                raise ConfigError(
+                    f"{where}: unknown site {site!r}{did_you_mean(site, valid)}; "
+                    f"valid sites: {', '.join(valid) or '(no topology configured)'}"
+                )
+            if site not in names:
+                names.append(site)
+        mode = options.get("mode", "fire")
+        if mode not in MODES:
+            raise ConfigError(
+                f"{where}: unknown mode {mode!r}"
+                f"{did_you_mean(str(mode), MODES)}; valid modes: {', '.join(MODES)}"
+            )
+        flags = {}
+        for key in ("network", "storage"):
+            value = options.get(key, True)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: {key}={value!r} must be True or False")
+            flags[key] = value
+        spec = cls(tuple(names), str(mode), flags["network"], flags["storage"])
+        if not spec.effects():
+            raise ConfigError(
+                f"{where}: mode {mode!r} with network=False and storage=False does nothing"
+            )
+        return spec
+
+    def effects(self) -> tuple[str, ...]:
+        """The fault steps of this fire, in the order they are applied."""
+        if self.mode == "freeze":
+            return ("pause",)
+        if self.mode == "partition":
+            return ("network",) if self.network else ()
+        steps = tuple(k for k in ("network", "storage") if getattr(self, k))
+        return (*steps, "kill") if self.mode == "power-loss" else steps
+
+    def describe(self) -> str:
+        extra = (
+            ""
+            if (self.network and self.storage)
+            else (f" (network={self.network}, storage={self.storage})")
+        )
+        return f"{'+'.join(self.sites)} [{self.mode}]{extra}"
+
+
+@dataclass
+class StepTiming:
+    """When one fault step took effect: per-target offsets (ms) from the request."""
+
+    effect: str
+    method: str
+    latency_ms: float
+    offsets_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def skew_ms(self) -> float:
+        values = list(self.offsets_ms.values())
+        return (max(values) - min(values)) if len(values) > 1 else 0.0
+
+
+class Step(Protocol):
+    """One reversible fault on the containers of a fire."""
+
+    effect: str
+
+    def apply(self) -> StepTiming: ...
+
+    def undo(self) -> None: ...
+
+
+StepFactory = Callable[[str, FireSpec, Sequence[Any]], Step]
+
+
+@dataclass
+class FireRecord:
+    """The timeline entry of one fire: what the report and the terminal summary show."""
+
+    spec: FireSpec
+    test: str
+    targets: list[str]
+    ignited_wall: float = 0.0
+    ignited: float = 0.0
+    cut_ms: float = 0.0
+    skew_ms: float = 0.0
+    steps: list[StepTiming] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
+    restored: float | None = None
+    restore_ms: float | None = None
+    healthy_ms: float | None = None
+    rto_s: float | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+class Timeline:
+    """Every fire of the session, in ignition order (thread-safe: workloads may read it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.records: list[FireRecord] = []
+
+    def add(self, record: FireRecord) -> None:
+        with self._lock:
+            self.records.append(record)
+
+    def __iter__(self) -> Any:
+        with self._lock:
+            return iter(list(self.records))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+class Fire:
+    """A burning set of sites; a context manager that restores on exit, or `extinguish()`."""
+
+    def __init__(self, controller: FireController, spec: FireSpec, record: FireRecord) -> None:
+        self.controller = controller
+        self.spec = spec
+        self.record = record
+        self._applied: list[Step] = []
+        self._restored = False
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return self.spec.sites
+
+    @property
+    def mode(self) -> str:
+        return self.spec.mode
+
+    @property
+    def burning(self) -> bool:
+        return bool(self._applied) and not self._restored
+
+    def __repr__(self) -> str:
+        state = "burning" if self.burning else "out"
+        return f"<Fire {self.spec.describe()} {state}>"
+
+    def __enter__(self) -> Fire:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.extinguish()
+
+    def extinguish(self) -> None:
+        """Undo this fire (reverse order), then wait for its sites' health checks."""
+        self.controller._extinguish(self)
+
+
+class FireController:
+    """The `dcfire` fixture: ignite fires, restore them, wait for recovery."""
+
+    def __init__(
+        self,
+        system: Any,
+        make_step: StepFactory,
+        timeline: Timeline,
+        recovery_timeout: float,
+        hooks: Any = None,
+        item: Any = None,
+    ) -> None:
+        self.system = system
+        self._make_step = make_step
+        self._timeline = timeline
+        self.recovery_timeout = recovery_timeout
+        self._hooks = hooks
+        self._item = item
+        self.fires: list[Fire] = []
+        self.last_ignition: float | None = None
+        self.last_recovery: Recovery | None = None
+
+    @property
+    def burning(self) -> tuple[str, ...]:
+        """Sites burning right now through this test's fires."""
+        return tuple(dict.fromkeys(s for f in self.fires if f.burning for s in f.sites))
+
+    def fire(
+        self, *sites: str, mode: str = "fire", network: bool = True, storage: bool = True
+    ) -> Fire:
+        """Burn `sites` now; returns the burning `Fire` (use it as a context manager)."""
+        spec = FireSpec.parse(
+            sites,
+            {"mode": mode, "network": network, "storage": storage},
+            self.system.sites,
+            where="dcfire.fire",
+        )
+        return self.ignite(spec)
+
+    def ignite_together(self, specs: Sequence[FireSpec]) -> list[Fire]:
+        """Ignite several specs at once: those of the same mode become one fire (one cut)."""
+        merged: dict[tuple[str, bool, bool], list[str]] = {}
+        for spec in specs:
+            sites = merged.setdefault((spec.mode, spec.network, spec.storage), [])
+            sites.extend(s for s in spec.sites if s not in sites)
+        return [
+            self.ignite(FireSpec(tuple(sites), mode, network, storage))
+            for (mode, network, storage), sites in merged.items()
+        ]
+
+    def ignite(self, spec: FireSpec) -> Fire:
+        targets = [h for site in spec.sites for h in self.system.in_site(site)]
+        record = FireRecord(
+            spec=spec,
+            test=getattr(self._item, "nodeid", ""),
+            targets=[h.name for h in targets],
+        )
+        fire = Fire(self, spec, record)
+        self.fires.append(fire)
+        self._timeline.add(record)
+        self._call_hook("pytest_dcfire_before_ignite", fire)
+        record.ignited_wall = time.time()
+        record.ignited = time.monotonic()
+        self.last_ignition = record.ignited
+        try:
+            for effect in spec.effects():
+                step = self._make_step(effect, spec, targets)
+                # Recorded before it is applied: an interrupt inside apply() still undoes it.
+                fire._applied.append(step)
+                timing = step.apply()
+                record.steps.append(timing)
+                record.methods.append(timing.method)
+        except BaseException:
+            self._extinguish(fire, wait=False)
+            raise
+        record.cut_ms = (time.monotonic() - record.ignited) * 1000.0
+        network = next((s for s in record.steps if s.effect in ("network", "pause")), None)
+        record.skew_ms = (
+            network.skew_ms if network else max((s.skew_ms for s in record.steps), default=0.0)
+        )
+        self._call_hook("pytest_dcfire_after_ignite", fire)
+        return fire
+
+    def restore(self) -> None:
+        """Restore everything this test burned, most recent fire first."""
+        errors: list[BaseException] = []
+        for fire in reversed(self.fires):
+            try:
+                fire.extinguish()
+            except BaseException as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def _extinguish(self, fire: Fire, wait: bool = True) -> None:
+        if fire._restored:
+            return
+        fire._restored = True
+        self._call_hook("pytest_dcfire_before_restore", fire)
+        started = time.monotonic()
+        problems: list[str] = []
+        for step in reversed(fire._applied):
+            try:
+                step.undo()
+            except Exception as exc:  # keep undoing the rest: never leave half a site burning
+                problems.append(f"undo {step.effect}: {exc}")
+        fire.record.restored = time.monotonic()
+        fire.record.restore_ms = (fire.record.restored - started) * 1000.0
+        fire.record.errors.extend(problems)
+        if problems:
+            raise FireError(f"restoring {fire.spec.describe()} failed: " + "; ".join(problems))
+        if wait:
+            still = set(self.burning)
+            handles = [
+                h for site in fire.sites if site not in still for h in self.system.in_site(site)
+            ]
+            self.system.wait_healthy(handles)
+            fire.record.healthy_ms = (time.monotonic() - started) * 1000.0
+        self._call_hook("pytest_dcfire_after_restore", fire)
+
+    def eventually(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
+        """Retry `fn` until it neither raises nor returns False (default: recovery timeout)."""
+        return eventually(fn, timeout if timeout is not None else self.recovery_timeout)
+
+    def measure_recovery(
+        self, probe: Callable[[], Any], timeout: float | None = None, stable: int = 3
+    ) -> Recovery:
+        """Probe until `stable` successes in a row; `.rto` counts from the last ignition."""
+        since = self.last_ignition if self.last_ignition is not None else time.monotonic()
+        recovery = measure_recovery(
+            probe,
+            since=since,
+            timeout=timeout if timeout is not None else self.recovery_timeout,
+            stable=stable,
+        )
+        self.last_recovery = recovery
+        if self.fires:
+            self.fires[-1].record.rto_s = recovery.rto
+        return recovery
+
+    def _call_hook(self, name: str, fire: Fire) -> None:
+        if self._hooks is not None:
+            getattr(self._hooks, name)(fire=fire, item=self._item)

@@ -1,0 +1,152 @@
+"""Waiting for recovery: `eventually` (a condition becomes true) and `measure_recovery`
+(how long until a probe succeeds `stable` times in a row, counted from ignition).
+
+Both go through tenacity and fail with what a person needs: how long it waited, how many
+attempts it made, and the last error it saw.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from pytest_dcfire.errors import RecoveryTimeout
+
+T = TypeVar("T")
+
+#: Seconds between probes: short enough to measure an RTO to a tenth of a second.
+PROBE_INTERVAL = 0.1
+
+
+class _NotYet(Exception):
+    """A probe failed or returned False; tenacity retries on it."""
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """The outcome of `measure_recovery`: `rto` in seconds from ignition (or from the call)."""
+
+    rto: float
+    attempts: int
+    failures: int
+    since: float
+    last_error: str | None = None
+
+    def __str__(self) -> str:
+        return (
+            f"recovered in {self.rto:.2f} s ({self.attempts} probes, {self.failures} failed"
+            + (f"; last failure: {self.last_error}" if self.last_error else "")
+            + ")"
+        )
+
+
+def _describe(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def _error_text(exc: BaseException | None) -> str:
+    if exc is None:
+        return "none"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def eventually(
+    fn: Callable[[], T], timeout: float, interval: float = PROBE_INTERVAL
+) -> T:
+    """Call `fn` until it neither raises nor returns False; return what it returned."""
+    started = time.monotonic()
+    attempts = 0
+    last: list[BaseException | None] = [None]
+
+    def once() -> T:
+        nonlocal attempts
+        attempts += 1
+        try:
+            result = fn()
+        except Exception as exc:
+            last[0] = exc
+            raise _NotYet() from exc
+        if result is False:
+            last[0] = AssertionError("returned False")
+            raise _NotYet()
+        return result
+
+    try:
+        return Retrying(
+            stop=stop_after_delay(timeout),
+            wait=wait_fixed(interval),
+            retry=retry_if_exception_type(_NotYet),
+        )(once)
+    except RetryError:
+        raise RecoveryTimeout(
+            f"eventually({_describe(fn)}) did not succeed within {timeout:g} s "
+            f"(waited {time.monotonic() - started:.1f} s, {attempts} attempts); "
+            f"last error: {_error_text(last[0])}"
+        ) from None
+
+
+def measure_recovery(
+    probe: Callable[[], Any],
+    since: float,
+    timeout: float,
+    stable: int = 3,
+    interval: float = PROBE_INTERVAL,
+) -> Recovery:
+    """Probe until `stable` consecutive successes; RTO = first of them minus `since`.
+
+    `since` is a `time.monotonic()` instant, normally the last ignition of the test.
+    """
+    if stable < 1:
+        raise ValueError("stable must be at least 1")
+    started = time.monotonic()
+    attempts = failures = 0
+    streak_start: float | None = None
+    streak = 0
+    last: BaseException | None = None
+
+    def once() -> None:
+        nonlocal attempts, failures, streak, streak_start, last
+        attempts += 1
+        at = time.monotonic()
+        try:
+            ok = probe() is not False
+            if not ok:
+                last = AssertionError("probe returned False")
+        except Exception as exc:
+            ok = False
+            last = exc
+        if not ok:
+            failures += 1
+            streak, streak_start = 0, None
+            raise _NotYet()
+        if streak == 0:
+            streak_start = at
+        streak += 1
+        if streak < stable:
+            raise _NotYet()
+
+    try:
+        Retrying(
+            stop=stop_after_delay(timeout),
+            wait=wait_fixed(interval),
+            retry=retry_if_exception_type(_NotYet),
+        )(once)
+    except RetryError:
+        raise RecoveryTimeout(
+            f"no recovery within {timeout:g} s: {_describe(probe)} did not succeed {stable} "
+            f"times in a row (waited {time.monotonic() - started:.1f} s, {attempts} attempts, "
+            f"{failures} failed); last error: {_error_text(last)}"
+        ) from None
+    assert streak_start is not None
+    return Recovery(
+        rto=max(0.0, streak_start - since),
+        attempts=attempts,
+        failures=failures,
+        since=since,
+        last_error=_error_text(last) if last is not None else None,
+    )

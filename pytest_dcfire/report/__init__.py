@@ -1,0 +1,1 @@
+"""What the session tells its user about its fires: terminal summary, files."""

@@ -1,0 +1,1 @@
+"""The running system: the Docker engine, images, containers, health checks, the reaper."""

@@ -1,0 +1,198 @@
+"""The Docker engine as the plugin sees it: one client, this session's identity, its labels.
+
+Everything the plugin creates carries `labels()`; everything it removes is found through them,
+and a resource is only ever reaped when the session that owns it is provably dead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import docker
+import docker.errors
+import requests.exceptions
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from pytest_dcfire.errors import EngineUnavailable
+
+LABEL = "io.github.pytest-dcfire"
+L_SESSION = f"{LABEL}.session"
+L_HOST = f"{LABEL}.host"
+L_PID = f"{LABEL}.pid"
+L_BOOT = f"{LABEL}.pid-start"
+L_ROLE = f"{LABEL}.role"
+L_SITE = f"{LABEL}.site"
+L_SERVICE = f"{LABEL}.service"
+L_ADOPTED = f"{LABEL}.adopted"
+
+#: Threads that share one client (wave starts, cuts, health checks) each need a connection.
+CLIENT_POOL_SIZE = 64
+
+
+def _process_start_token(pid: int) -> str:
+    """The kernel's start time of `pid`, so that a recycled pid is not taken for the owner."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return ""
+    # Field 22 (starttime) comes after the parenthesised command, which may contain spaces.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+@dataclass(frozen=True)
+class SessionIdentity:
+    """Who owns a resource: a random id plus the pid (and its start time) on a host."""
+
+    id: str
+    host: str
+    pid: int
+    pid_start: str
+    worker: str = "main"
+
+    @classmethod
+    def new(cls, worker: str = "main") -> SessionIdentity:
+        pid = os.getpid()
+        return cls(
+            id="dcf" + uuid.uuid4().hex[:8],
+            host=socket.gethostname(),
+            pid=pid,
+            pid_start=_process_start_token(pid),
+            worker=worker,
+        )
+
+    def labels(self, role: str, **extra: str) -> dict[str, str]:
+        labels = {
+            L_SESSION: self.id,
+            L_HOST: self.host,
+            L_PID: str(self.pid),
+            L_BOOT: self.pid_start,
+            L_ROLE: role,
+        }
+        labels.update({f"{LABEL}.{k}": v for k, v in extra.items()})
+        return labels
+
+    def name(self, *parts: str) -> str:
+        """A Docker object name unique to this session: `dcf1a2b3c4d-site-svc`."""
+        return "-".join((self.id, *parts)).replace("@", "-at-")
+
+    @staticmethod
+    def is_dead(labels: dict[str, str]) -> bool:
+        """True only when the owner ran on this host and that process is gone.
+
+        Resources of sessions on other hosts (a shared remote engine) are never judged dead.
+        """
+        if labels.get(L_HOST) != socket.gethostname():
+            return False
+        try:
+            pid = int(labels.get(L_PID, ""))
+        except ValueError:
+            return False
+        start = labels.get(L_BOOT, "")
+        if not start:
+            return False
+        return _process_start_token(pid) != start
+
+
+def docker_host_address(base_url: str) -> str:
+    """The host on which ports that containers publish can be reached from this process."""
+    parsed = urlparse(base_url)
+    if parsed.scheme in ("tcp", "https", "http", "ssh") and parsed.hostname:
+        return parsed.hostname
+    return "127.0.0.1"
+
+
+@dataclass
+class Engine:
+    """One docker-py client shared by every thread of the session, plus retries for hiccups."""
+
+    client: docker.DockerClient
+    session: SessionIdentity
+    #: True when containers' bridge addresses are routable from this process (local engine).
+    local: bool = True
+    host_address: str = "127.0.0.1"
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def connect(cls, session: SessionIdentity, timeout: float = 30.0) -> Engine:
+        """Reach the engine named by DOCKER_HOST (or the local socket), or say why not."""
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        try:
+            client = docker.from_env(timeout=int(timeout), max_pool_size=CLIENT_POOL_SIZE)
+            client.ping()
+        except docker.errors.DockerException as exc:
+            raise EngineUnavailable(
+                f"no Docker engine at {where} (DOCKER_HOST): {_short(exc)}; "
+                "start the engine or set DOCKER_HOST to a reachable one "
+                "(unix:///var/run/docker.sock, tcp://HOST:PORT, ssh://USER@HOST)"
+            ) from None
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise EngineUnavailable(
+                f"no Docker engine at {where} (DOCKER_HOST): {_short(exc)}"
+            ) from None
+        base_url = str(client.api.base_url)
+        host = docker_host_address(where if "://" in where else base_url)
+        local = not urlparse(where).scheme.startswith(("tcp", "ssh", "http"))
+        return cls(client=client, session=session, local=local, host_address=host)
+
+    def retry(self, fn: Callable[[], Any], attempts: int = 4) -> Any:
+        """Run an engine call again when the engine hiccups (connection reset, 5xx busy)."""
+        for attempt in Retrying(
+            stop=stop_after_attempt(attempts),
+            wait=wait_exponential(multiplier=0.1, max=2),
+            retry=retry_if_exception(_is_transient),
+            reraise=True,
+        ):
+            with attempt:
+                return fn()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def owned(self, kind: str) -> Iterator[Any]:
+        """Containers, networks or volumes carrying this session's id."""
+        flt = {"label": f"{L_SESSION}={self.session.id}"}
+        yield from _list(self.client, kind, flt)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Connection hiccups and 'busy' answers are worth another try; real refusals are not."""
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return True
+    if isinstance(exc, docker.errors.APIError):
+        status = exc.status_code or 0
+        return status >= 500 and ("in progress" in str(exc) or "busy" in str(exc).lower())
+    return False
+
+
+def _list(client: docker.DockerClient, kind: str, flt: dict[str, str]) -> list[Any]:
+    if kind == "containers":
+        return list(client.containers.list(all=True, filters=flt, ignore_removed=True))
+    if kind == "networks":
+        return list(client.networks.list(filters=flt))
+    if kind == "volumes":
+        return list(client.volumes.list(filters=flt))
+    raise ValueError(kind)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]
+
+
+def monotonic_ms() -> float:
+    return time.monotonic() * 1000.0

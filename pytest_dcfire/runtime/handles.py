@@ -1,0 +1,91 @@
+"""Service handles: what a test holds to talk to one running service instance."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import docker.errors
+
+from pytest_dcfire.errors import DcfireError
+from pytest_dcfire.topology.model import Service
+
+#: Maps (service, container port) to the (host, port) a test should use: the direct address
+#: by default, a Toxiproxy proxy when links are on.
+AddressRouter = Callable[["ServiceHandle", int], tuple[str, int]]
+
+
+class ServiceHandle:
+    """One running instance: `name`, `site`, `container`, `address()`, `exec()`, `logs()`."""
+
+    def __init__(
+        self,
+        spec: Service,
+        container: Any,
+        ip: str,
+        engine_local: bool,
+        host_address: str,
+    ) -> None:
+        self.spec = spec
+        self.container = container
+        self.ip = ip
+        self.engine_local = engine_local
+        self._host_address = host_address
+        self._router: AddressRouter | None = None
+        self.adopted = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def site(self) -> str:
+        return self.spec.site
+
+    def __repr__(self) -> str:
+        return f"<ServiceHandle {self.name} site={self.site} ip={self.ip}>"
+
+    def route_through(self, router: AddressRouter | None) -> None:
+        self._router = router
+
+    def address(self, port: int) -> tuple[str, int]:
+        """Where the test process reaches `port` of this service (through the link proxy)."""
+        if self._router is not None:
+            return self._router(self, port)
+        return self.direct_address(port)
+
+    def direct_address(self, port: int) -> tuple[str, int]:
+        """The address with no proxy in between: the container's own, or its published port."""
+        if self.engine_local:
+            return (self.ip, port)
+        self.container.reload()
+        bindings = (self.container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp")
+        if not bindings:
+            raise DcfireError(f"service {self.name}: port {port} is not published")
+        return (self._host_address, int(bindings[0]["HostPort"]))
+
+    def exec(self, cmd: str | Sequence[str], timeout: float | None = None) -> tuple[int, str]:
+        """Run `cmd` (an argv list; a string is split like a shell would, never run by one)."""
+        argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+        try:
+            code, output = self.container.exec_run(argv, demux=False)
+        except docker.errors.APIError as exc:
+            raise DcfireError(f"service {self.name}: exec {argv!r} failed: {exc}") from None
+        text = output.decode("utf-8", "replace") if isinstance(output, bytes) else str(output)
+        return int(code if code is not None else -1), text
+
+    def logs(self, tail: int | None = None) -> str:
+        try:
+            raw = self.container.logs(tail=tail if tail is not None else "all")
+        except docker.errors.DockerException as exc:
+            return f"(logs unavailable: {exc})"
+        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+    def state(self) -> str:
+        """The engine's view of the container: running, paused, exited, removed..."""
+        try:
+            self.container.reload()
+        except docker.errors.NotFound:
+            return "removed"
+        return str(self.container.attrs["State"]["Status"])

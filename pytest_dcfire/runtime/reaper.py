@@ -1,0 +1,83 @@
+"""Removes what dead sessions left behind: only objects carrying our labels, only when the
+owning process is provably gone (same host, pid gone or recycled).
+
+Frozen storage is thawed first (by the fault layer's `thaw_dead`), so that removing a
+container never waits on a frozen filesystem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker.errors
+
+from pytest_dcfire.runtime.engine import L_ROLE, L_SESSION, SessionIdentity, _list
+
+Thaw = Callable[[str, list[Any]], None]
+
+
+@dataclass
+class ReapReport:
+    sessions: list[str] = field(default_factory=list)
+    containers: int = 0
+    volumes: int = 0
+    networks: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        if not self.sessions:
+            return "nothing left by dead sessions"
+        return (
+            f"removed what {len(self.sessions)} dead session(s) left "
+            f"({', '.join(self.sessions)}): {self.containers} container(s), "
+            f"{self.volumes} volume(s), {self.networks} network(s)"
+        )
+
+
+def _labels(obj: Any) -> dict[str, str]:
+    if hasattr(obj, "labels") and not isinstance(obj.attrs.get("Labels"), dict):
+        return dict(obj.labels or {})
+    return dict(obj.attrs.get("Labels") or {})
+
+
+def reap_dead_sessions(client: docker.DockerClient, thaw: Thaw | None = None) -> ReapReport:
+    """Remove containers, then volumes, then networks of every dead session."""
+    report = ReapReport()
+    flt = {"label": L_SESSION}
+    found: dict[str, dict[str, list[Any]]] = {}
+    for kind in ("containers", "volumes", "networks"):
+        for obj in _list(client, kind, flt):
+            labels = _labels(obj)
+            session = labels.get(L_SESSION, "")
+            if session and SessionIdentity.is_dead(labels):
+                found.setdefault(session, {}).setdefault(kind, []).append(obj)
+    for session, objects in sorted(found.items()):
+        report.sessions.append(session)
+        containers = objects.get("containers", [])
+        if thaw is not None:
+            try:
+                thaw(session, containers)
+            except Exception as exc:  # a failed thaw must not stop the cleanup of the rest
+                report.problems.append(f"thaw {session}: {exc}")
+        # Services first, the helper (which holds pool mounts) last.
+        containers.sort(key=lambda c: _labels(c).get(L_ROLE) == "helper")
+        for container in containers:
+            report.containers += _remove(container, report, force=True)
+        for volume in objects.get("volumes", []):
+            report.volumes += _remove(volume, report, force=True)
+        for network in objects.get("networks", []):
+            report.networks += _remove(network, report)
+    return report
+
+
+def _remove(obj: Any, report: ReapReport, **kwargs: Any) -> int:
+    try:
+        obj.remove(**kwargs)
+    except docker.errors.NotFound:
+        return 0
+    except docker.errors.APIError as exc:
+        report.problems.append(f"{getattr(obj, 'name', obj)}: {exc.explanation or exc}")
+        return 0
+    return 1

@@ -1,0 +1,304 @@
+"""The running system under test: network, volumes and containers of a topology, in waves.
+
+`System` is what the `dcfire_topology` fixture returns. It owns every Docker object it
+creates (labelled with the session), starts independent services in parallel, gates each
+wave on health checks, and removes everything at the end unless asked to keep it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import shlex
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+import docker.errors
+
+from pytest_dcfire.errors import DcfireError, StartupError
+from pytest_dcfire.runtime.engine import L_ROLE, L_SESSION, L_SITE, Engine
+from pytest_dcfire.runtime.handles import ServiceHandle
+from pytest_dcfire.runtime.health import HealthResult, wait_healthy
+from pytest_dcfire.runtime.images import ImageResolver, Progress
+from pytest_dcfire.topology.model import Service, Topology, Volume
+from pytest_dcfire.topology.plan import BlastRadius, blast_radius, waves
+
+#: Subnets are carved from this range, one /24 per session (and per xdist worker).
+SUBNET_RANGE = ipaddress.ip_network("10.213.0.0/16")
+#: Parallel engine calls when starting or removing a wave.
+MAX_PARALLEL = 16
+
+
+class VolumeProvider(Protocol):
+    """Where a service instance's named volume lives: a site's storage pool."""
+
+    def volume_for(self, service: Service, volume: Volume) -> str:
+        """Create (once) and return the Docker volume name to mount."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def dns_name(service: Service) -> str:
+    """The instance's name on the topology network: `db`, or `api.ansan` for `api@ansan`."""
+    return service.name.replace("@", ".")
+
+
+class System:
+    """The system under test, running (or about to run) on one Docker engine."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        topology: Topology,
+        volumes: VolumeProvider,
+        progress: Progress,
+        keep: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.topology = topology
+        self.keep = keep
+        self._volumes = volumes
+        self._progress = progress
+        self._handles: dict[str, ServiceHandle] = {}
+        self.network: Any = None
+        self.subnet: ipaddress.IPv4Network | None = None
+        self.health: dict[str, HealthResult] = {}
+        self.start_seconds: float = 0.0
+        self._stopped = False
+
+    # -- what tests see -------------------------------------------------------------------
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return self.topology.site_names
+
+    @property
+    def services(self) -> Mapping[str, ServiceHandle]:
+        """Running instances by name (`db`, `api@ansan`), in topology order."""
+        return dict(self._handles)
+
+    def service(self, name: str) -> ServiceHandle:
+        try:
+            return self._handles[name]
+        except KeyError:
+            self.topology.service(name)  # raises the did-you-mean error for unknown names
+            raise DcfireError(f"service {name} is not running") from None
+
+    def in_site(self, site: str) -> list[ServiceHandle]:
+        self.topology.site(site)
+        return [h for h in self._handles.values() if h.site == site]
+
+    def blast_radius(self, site: str) -> BlastRadius:
+        return blast_radius(self.topology, site)
+
+    def __iter__(self) -> Iterator[ServiceHandle]:
+        return iter(list(self._handles.values()))
+
+    def __repr__(self) -> str:
+        return f"<System {self.topology.source} sites={list(self.sites)} session={self.session_id}>"
+
+    @property
+    def session_id(self) -> str:
+        return self.engine.session.id
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the network, volumes and containers, wave by wave, each wave health-gated."""
+        started = time.monotonic()
+        try:
+            self._create_network()
+            images = ImageResolver(self.engine, self._progress).resolve(self.topology.services)
+            addresses = self._addresses()
+            plan = waves(self.topology)
+            for number, wave in enumerate(plan, 1):
+                names = ", ".join(s.name for s in wave)
+                self._progress(f"starting wave {number}/{len(plan)}: {names}")
+                handles = self._parallel(
+                    lambda svc: self._start_one(svc, images[svc.name], addresses[svc.name]), wave
+                )
+                self._handles.update({h.name: h for h in handles})
+                for result in self._parallel(wait_healthy, handles):
+                    self.health[result.service] = result
+        except BaseException:
+            if not self.keep:
+                self.stop()
+            raise
+        self.start_seconds = time.monotonic() - started
+        self._progress(
+            f"{len(self._handles)} service instance(s) healthy in {self.start_seconds:.1f} s"
+        )
+
+    def wait_healthy(self, handles: Sequence[ServiceHandle]) -> list[HealthResult]:
+        """Health-gate `handles` again (after a restore), all at once."""
+        return self._parallel(wait_healthy, handles)
+
+    def stop(self) -> list[str]:
+        """Remove everything this system created; return the problems met (never raises)."""
+        if self._stopped:
+            return []
+        self._stopped = True
+        problems: list[str] = []
+        containers = [c for c in self.engine.owned("containers") if _role(c) == "service"]
+        for error in self._parallel(_remove_container, containers, swallow=True):
+            if error:
+                problems.append(error)
+        try:
+            self._volumes.close()
+        except Exception as exc:
+            problems.append(f"volumes: {exc}")
+        if self.network is not None:
+            try:
+                self.network.remove()
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:
+                problems.append(f"network {self.network.name}: {exc}")
+        return problems
+
+    def keep_instructions(self) -> str:
+        label = f"{L_SESSION}={self.session_id}"
+        return (
+            f"kept the system of session {self.session_id}; remove it with:\n"
+            f"  docker rm -f $(docker ps -aq --filter label={label})\n"
+            f"  docker volume rm $(docker volume ls -q --filter label={label})\n"
+            f"  docker network rm $(docker network ls -q --filter label={label})\n"
+            "(or run pytest again without --dcfire-keep after this process has exited: "
+            "the next session removes what dead sessions left)"
+        )
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _create_network(self) -> None:
+        taken = _subnets_in_use(self.engine)
+        candidates = list(SUBNET_RANGE.subnets(new_prefix=24))
+        random.shuffle(candidates)
+        last: Exception | None = None
+        for subnet in candidates:
+            if any(subnet.overlaps(other) for other in taken):
+                continue
+            pool = docker.types.IPAMPool(subnet=str(subnet), gateway=str(subnet[1]))
+            try:
+                self.network = self.engine.client.networks.create(
+                    self.engine.session.name("net"),
+                    driver="bridge",
+                    ipam=docker.types.IPAMConfig(pool_configs=[pool]),
+                    labels=self.engine.session.labels("network"),
+                    check_duplicate=True,
+                )
+            except docker.errors.APIError as exc:
+                if "overlap" in str(exc).lower() or "already exists" in str(exc).lower():
+                    last = exc
+                    continue
+                raise StartupError(f"cannot create the topology network: {exc}") from None
+            self.subnet = subnet
+            return
+        raise StartupError(f"no free /24 subnet left in {SUBNET_RANGE}: {last}")
+
+    def _addresses(self) -> dict[str, str]:
+        assert self.subnet is not None
+        hosts = list(self.subnet.hosts())[1:]  # .1 is the gateway
+        if len(self.topology.services) > len(hosts):
+            raise StartupError(f"more than {len(hosts)} service instances in one topology")
+        return {s.name: str(ip) for s, ip in zip(self.topology.services, hosts, strict=False)}
+
+    def _start_one(self, svc: Service, image: str, ip: str) -> ServiceHandle:
+        api = self.engine.client.api
+        binds = {
+            self._volumes.volume_for(svc, vol): {"bind": vol.mount, "mode": "rw"}
+            for vol in svc.volumes
+        }
+        local = self.engine.local
+        port_bindings = {p: ("0.0.0.0", None) for p in svc.ports} if not local else None
+        host_config = api.create_host_config(
+            binds=binds or None, port_bindings=port_bindings, init=True
+        )
+        aliases = [dns_name(svc)] + ([svc.base] if svc.base != dns_name(svc) else [])
+        net_name = self.network.name
+        networking = api.create_networking_config(
+            {net_name: api.create_endpoint_config(ipv4_address=ip, aliases=aliases)}
+        )
+        labels = self.engine.session.labels(
+            "service", site=svc.site, service=svc.name, base=svc.base
+        )
+        try:
+            created = self.engine.retry(
+                lambda: api.create_container(
+                    image,
+                    command=list(svc.command) if svc.command is not None else None,
+                    entrypoint=list(svc.entrypoint) if svc.entrypoint is not None else None,
+                    environment=dict(svc.environment) or None,
+                    name=self.engine.session.name(svc.name),
+                    hostname=dns_name(svc).replace(".", "-"),
+                    labels=labels,
+                    ports=list(svc.ports) if not local and svc.ports else None,
+                    host_config=host_config,
+                    networking_config=networking,
+                    detach=True,
+                )
+            )
+            self.engine.retry(lambda: api.start(created["Id"]))
+        except docker.errors.APIError as exc:
+            shown = " ".join(shlex.quote(a) for a in (svc.command or ()))
+            raise StartupError(
+                f"service {svc.name} (site {svc.site}, image {image}"
+                + (f", command {shown}" if shown else "")
+                + f") could not start: {exc.explanation or exc}"
+            ) from None
+        container = self.engine.client.containers.get(created["Id"])
+        return ServiceHandle(svc, container, ip, local, self.engine.host_address)
+
+    def _parallel(
+        self, fn: Callable[[Any], Any], items: Sequence[Any], swallow: bool = False
+    ) -> list[Any]:
+        if not items:
+            return []
+        if len(items) == 1:
+            return [fn(items[0])]
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(items))) as pool:
+            futures = [pool.submit(fn, item) for item in items]
+            results, first_error = [], None
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except BaseException as exc:
+                    if swallow:
+                        results.append(str(exc))
+                    elif first_error is None:
+                        first_error = exc
+            if first_error is not None:
+                raise first_error
+            return results
+
+
+def _role(container: Any) -> str:
+    return str((container.labels or {}).get(L_ROLE, ""))
+
+
+def _remove_container(container: Any) -> str | None:
+    try:
+        container.remove(force=True, v=False)
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as exc:
+        return f"container {container.name}: {exc}"
+    return None
+
+
+def _subnets_in_use(engine: Engine) -> list[ipaddress.IPv4Network]:
+    taken: list[ipaddress.IPv4Network] = []
+    for net in engine.client.networks.list():
+        for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
+            try:
+                found = ipaddress.ip_network(cfg.get("Subnet", ""), strict=False)
+            except ValueError:
+                continue
+            if isinstance(found, ipaddress.IPv4Network):
+                taken.append(found)
+    return taken
+
+
+__all__ = ["L_SITE", "System", "VolumeProvider", "dns_name"]

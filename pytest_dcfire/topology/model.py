@@ -1,0 +1,140 @@
+"""The description of a multi-site system: immutable, loaded once, shared by every layer.
+
+A `Service` here is one *instance*: `site: [a, b]` in a topology file yields `svc@a` and
+`svc@b`, each with `base == "svc"`. The running state lives in `pytest_dcfire.runtime`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pytest_dcfire.errors import did_you_mean, one_of
+
+#: Names of sites, services and volumes end up in container names, labels and helper
+#: commands; this keeps them boring (no shell or path metacharacters, no leading dash).
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+
+HealthKind = Literal["tcp", "cmd", "http"]
+
+DEFAULT_POOL_MB = 256
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """How to tell that a service instance is ready (and recovered after a restore)."""
+
+    kind: HealthKind
+    port: int | None = None
+    cmd: tuple[str, ...] = ()
+    path: str = "/"
+    #: Seconds allowed for the service to become healthy after start or restore.
+    timeout: float = 60.0
+    #: Seconds between attempts.
+    interval: float = 0.2
+
+    def describe(self) -> str:
+        if self.kind == "tcp":
+            return f"tcp port {self.port}"
+        if self.kind == "http":
+            return f"http GET :{self.port}{self.path}"
+        return "cmd " + " ".join(self.cmd)
+
+
+@dataclass(frozen=True)
+class Build:
+    """A `build:` context, resolved to an absolute directory."""
+
+    context: str
+    dockerfile: str | None = None
+    args: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A named volume, kept on its site's storage pool and mounted at `mount`."""
+
+    name: str
+    mount: str
+
+
+@dataclass(frozen=True)
+class Site:
+    """A data center: a failure domain with its own network cut and storage pool."""
+
+    name: str
+    #: Size of each volume's loop-backed filesystem in this site, in MiB.
+    storage_mb: int = DEFAULT_POOL_MB
+
+
+@dataclass(frozen=True)
+class Service:
+    """One service instance, living in exactly one site."""
+
+    name: str
+    base: str
+    site: str
+    image: str | None = None
+    build: Build | None = None
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    environment: tuple[tuple[str, str], ...] = ()
+    ports: tuple[int, ...] = ()
+    volumes: tuple[Volume, ...] = ()
+    #: Names of services (any instance satisfies) or of instances (`svc@site`).
+    depends_on: tuple[str, ...] = ()
+    healthcheck: HealthCheck | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(self.environment)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Sites and service instances, as validated by `pytest_dcfire.topology.load`."""
+
+    source: str
+    sites: tuple[Site, ...]
+    services: tuple[Service, ...]
+    _by_name: Mapping[str, Service] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {s.name: s for s in self.services})
+
+    @property
+    def site_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.sites)
+
+    def site(self, name: str) -> Site:
+        for site in self.sites:
+            if site.name == name:
+                return site
+        raise KeyError(
+            f"unknown site {name!r}{did_you_mean(name, self.site_names)}; "
+            f"{one_of(self.site_names)}"
+        )
+
+    def service(self, name: str) -> Service:
+        """The instance called `name` (`db`, `api@ansan`)."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(
+                f"unknown service {name!r}{did_you_mean(name, self._by_name)}; "
+                f"{one_of(self._by_name)}"
+            ) from None
+
+    def instances_of(self, name: str) -> tuple[Service, ...]:
+        """Every instance a dependency on `name` may use: all of a base, or one instance."""
+        if name in self._by_name:
+            return (self._by_name[name],)
+        return tuple(s for s in self.services if s.base == name)
+
+    def in_site(self, site: str) -> tuple[Service, ...]:
+        return tuple(s for s in self.services if s.site == site)
+
+    def __iter__(self) -> Iterator[Service]:
+        return iter(self.services)
