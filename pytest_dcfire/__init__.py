@@ -1,1 +1,34 @@
-"""pytest-dcfire: burn a data center during a pytest test."""
+"""pytest-dcfire: burn a data center during a pytest test, and prove the system recovers."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_dcfire.errors import (
+    ConfigError,
+    DcfireError,
+    EngineUnavailable,
+    FireError,
+    RecoveryTimeout,
+    StartupError,
+    TopologyError,
+)
+from pytest_dcfire.fire import Fire, FireSpec
+from pytest_dcfire.recovery import Recovery
+
+#: `@dc_fire("site-a")` is `@pytest.mark.dc_fire("site-a")`.
+dc_fire = pytest.mark.dc_fire
+
+__all__ = [
+    "ConfigError",
+    "DcfireError",
+    "EngineUnavailable",
+    "Fire",
+    "FireError",
+    "FireSpec",
+    "Recovery",
+    "RecoveryTimeout",
+    "StartupError",
+    "TopologyError",
+    "dc_fire",
+]

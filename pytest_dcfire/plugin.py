@@ -142,6 +142,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         from pytest_dcfire.topology.plan import render_plan
 
         reporter = config.pluginmanager.get_plugin("terminalreporter")
+        assert reporter is not None
         for line in render_plan(state.topology).splitlines():
             reporter.write_line(line)
     finally:

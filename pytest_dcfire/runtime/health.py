@@ -47,13 +47,13 @@ def probe(handle: ServiceHandle, check: HealthCheck) -> None:
     host, port = handle.direct_address(check.port)
     if check.kind == "tcp":
         try:
-            with socket.create_connection((host, port), timeout=1.0) as conn:
+            with socket.create_connection((host, port), timeout=1.0) as sock:
                 if not handle.engine_local:
                     # Through a published port the engine's proxy accepts even when nothing
-                    # listens behind it, then closes: a quiet second means a real listener.
-                    conn.settimeout(0.05)
+                    # listens behind it, then closes: a quiet moment means a real listener.
+                    sock.settimeout(0.05)
                     try:
-                        if conn.recv(1) == b"":
+                        if sock.recv(1) == b"":
                             raise Unhealthy(f"tcp {host}:{port} closed at once")
                     except TimeoutError:
                         pass

@@ -26,7 +26,7 @@ from pytest_dcfire.topology.model import Service, Topology, Volume
 from pytest_dcfire.topology.plan import BlastRadius, blast_radius, waves
 
 #: Subnets are carved from this range, one /24 per session (and per xdist worker).
-SUBNET_RANGE = ipaddress.ip_network("10.213.0.0/16")
+SUBNET_RANGE = ipaddress.IPv4Network("10.213.0.0/16")
 #: Parallel engine calls when starting or removing a wave.
 MAX_PARALLEL = 16
 

@@ -1,0 +1,311 @@
+"""The running system on a real engine: order, parallelism, handles, cleanup, the reaper."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import docker
+import pytest
+
+from pytest_dcfire.runtime.engine import L_SESSION
+
+pytestmark = pytest.mark.docker
+
+IMAGE = "debian:bookworm-slim"
+
+# b refuses to start unless a already answers, and c the same with b: a wrong start order
+# makes the session fail. Every service takes 1.5 s to listen, so a sequential start of the
+# wave {w1, w2, w3, w4} would take at least 6 s.
+CHAIN = f"""
+sites: [east, west]
+services:
+  a:
+    site: east
+    image: {IMAGE}
+    command: ["python3", "-c", "import time,socket; time.sleep(1.5); s=socket.socket(); s.bind(('0.0.0.0', 7000)); s.listen(); print('a up', flush=True); time.sleep(1e6)"]
+    healthcheck: {{tcp: 7000}}
+  b:
+    site: west
+    image: {IMAGE}
+    depends_on: [a]
+    command: ["python3", "-c", "import socket,time; socket.create_connection(('a', 7000), timeout=2); time.sleep(1.5); s=socket.socket(); s.bind(('0.0.0.0', 7000)); s.listen(); time.sleep(1e6)"]
+    healthcheck: {{tcp: 7000}}
+  c:
+    site: [east, west]
+    image: {IMAGE}
+    depends_on: [b]
+    environment: {{GREETING: hello}}
+    command: ["python3", "-c", "import socket,os,time; socket.create_connection(('b', 7000), timeout=2); print(os.environ['GREETING'], flush=True); time.sleep(1e6)"]
+    healthcheck: {{cmd: ["python3", "-c", "print('ok')"]}}
+"""
+
+WAVE = f"""
+sites: [east]
+services:
+  w:
+    site: east
+    image: {IMAGE}
+    command: ["python3", "-c", "import time,socket; time.sleep(1.5); s=socket.socket(); s.bind(('0.0.0.0', 7000)); s.listen(); time.sleep(1e6)"]
+    healthcheck: {{tcp: 7000}}
+"""
+
+
+@pytest.fixture(scope="module")
+def engine() -> docker.DockerClient:
+    client = docker.from_env()
+    try:
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"these tests need a Docker engine: {exc}")
+    return client
+
+
+def session_objects(client: docker.DockerClient, session: str) -> list[str]:
+    flt = {"label": f"{L_SESSION}={session}"}
+    return (
+        [f"container {c.name}" for c in client.containers.list(all=True, filters=flt)]
+        + [f"volume {v.name}" for v in client.volumes.list(filters=flt)]
+        + [f"network {n.name}" for n in client.networks.list(filters=flt)]
+    )
+
+
+def run_inner(pytester: pytest.Pytester, topology: str, test: str, *args: str):  # type: ignore[no-untyped-def]
+    (pytester.path / "topology.yml").write_text(textwrap.dedent(topology))
+    pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
+    pytester.makepyfile(test_inner=textwrap.dedent(test))
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=180)
+
+
+def test_chain_starts_in_order_and_handles_work(
+    pytester: pytest.Pytester, engine: docker.DockerClient
+) -> None:
+    result = run_inner(
+        pytester,
+        CHAIN,
+        """
+        import json
+
+        def test_system(dcfire_topology):
+            t = dcfire_topology
+            assert t.sites == ("east", "west")
+            assert list(t.services) == ["a", "b", "c@east", "c@west"]
+            c = t.service("c@west")
+            assert (c.name, c.site) == ("c@west", "west")
+            code, out = c.exec(["sh", "-c", "echo $GREETING; hostname"])
+            assert code == 0 and out.split() == ["hello", "c-west"]
+            assert c.exec("false")[0] == 1
+            assert "hello" in c.logs()
+            host, port = t.service("a").address(7000)
+            import socket
+            socket.create_connection((host, port), timeout=2).close()
+            started = {n: h.container.attrs["State"]["StartedAt"] for n, h in t.services.items()}
+            assert started["a"] < started["b"] < started["c@east"]
+            open("session.json", "w").write(json.dumps({"id": t.session_id}))
+        """,
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*starting wave 1/3: a", "*starting wave 3/3: c@east, c@west"])
+    session = json.loads((pytester.path / "session.json").read_text())["id"]
+    assert session_objects(engine, session) == []
+
+
+def test_a_wave_starts_in_parallel(pytester: pytest.Pytester) -> None:
+    topology = WAVE.replace("  w:\n", "  w:\n", 1)
+    # Four independent services of one wave, each needing 1.5 s before it listens.
+    body = topology.split("services:\n", 1)[1]
+    services = "".join(body.replace("  w:", f"  w{i}:") for i in range(4))
+    result = run_inner(
+        pytester,
+        "sites: [east]\nservices:\n" + services,
+        """
+        def test_started(dcfire_topology):
+            assert len(dcfire_topology.services) == 4
+        """,
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*starting wave 1/1: w0, w1, w2, w3"])
+    # Sequential would need >= 6 s of health waits; parallel needs about 1.5 s + overhead.
+    healthy = [line for line in result.outlines if "healthy in" in line]
+    seconds = float(healthy[0].split("healthy in ")[1].split(" s")[0])
+    assert seconds < 5.0, healthy
+
+
+def test_startup_failure_names_the_service_and_shows_its_logs(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run_inner(
+        pytester,
+        f"""
+        sites: [east]
+        services:
+          broken:
+            site: east
+            image: {IMAGE}
+            command: ["sh", "-c", "echo cannot open config >&2; exit 3"]
+            healthcheck: {{tcp: 7000, timeout: 5}}
+        """,
+        """
+        def test_one(dcfire_topology):
+            pass
+
+        def test_two(dcfire_topology):
+            pass
+
+        def test_without_docker():
+            pass
+        """,
+    )
+    result.assert_outcomes(passed=1, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*dcfire: service broken (site east) container is exited*",
+            "*cannot open config*",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_no_engine_fails_those_tests_with_one_line(pytester: pytest.Pytester) -> None:
+    (pytester.path / "topology.yml").write_text(textwrap.dedent(WAVE))
+    pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
+    pytester.makepyfile(
+        """
+        def test_needs(dcfire_topology):
+            pass
+
+        def test_plain():
+            pass
+        """
+    )
+    env_host = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"
+    try:
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
+    finally:
+        if env_host is None:
+            del os.environ["DOCKER_HOST"]
+        else:
+            os.environ["DOCKER_HOST"] = env_host
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*dcfire: no Docker engine at unix:///nonexistent/docker.sock (DOCKER_HOST)*"]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_sigkilled_session_is_reaped_and_foreign_containers_survive(
+    pytester: pytest.Pytester, engine: docker.DockerClient
+) -> None:
+    # A container that looks like ours (our label keys, a dead pid, a dcf name) but that we
+    # did not create: it lacks the pid start time, so no session may claim it.
+    foreign = engine.containers.run(
+        IMAGE,
+        ["sleep", "300"],
+        name=f"dcf00000000-foreign-{os.getpid()}",
+        labels={
+            L_SESSION: "dcf00000000",
+            "io.github.pytest-dcfire.pid": "999999",
+            "io.github.pytest-dcfire.host": os.uname().nodename,
+            "io.github.pytest-dcfire.role": "service",
+        },
+        detach=True,
+    )
+    try:
+        (pytester.path / "topology.yml").write_text(textwrap.dedent(WAVE))
+        pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
+        pytester.makepyfile(
+            test_hang="""
+            import json, time
+
+            def test_hang(dcfire_topology):
+                open("session.json", "w").write(json.dumps({"id": dcfire_topology.session_id}))
+                time.sleep(600)
+            """
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_hang.py"],
+            cwd=pytester.path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        marker = pytester.path / "session.json"
+        deadline = time.monotonic() + 120
+        while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert marker.exists(), "the inner session never started its system"
+        session = json.loads(marker.read_text())["id"]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert session_objects(engine, session), "SIGKILL should leave the system behind"
+
+        marker.unlink()
+        (pytester.path / "test_hang.py").unlink()
+        result = run_inner(
+            pytester,
+            WAVE,
+            """
+            def test_next(dcfire_topology):
+                pass
+            """,
+        )
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines([f"*removed what 1 dead session(s) left ({session})*"])
+        assert session_objects(engine, session) == []
+        foreign.reload()
+        assert foreign.status == "running"
+    finally:
+        foreign.remove(force=True)
+
+
+def test_keep_keeps_and_says_how_to_remove(
+    pytester: pytest.Pytester, engine: docker.DockerClient
+) -> None:
+    result = run_inner(
+        pytester,
+        WAVE,
+        """
+        import json
+
+        def test_one(dcfire_topology):
+            open("session.json", "w").write(json.dumps({"id": dcfire_topology.session_id}))
+        """,
+        "--dcfire-keep",
+    )
+    result.assert_outcomes(passed=1)
+    session = json.loads((pytester.path / "session.json").read_text())["id"]
+    try:
+        result.stdout.fnmatch_lines(
+            [
+                f"*kept the system of session {session}; remove it with:*",
+                f"*docker rm -f $(docker ps -aq --filter label={L_SESSION}={session})*",
+            ]
+        )
+        assert any(o.startswith("container") for o in session_objects(engine, session))
+    finally:
+        for c in engine.containers.list(all=True, filters={"label": f"{L_SESSION}={session}"}):
+            c.remove(force=True)
+        for n in engine.networks.list(filters={"label": f"{L_SESSION}={session}"}):
+            n.remove()
+        for v in engine.volumes.list(filters={"label": f"{L_SESSION}={session}"}):
+            v.remove(force=True)
+
+
+def test_foreign_containers_are_never_touched_by_a_session(
+    pytester: pytest.Pytester, engine: docker.DockerClient
+) -> None:
+    bystander = engine.containers.run(
+        IMAGE, ["sleep", "300"], detach=True, name=f"bystander-{os.getpid()}"
+    )
+    try:
+        result = run_inner(pytester, WAVE, "def test_one(dcfire_topology):\n    pass\n")
+        result.assert_outcomes(passed=1)
+        bystander.reload()
+        assert bystander.status == "running"
+    finally:
+        bystander.remove(force=True)

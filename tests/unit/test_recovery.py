@@ -1,0 +1,95 @@
+"""eventually() and measure_recovery(): real clocks, real retries, precise failure messages."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pytest_dcfire.errors import RecoveryTimeout
+from pytest_dcfire.recovery import eventually, measure_recovery
+
+
+def flaky(fail_times: int, exc: type[Exception] = ConnectionError):  # type: ignore[no-untyped-def]
+    calls = {"n": 0}
+
+    def fn() -> str:
+        calls["n"] += 1
+        if calls["n"] <= fail_times:
+            raise exc(f"attempt {calls['n']} failed")
+        return "ok"
+
+    fn.calls = calls  # type: ignore[attr-defined]
+    return fn
+
+
+def test_eventually_returns_the_value_once_it_works() -> None:
+    fn = flaky(3)
+    assert eventually(fn, timeout=5, interval=0.01) == "ok"
+    assert fn.calls["n"] == 4  # type: ignore[attr-defined]
+
+
+def test_eventually_treats_false_as_not_yet() -> None:
+    answers = iter([False, False, 0, "done"])
+    assert eventually(lambda: next(answers), timeout=5, interval=0.01) == 0
+
+
+def test_eventually_failure_says_how_long_how_often_and_the_last_error() -> None:
+    def never() -> None:
+        raise ConnectionRefusedError("connection refused")
+
+    started = time.monotonic()
+    with pytest.raises(RecoveryTimeout) as info:
+        eventually(never, timeout=0.3, interval=0.05)
+    assert 0.3 <= time.monotonic() - started < 2
+    message = str(info.value)
+    assert message.startswith(
+        "eventually(test_eventually_failure_says_how_long_how_often_and_the_last_error.<locals>.never) did not succeed within 0.3 s (waited 0."
+    )
+    assert "attempts); last error: ConnectionRefusedError: connection refused" in message
+    assert isinstance(info.value, AssertionError)  # reported as a test failure
+
+
+def test_measure_recovery_counts_from_ignition_to_the_first_stable_success() -> None:
+    ignition = time.monotonic()
+    recover_at = ignition + 0.3
+
+    def probe() -> None:
+        if time.monotonic() < recover_at:
+            raise TimeoutError("still dark")
+
+    recovery = measure_recovery(probe, since=ignition, timeout=5, stable=3, interval=0.02)
+    assert 0.3 <= recovery.rto < 0.5
+    assert recovery.failures >= 5
+    assert recovery.attempts == recovery.failures + 3
+    assert recovery.last_error == "TimeoutError: still dark"
+
+
+def test_a_success_between_failures_does_not_count_as_recovered() -> None:
+    pattern = iter([True, False, True, True, False, True, True, True])
+
+    def probe() -> bool:
+        return next(pattern)
+
+    since = time.monotonic()
+    recovery = measure_recovery(probe, since=since, timeout=5, stable=3, interval=0.01)
+    assert recovery.attempts == 8
+    assert recovery.failures == 2
+    assert recovery.rto >= 0.05  # the streak started at the 6th probe, not the 1st
+
+
+def test_measure_recovery_timeout_names_the_probe_and_stability() -> None:
+    with pytest.raises(
+        RecoveryTimeout,
+        match=r"no recovery within 0.2 s: .*probe did not succeed 2 times in a row \(waited 0\.\d s, \d+ attempts, \d+ failed\); last error: OSError: down",
+    ):
+
+        def probe() -> None:
+            raise OSError("down")
+
+        measure_recovery(probe, since=time.monotonic(), timeout=0.2, stable=2, interval=0.02)
+
+
+def test_stable_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="stable must be at least 1"):
+        measure_recovery(lambda: None, since=0, timeout=1, stable=0)
