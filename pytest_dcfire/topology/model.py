@@ -100,6 +100,8 @@ class Topology:
     sites: tuple[Site, ...]
     services: tuple[Service, ...]
     _by_name: Mapping[str, Service] = field(default_factory=dict, repr=False, compare=False)
+    #: The optional project label of the file (`name:`), for people and reports.
+    name: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {s.name: s for s in self.services})
@@ -113,8 +115,7 @@ class Topology:
             if site.name == name:
                 return site
         raise KeyError(
-            f"unknown site {name!r}{did_you_mean(name, self.site_names)}; "
-            f"{one_of(self.site_names)}"
+            f"unknown site {name!r}{did_you_mean(name, self.site_names)}; {one_of(self.site_names)}"
         )
 
     def service(self, name: str) -> Service:

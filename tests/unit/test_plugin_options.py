@@ -77,9 +77,16 @@ def test_ini_path_is_relative_to_the_ini_file(pytester: pytest.Pytester, write_t
     sub = pytester.mkdir("conf")
     write_topology(name="conf/topo.yml")
     (sub / "pytest.ini").write_text("[pytest]\ndcfire_topology = topo.yml\n")
-    _show_settings(pytester)
-    result = pytester.runpytest("--co", "-c", "conf/pytest.ini", "--rootdir", str(pytester.path))
-    result.stdout.fnmatch_lines(["SETTINGS topology=topo.yml *"])
+    pytester.makepyfile(
+        """
+        from pytest_dcfire.plugin import SESSION_KEY
+
+        def test_show(pytestconfig):
+            print("TOPOLOGY", pytestconfig.stash[SESSION_KEY].settings.topology)
+        """
+    )
+    result = pytester.runpytest("-s", "-c", "conf/pytest.ini", "--rootdir", str(pytester.path))
+    result.stdout.fnmatch_lines([f"*TOPOLOGY {sub / 'topo.yml'}"])
 
 
 @pytest.mark.parametrize(
@@ -144,7 +151,7 @@ def test_a_suite_without_topology_runs_untouched(pytester: pytest.Pytester) -> N
     pytester.makepyfile("def test_plain(): assert 1 + 1 == 2")
     result = pytester.runpytest()
     result.assert_outcomes(passed=1)
-    assert "dcfire" not in result.stdout.str()
+    assert "dcfire:" not in result.stdout.str()
 
 
 def test_asking_for_the_topology_without_one_fails_clearly(pytester: pytest.Pytester) -> None:
