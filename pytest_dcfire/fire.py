@@ -87,8 +87,15 @@ class FireSpec:
             return ("pause",)
         if self.mode == "partition":
             return ("network",) if self.network else ()
-        steps = tuple(k for k in ("network", "storage") if getattr(self, k))
-        return (*steps, "kill") if self.mode == "power-loss" else steps
+        if self.mode == "power-loss":
+            # Killed before the freeze: a process blocked on a frozen disk cannot die, so the
+            # undo must thaw, then start, then reconnect.
+            return tuple(
+                k
+                for k, on in (("network", self.network), ("kill", True), ("storage", self.storage))
+                if on
+            )
+        return tuple(k for k in ("network", "storage") if getattr(self, k))
 
     def describe(self) -> str:
         extra = (

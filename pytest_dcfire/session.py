@@ -68,6 +68,7 @@ class DcfireSession:
         )
         self.faults.attach(system)
         system.start()
+        self.faults.warm()
         return system
 
     def close(self) -> list[str]:

@@ -72,7 +72,7 @@ def controller(recorder: Recorder, system: FakeSystem | None = None) -> FireCont
         ("fire", True, True, ("network", "storage")),
         ("fire", True, False, ("network",)),
         ("fire", False, True, ("storage",)),
-        ("power-loss", True, True, ("network", "storage", "kill")),
+        ("power-loss", True, True, ("network", "kill", "storage")),
         ("power-loss", False, False, ("kill",)),
         ("partition", True, True, ("network",)),
         ("freeze", True, True, ("pause",)),

@@ -1,0 +1,229 @@
+"""The fault layer as the fire controller sees it: one object per session that turns a fire's
+effects (network, storage, kill, pause) into reversible steps on the session's helper.
+
+Nested fires may touch the same containers (a partition around a fire of the same site):
+each fault is reference-counted per container, applied on the first fire and undone on the
+last, so an inner restore never heals a site that an outer fire still burns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import docker.errors
+
+from pytest_dcfire.errors import FireError
+from pytest_dcfire.faults.helper import FaultTiming, Helper, HelperUnavailable, thawer
+from pytest_dcfire.faults.network import NetworkCutter, Targets, container_id
+from pytest_dcfire.faults.power import PowerSwitch
+from pytest_dcfire.faults.storage import PoolVolumes, StoragePools
+from pytest_dcfire.fire import FireSpec, StepTiming
+from pytest_dcfire.runtime.engine import Engine
+from pytest_dcfire.topology.model import Service, Topology, Volume
+
+Progress = Callable[[str], None]
+
+
+class UnfrozenVolumes:
+    """Plain labelled volumes, for engines that refuse the helper (no pools to freeze)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._made: list[Any] = []
+        self._lock = threading.Lock()
+
+    def volume_for(self, service: Service, volume: Volume) -> str:
+        made = self.engine.client.volumes.create(
+            self.engine.session.name(service.name, volume.name),
+            labels=self.engine.session.labels("volume", site=service.site),
+        )
+        with self._lock:
+            self._made.append(made)
+        return str(made.name)
+
+    def close(self) -> None:
+        for volume in self._made:
+            with contextlib.suppress(docker.errors.NotFound):
+                volume.remove(force=True)
+
+
+@dataclass
+class _Step:
+    """One reversible effect of a fire, with the targets it actually changed."""
+
+    effect: str
+    do: Callable[[], FaultTiming]
+    undo_fn: Callable[[], object]
+
+    def apply(self) -> StepTiming:
+        t = self.do()
+        return StepTiming(self.effect, t.method, t.latency_ms, dict(t.offsets_ms))
+
+    def undo(self) -> None:
+        self.undo_fn()
+
+
+class FaultBackend:
+    """The session's helper, network cutter, storage pools and power switch."""
+
+    def __init__(self, engine: Engine, topology: Topology, progress: Progress) -> None:
+        self.engine = engine
+        self.topology = topology
+        self.progress = progress
+        self.helper: Helper | None = None
+        self.refused: str | None = None
+        try:
+            self.helper = Helper(engine, progress).start()
+        except HelperUnavailable as exc:
+            self.refused = str(exc)
+            progress(
+                f"the engine refused the helper container ({exc}); network cuts fall back to "
+                "`docker network disconnect` and storage cannot be frozen"
+            )
+        self.targets = Targets(engine)
+        self.network = NetworkCutter(engine, self.targets, self.helper)
+        self.power = PowerSwitch(engine, self.targets, self.helper)
+        self.pools = StoragePools(engine, self.helper) if self.helper is not None else None
+        self.volumes: Any = (
+            PoolVolumes(self.pools, topology) if self.pools is not None else UnfrozenVolumes(engine)
+        )
+        self._held: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+        self.system: Any = None
+
+    @property
+    def method(self) -> str:
+        return self.network.method
+
+    def attach(self, system: Any) -> None:
+        self.system = system
+
+    def warm(self) -> None:
+        """Resolve every service container once, so the first fire costs what later ones do."""
+        if self.system is not None and self.system.services:
+            self.targets.resolve([h.container for h in self.system.services.values()])
+
+    def thaw_dead(self, session: str, containers: list[Any]) -> None:
+        if self.helper is not None:
+            thawer(self.helper)(session, containers)
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def make_step(self, effect: str, spec: FireSpec, handles: Sequence[Any]) -> _Step:
+        containers = [h.container for h in handles]
+        if effect == "network":
+            return self._counted(effect, containers, self.network.cut, self.network.restore)
+        if effect == "kill":
+            return self._counted(effect, containers, self.power.power_off, self.power.power_on)
+        if effect == "pause":
+            return self._counted(effect, containers, self.power.pause, self.power.unpause)
+        if effect == "storage":
+            return self._storage_step(spec)
+        raise FireError(f"unknown effect {effect!r}")
+
+    def _counted(
+        self,
+        effect: str,
+        containers: list[Any],
+        apply: Callable[[Sequence[Any]], FaultTiming],
+        undo: Callable[[Sequence[Any]], FaultTiming],
+    ) -> _Step:
+        changed: list[Any] = []
+
+        def do() -> FaultTiming:
+            with self._lock:
+                fresh = [c for c in containers if self._held[(effect, container_id(c))] == 0]
+                for c in containers:
+                    self._held[(effect, container_id(c))] += 1
+            changed.extend(fresh)
+            if not fresh:
+                return FaultTiming(effect, "already in place", 0.0, {})
+            return apply(fresh)
+
+        def undo_fn() -> None:
+            with self._lock:
+                last = []
+                for c in containers:
+                    key = (effect, container_id(c))
+                    self._held[key] -= 1
+                    if self._held[key] <= 0:
+                        del self._held[key]
+                        if c in changed:
+                            last.append(c)
+            if last:
+                undo(last)
+
+        return _Step(effect, do, undo_fn)
+
+    def _storage_step(self, spec: FireSpec) -> _Step:
+        if self.pools is None:
+            raise FireError(
+                f"cannot freeze the storage of {', '.join(spec.sites)}: the engine refused the "
+                f"helper container ({self.refused}); use storage=False or mode='partition'"
+            )
+        pools = self.pools
+        site_pools = pools.pools(spec.sites)
+        keys = [("storage", p.name) for p in site_pools]
+        changed: list[Any] = []
+
+        def do() -> FaultTiming:
+            with self._lock:
+                fresh = [p for p, k in zip(site_pools, keys, strict=True) if self._held[k] == 0]
+                for k in keys:
+                    self._held[k] += 1
+            changed.extend(fresh)
+            if not fresh:
+                return FaultTiming(
+                    "storage", "no volumes" if not site_pools else "already in place", 0.0, {}
+                )
+            return pools.freeze(fresh)
+
+        def undo_fn() -> None:
+            with self._lock:
+                for k in keys:
+                    self._held[k] -= 1
+                last = [
+                    p
+                    for p, k in zip(site_pools, keys, strict=True)
+                    if self._held[k] <= 0 and p in changed
+                ]
+                for k in keys:
+                    if self._held[k] <= 0:
+                        del self._held[k]
+            if last:
+                pools.thaw(last)
+
+        return _Step("storage", do, undo_fn)
+
+    # -- end of session -------------------------------------------------------------------
+
+    def release(self) -> list[str]:
+        """For --dcfire-keep: undo every fault but keep the helper and the pools."""
+        problems: list[str] = []
+        undos: list[tuple[str, Callable[[], object]]] = [
+            ("network", self.network.restore),
+            ("pause", self.power.unpause),
+        ]
+        if self.pools is not None:
+            undos.append(("storage", self.pools.thaw))
+        for name, undo in undos:
+            try:
+                undo()
+            except Exception as exc:
+                problems.append(f"undo {name}: {exc}")
+        return problems
+
+    def close(self) -> list[str]:
+        """Remove the helper last (the system's containers and pools are gone by now)."""
+        problems = self.release()
+        if self.helper is not None:
+            try:
+                self.helper.close()
+            except Exception as exc:
+                problems.append(f"helper: {exc}")
+        return problems

@@ -1,0 +1,224 @@
+"""Storage pools: each named volume of a service instance lives on its own loop-backed ext4
+filesystem made for the session, so that freezing it blocks exactly that volume's I/O and
+nothing else on the host (never the host's root filesystem).
+
+How a pool is made, entirely inside the helper (works on a remote engine too): a sparse
+image file on the session's state volume, mkfs.ext4 with lazy init, a loop device attached
+with LOOP_CONFIGURE (node made with mknod if the helper's /dev lacks it), mounted inside the
+helper at /dcfire/mnt/<pool>. Then `docker volume create` with the local driver
+(`type=ext4, device=/dev/loopN`), labelled with the session, is what containers mount: the
+engine mounts the same block device, which shares the superblock with the helper's mount.
+
+Freeze and thaw are FIFREEZE/FITHAW on the helper's mount. Because the helper keeps a mount,
+the engine unmounting the volume (a container stopped or killed during the freeze) is
+never the last unmount, and returns at once; even a last unmount of a frozen ext4 returns
+at once on the kernels checked (the superblock lingers frozen until thawed through a new
+mount, which is how the reaper thaws a dead session's pools).
+
+A process blocked writing to a frozen pool sleeps uninterruptibly: it cannot die before
+the thaw, and the engine's own `kill` of its container fails after 12 s. So power loss
+kills through the helper (see power.py), and a power-loss fire kills before it freezes and
+thaws before it powers on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import docker.errors
+
+from pytest_dcfire.errors import FireError
+from pytest_dcfire.faults.helper import AgentError, FaultTiming, Helper
+from pytest_dcfire.faults.network import container_id
+from pytest_dcfire.runtime.engine import Engine, monotonic_ms
+from pytest_dcfire.topology.model import DEFAULT_POOL_MB, Service, Topology, Volume
+
+POOL_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,95}$")
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One storage pool: `volume` is the Docker volume name to mount in a container."""
+
+    name: str
+    volume: str
+    site: str
+    size_mb: int
+    device: str
+
+
+def pool_name(*parts: str) -> str:
+    """A pool name from service and volume names: safe characters, bounded length."""
+    raw = "-".join(parts).replace("@", "-at-")
+    name = re.sub(r"[^a-zA-Z0-9_.-]", "_", raw).lstrip("._-") or "pool"
+    if len(name) > 60:
+        name = f"{name[:47]}-{hashlib.sha256(raw.encode()).hexdigest()[:12]}"
+    return name
+
+
+class StoragePools:
+    """This session's pools: create, freeze, thaw, destroy. Refuses anything else."""
+
+    def __init__(self, engine: Engine, helper: Helper) -> None:
+        self.engine = engine
+        self.helper = helper
+        self._pools: dict[str, Pool] = {}
+        self._lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def create_pool(self, name: str, size_mb: int, site: str) -> Pool:
+        """Make the pool and its Docker volume; mount `Pool.volume` in the containers."""
+        if not POOL_NAME.match(name) or ".." in name:
+            raise FireError(f"bad pool name {name!r}: use letters, digits, '.', '_', '-'")
+        with self._lock:
+            if name in self._pools:
+                raise FireError(f"pool {name!r} exists already")
+        volume = self.engine.session.name("pool", name)
+        result = self.helper.request(
+            "pool_create", name=name, size_mb=int(size_mb), volume=volume
+        ).result
+        device = str(result["device"])
+        try:
+            self.engine.retry(
+                lambda: self.engine.client.volumes.create(
+                    name=volume,
+                    driver="local",
+                    driver_opts={"type": "ext4", "device": device},
+                    labels=self.engine.session.labels("pool", site=site, pool=name),
+                )
+            )
+        except docker.errors.APIError as exc:
+            self.helper.request("pool_destroy", name=name)
+            raise FireError(f"cannot create the volume of pool {name}: {exc}") from None
+        pool = Pool(name, volume, site, int(size_mb), device)
+        with self._lock:
+            self._pools[name] = pool
+        return pool
+
+    def destroy(self, pool: Pool) -> None:
+        """Thaw, remove the Docker volume, unmount, detach the loop device, delete the image.
+
+        The containers that mount it must be removed first.
+        """
+        self._own([pool])
+        self.helper.request("thaw", names=[pool.name])
+        try:
+            self.engine.retry(lambda: self.engine.client.api.remove_volume(pool.volume, force=True))
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise FireError(
+                f"cannot remove the volume of pool {pool.name} (still mounted by a "
+                f"container?): {exc.explanation or exc}"
+            ) from None
+        self.helper.request("pool_destroy", name=pool.name)
+        with self._lock:
+            self._pools.pop(pool.name, None)
+
+    def close(self) -> list[str]:
+        """Destroy every pool (the runtime's teardown); returns the problems met."""
+        problems: list[str] = []
+        for pool in list(self._pools.values()):
+            try:
+                self.destroy(pool)
+            except (FireError, OSError) as exc:
+                problems.append(f"pool {pool.name}: {exc}")
+        return problems
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def pools(self, sites: Iterable[str] | None = None) -> list[Pool]:
+        """This session's pools, optionally only those of `sites`."""
+        wanted = None if sites is None else set(sites)
+        with self._lock:
+            return [p for p in self._pools.values() if wanted is None or p.site in wanted]
+
+    def for_containers(self, containers: Sequence[Any]) -> list[Pool]:
+        """The pools mounted by `containers` (from the engine's view of their mounts)."""
+        by_volume = {p.volume: p for p in self.pools()}
+        found: dict[str, Pool] = {}
+        for c in containers:
+            info = self.engine.client.api.inspect_container(container_id(c))
+            for mount in info.get("Mounts") or []:
+                pool = by_volume.get(str(mount.get("Name", "")))
+                if pool is not None:
+                    found[pool.name] = pool
+        return list(found.values())
+
+    # -- faults ----------------------------------------------------------------------------
+
+    def _own(self, pools: Sequence[Pool]) -> None:
+        with self._lock:
+            for p in pools:
+                if self._pools.get(p.name) != p:
+                    raise FireError(
+                        f"refusing to freeze or thaw {p.name!r}: not a storage pool of "
+                        f"session {self.engine.session.id}"
+                    )
+
+    def freeze(self, pools: Sequence[Pool]) -> FaultTiming:
+        """Freeze all `pools` side by side: their I/O blocks until `thaw`."""
+        return self._set(pools, "freeze", "frozen")
+
+    def thaw(self, pools: Sequence[Pool] | None = None) -> FaultTiming:
+        """Thaw `pools` (default: all of this session's); thawing a thawed pool is a no-op."""
+        return self._set(self.pools() if pools is None else pools, "thaw", "thawed")
+
+    def _set(self, pools: Sequence[Pool], op: str, key: str) -> FaultTiming:
+        started = monotonic_ms()
+        if not pools:
+            return FaultTiming("storage", "fsfreeze", 0.0, {})
+        self._own(pools)
+        try:
+            reply = self.helper.request(op, names=[p.name for p in pools])
+        except AgentError as exc:
+            raise FireError(f"{op} {', '.join(p.name for p in pools)}: {exc}") from None
+        offsets = reply.offsets(dict(reply.result[key]), started)
+        return FaultTiming("storage", "fsfreeze", max(offsets.values()), offsets)
+
+
+class PoolVolumes:
+    """The runtime's VolumeProvider: every named volume of an instance on a pool of its site.
+
+    `volume_for` is called from the runtime's start threads before each container is
+    created; it makes the pool once and returns the Docker volume name to bind.
+    """
+
+    def __init__(
+        self,
+        pools: StoragePools,
+        topology: Topology | None = None,
+        sizes: Mapping[str, int] | None = None,
+    ) -> None:
+        self.pools = pools
+        self._sizes = dict(sizes or {})
+        if topology is not None:
+            self._sizes.update({s.name: s.storage_mb for s in topology.sites})
+        self._made: dict[tuple[str, str], Pool] = {}
+        self._lock = threading.Lock()
+
+    def volume_for(self, service: Service, volume: Volume) -> str:
+        key = (service.name, volume.name)
+        with self._lock:
+            pool = self._made.get(key)
+            if pool is None:
+                size = self._sizes.get(service.site, DEFAULT_POOL_MB)
+                pool = self.pools.create_pool(
+                    pool_name(service.name, volume.name), size, service.site
+                )
+                self._made[key] = pool
+        return pool.volume
+
+    def close(self) -> None:
+        problems = self.pools.close()
+        if problems:
+            raise FireError("; ".join(problems))
+
+
+__all__ = ["Pool", "PoolVolumes", "StoragePools", "pool_name"]
