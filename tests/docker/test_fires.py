@@ -199,6 +199,11 @@ def test_restore_after_failure_exception_and_interrupt(pytester: pytest.Pytester
         def test_next_test_sees_a_healthy_site(dcfire_topology):
             assert echo_once(dcfire_topology.service("echo@east").address(7000)) == b"ping"
 
+        @pytest.mark.timeout(2, method="signal")
+        @dc_fire("west", mode="partition")
+        def test_times_out(dcfire_topology):
+            time.sleep(30)
+
         @dc_fire("west")
         def test_interrupted(dcfire_topology):
             raise KeyboardInterrupt
@@ -208,7 +213,7 @@ def test_restore_after_failure_exception_and_interrupt(pytester: pytest.Pytester
         """,
         conftest=conftest,
     )
-    result.assert_outcomes(passed=1, failed=2)
+    result.assert_outcomes(passed=1, failed=3)
     assert result.ret == pytest.ExitCode.INTERRUPTED
     events = (pytester.path / "events.log").read_text().splitlines()
     assert events == [
@@ -216,6 +221,8 @@ def test_restore_after_failure_exception_and_interrupt(pytester: pytest.Pytester
         "restore test_fails east",
         "ignite test_raises east power-loss",
         "restore test_raises east",
+        "ignite test_times_out west partition",
+        "restore test_times_out west",
         "ignite test_interrupted west fire",
         "restore test_interrupted west",
     ]
