@@ -1,0 +1,26 @@
+"""An embedded, Toxiproxy-compatible server, so link faults need no image and no daemon.
+
+It speaks Toxiproxy 2.x's HTTP API (same endpoints, JSON shapes, defaults and status codes)
+and implements its toxics (latency, bandwidth, slow_close, timeout, reset_peer, slicer,
+limit_data, noop), so the same client code drives it, a ``ghcr.io/shopify/toxiproxy``
+container or any running Toxiproxy.
+
+Our one extension, not in Toxiproxy: **blackhole**. ``PATCH /proxies/{name}`` (or ``POST``)
+with ``{"blackhole": true}`` makes the proxy forward nothing in either direction on its
+established connections (bytes are held, not dropped: TCP flow control backs up, and neither
+peer sees a reset or an end of stream), and accept new connections without dialling the
+upstream, silently. ``{"blackhole": false}`` (or ``POST /reset``) delivers what was held and
+dials what waited, like a healed network partition. Proxy JSON carries a ``"blackhole"`` field
+only on this server, which is how a client tells that the extension is there. Against a real
+Toxiproxy the same hang comes from a ``timeout`` toxic with ``timeout: 0`` on both streams
+(data is then dropped rather than held, and removing the toxic closes the connections it
+held, exactly as Toxiproxy does and as this server does too).
+"""
+
+from __future__ import annotations
+
+from pytest_dcfire.toxiproxy.api import TOXIPROXY_API_VERSION
+from pytest_dcfire.toxiproxy.proxy import ProxyError
+from pytest_dcfire.toxiproxy.server import EmbeddedToxiproxy, ToxiproxyServer
+
+__all__ = ["TOXIPROXY_API_VERSION", "EmbeddedToxiproxy", "ProxyError", "ToxiproxyServer"]
