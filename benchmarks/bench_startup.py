@@ -82,7 +82,8 @@ def main() -> None:
     for n in sizes:
         parallel = statistics.median(one_run(System, n) for _ in range(args.repeat))
         serial = statistics.median(one_run(OneByOne, n) for _ in range(args.repeat))
-        print(f"{n:>3}  {parallel * 1000:>14.0f}  {serial * 1000:>11.0f}  {serial / parallel:>7.1f}x")
+        speedup = serial / parallel
+        print(f"{n:>3}  {parallel * 1000:>14.0f}  {serial * 1000:>11.0f}  {speedup:>7.1f}x")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ INI_TOXIPROXY = "dcfire_toxiproxy"
 INI_KEEP = "dcfire_keep"
 
 DEFAULT_RECOVERY_TIMEOUT = 60.0
-TOXIPROXY_FORMS = "embedded, image:<ref> (e.g. image:ghcr.io/shopify/toxiproxy:2.12.0) or url:<http://host:port>"
+TOXIPROXY_FORMS = (
+    "embedded, image:<ref> (e.g. image:ghcr.io/shopify/toxiproxy:2.12.0) or url:<http://host:port>"
+)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}

@@ -55,9 +55,7 @@ def _error_text(exc: BaseException | None) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def eventually(
-    fn: Callable[[], T], timeout: float, interval: float = PROBE_INTERVAL
-) -> T:
+def eventually(fn: Callable[[], T], timeout: float, interval: float = PROBE_INTERVAL) -> T:
     """Call `fn` until it neither raises nor returns False; return what it returned."""
     started = time.monotonic()
     attempts = 0

@@ -104,8 +104,12 @@ def wait_healthy(handle: ServiceHandle, timeout: float | None = None) -> HealthR
     except RetryError as exc:
         last = exc.last_attempt.exception()
         raise StartupError(
-            _failure(handle, f"not healthy ({check.describe() if check else 'running'}): {last}",
-                     started, attempts)
+            _failure(
+                handle,
+                f"not healthy ({check.describe() if check else 'running'}): {last}",
+                started,
+                attempts,
+            )
         ) from None
     return HealthResult(handle.name, time.monotonic() - started, attempts)
 

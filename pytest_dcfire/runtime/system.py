@@ -23,7 +23,7 @@ from pytest_dcfire.runtime.handles import ServiceHandle
 from pytest_dcfire.runtime.health import HealthResult, wait_healthy
 from pytest_dcfire.runtime.images import ImageResolver, Progress
 from pytest_dcfire.topology.model import Service, Topology, Volume
-from pytest_dcfire.topology.plan import BlastRadius, blast_radius, waves  # noqa: I001
+from pytest_dcfire.topology.plan import BlastRadius, blast_radius, waves
 
 #: Subnets are carved from this range, one /24 per session (and per xdist worker).
 SUBNET_RANGE = ipaddress.IPv4Network("10.213.0.0/16")
