@@ -21,7 +21,8 @@ services:
 
 
 def test_plan_names_the_single_homed_dependency_and_starts_nothing(
-    pytester: pytest.Pytester, write_topology  # type: ignore[no-untyped-def]
+    pytester: pytest.Pytester,
+    write_topology,  # type: ignore[no-untyped-def]
 ) -> None:
     write_topology(KAKAO)
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
@@ -57,7 +58,9 @@ def test_a_broken_topology_is_one_usage_error(pytester: pytest.Pytester, write_t
     result = pytester.runpytest("--dcfire-plan")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["ERROR: *topology.yml: services.api.depends_on[[]0[]]: unknown service 'auht' (did you mean 'auth'?)*"]
+        [
+            "ERROR: *topology.yml: services.api.depends_on[[]0[]]: unknown service 'auht' (did you mean 'auth'?)*"
+        ]
     )
     assert "Traceback" not in result.stderr.str()
 
