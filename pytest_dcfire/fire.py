@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pytest_dcfire.errors import ConfigError, FireError, did_you_mean, one_of
+from pytest_dcfire.faults.timing import FaultTiming as StepTiming
 from pytest_dcfire.recovery import Recovery, eventually, measure_recovery
 
 MODES = ("fire", "power-loss", "partition", "freeze")
@@ -104,21 +105,6 @@ class FireSpec:
             else (f" (network={self.network}, storage={self.storage})")
         )
         return f"{'+'.join(self.sites)} [{self.mode}]{extra}"
-
-
-@dataclass
-class StepTiming:
-    """When one fault step took effect: per-target offsets (ms) from the request."""
-
-    effect: str
-    method: str
-    latency_ms: float
-    offsets_ms: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def skew_ms(self) -> float:
-        values = list(self.offsets_ms.values())
-        return (max(values) - min(values)) if len(values) > 1 else 0.0
 
 
 class Step(Protocol):

@@ -18,11 +18,12 @@ from typing import Any
 import docker.errors
 
 from pytest_dcfire.errors import FireError
-from pytest_dcfire.faults.helper import FaultTiming, Helper, HelperUnavailable, thawer
+from pytest_dcfire.faults.helper import Helper, HelperUnavailable, thawer
 from pytest_dcfire.faults.network import NetworkCutter, Targets, container_id
 from pytest_dcfire.faults.power import PowerSwitch
 from pytest_dcfire.faults.storage import PoolVolumes, StoragePools
-from pytest_dcfire.fire import FireSpec, StepTiming
+from pytest_dcfire.faults.timing import FaultTiming
+from pytest_dcfire.fire import FireSpec
 from pytest_dcfire.runtime.engine import Engine
 from pytest_dcfire.topology.model import Service, Topology, Volume
 
@@ -60,9 +61,8 @@ class _Step:
     do: Callable[[], FaultTiming]
     undo_fn: Callable[[], object]
 
-    def apply(self) -> StepTiming:
-        t = self.do()
-        return StepTiming(self.effect, t.method, t.latency_ms, dict(t.offsets_ms))
+    def apply(self) -> FaultTiming:
+        return self.do()
 
     def undo(self) -> None:
         self.undo_fn()

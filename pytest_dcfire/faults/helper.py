@@ -35,7 +35,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from typing import Any
 import docker.errors
 
 from pytest_dcfire.errors import FireError
+from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.runtime.engine import (
     L_ROLE,
     L_SESSION,
@@ -77,26 +78,6 @@ class AgentError(FireError):
     def __init__(self, kind: str, message: str) -> None:
         self.kind = kind
         super().__init__(message)
-
-
-@dataclass
-class FaultTiming:
-    """When one fault (or its undo) took effect on each target.
-
-    `offsets_ms` maps a target's name to milliseconds from the start of the call to the
-    moment its fault was in place; `latency_ms` is the largest. The same fields as the fire
-    controller's `StepTiming`.
-    """
-
-    effect: str
-    method: str
-    latency_ms: float
-    offsets_ms: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def skew_ms(self) -> float:
-        values = list(self.offsets_ms.values())
-        return (max(values) - min(values)) if len(values) > 1 else 0.0
 
 
 @dataclass

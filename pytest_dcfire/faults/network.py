@@ -38,7 +38,8 @@ from typing import Any
 import docker.errors
 
 from pytest_dcfire.errors import FireError
-from pytest_dcfire.faults.helper import AgentError, FaultTiming, Helper
+from pytest_dcfire.faults.helper import AgentError, Helper
+from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.runtime.engine import L_ROLE, Engine, monotonic_ms
 
 #: Parallel engine calls (inspect, disconnect, kill, pause).

@@ -32,8 +32,9 @@ import docker.errors
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from pytest_dcfire.errors import FireError
-from pytest_dcfire.faults.helper import AgentError, FaultTiming, Helper
+from pytest_dcfire.faults.helper import AgentError, Helper
 from pytest_dcfire.faults.network import Target, Targets, parallel
+from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.runtime.engine import Engine, monotonic_ms
 
 #: Seconds `power_on` waits for killed containers to be reported as exited.

@@ -33,8 +33,9 @@ from typing import Any
 import docker.errors
 
 from pytest_dcfire.errors import FireError
-from pytest_dcfire.faults.helper import AgentError, FaultTiming, Helper
+from pytest_dcfire.faults.helper import AgentError, Helper
 from pytest_dcfire.faults.network import container_id
+from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.runtime.engine import Engine, monotonic_ms
 from pytest_dcfire.topology.model import DEFAULT_POOL_MB, Service, Topology, Volume
 
