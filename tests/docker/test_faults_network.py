@@ -131,6 +131,8 @@ def test_foreign_containers_are_refused_and_untouched(
             faults.network.cut([a1, foreign])  # all or nothing
         with pytest.raises(FireError, match="refusing to touch"):
             faults.power.pause([foreign])
+        with pytest.raises(FireError, match="refusing to touch"):
+            faults.power.power_off([foreign])
     assert not faults.network.is_cut(a1)
     for container in (a1, lookalike, unlabelled):
         assert faults_probe.connect_from(b1, faults_lab.ip(container)) == "ok"
