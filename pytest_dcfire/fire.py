@@ -87,16 +87,30 @@ class FireSpec:
         if self.mode == "freeze":
             return ("pause",)
         if self.mode == "partition":
-            return ("network",) if self.network else ()
+            return ("network", "links") if self.network else ()
         if self.mode == "power-loss":
             # Killed before the freeze: a process blocked on a frozen disk cannot die, so the
             # undo must thaw, then start, then reconnect.
             return tuple(
                 k
-                for k, on in (("network", self.network), ("kill", True), ("storage", self.storage))
+                for k, on in (
+                    ("network", self.network),
+                    ("links", self.network),
+                    ("kill", True),
+                    ("storage", self.storage),
+                )
                 if on
             )
-        return tuple(k for k in ("network", "storage") if getattr(self, k))
+        # "links" (the Toxiproxy edge) is cut right after the network, whenever it is.
+        return tuple(
+            k
+            for k, on in (
+                ("network", self.network),
+                ("links", self.network),
+                ("storage", self.storage),
+            )
+            if on
+        )
 
     def describe(self) -> str:
         extra = (
@@ -207,8 +221,11 @@ class FireController:
         recovery_timeout: float,
         hooks: Any = None,
         item: Any = None,
+        links: Any = None,
     ) -> None:
         self.system = system
+        self._links = links
+        self.brownouts: list[Any] = []
         self._make_step = make_step
         self._timeline = timeline
         self.recovery_timeout = recovery_timeout
@@ -279,9 +296,48 @@ class FireController:
         self._call_hook("pytest_dcfire_after_ignite", fire)
         return fire
 
+    def brownout(
+        self,
+        site_or_service: str,
+        latency: float = 0.0,
+        jitter: float = 0.0,
+        bandwidth: int | None = None,
+    ) -> Any:
+        """Degrade the links of a site's (or one service's) instances: latency and jitter in
+        ms, bandwidth in KB/s, both directions; lifted by `restore()` and at teardown."""
+        if self._links is None:
+            raise FireError("dcfire.brownout: links are not running in this session")
+        sites = tuple(self.system.sites)
+        services = tuple(self.system.services)
+        if site_or_service in sites:
+            handles = self.system.in_site(site_or_service)
+        elif site_or_service in services:
+            handles = [self.system.services[site_or_service]]
+        else:
+            valid = sites + services
+            raise ConfigError(
+                f"dcfire.brownout: unknown site or service {site_or_service!r}"
+                f"{did_you_mean(site_or_service, valid)}; valid: {', '.join(valid)}"
+            )
+        for key, value in (("latency", latency), ("jitter", jitter)):
+            if value < 0:
+                raise ConfigError(f"dcfire.brownout: {key}={value!r} must be >= 0 (ms)")
+        if bandwidth is not None and bandwidth <= 0:
+            raise ConfigError(f"dcfire.brownout: bandwidth={bandwidth!r} must be > 0 (KB/s)")
+        if not (latency or jitter or bandwidth):
+            raise ConfigError("dcfire.brownout: give latency=, jitter= or bandwidth=")
+        record = self._links.brownout(site_or_service, handles, latency, jitter, bandwidth)
+        self.brownouts.append(record)
+        return record
+
     def restore(self) -> None:
         """Restore everything this test burned, most recent fire first."""
         errors: list[BaseException] = []
+        for record in reversed(self.brownouts):
+            try:
+                self._links.lift(record)
+            except BaseException as exc:
+                errors.append(exc)
         for fire in reversed(self.fires):
             try:
                 fire.extinguish()

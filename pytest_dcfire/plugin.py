@@ -225,11 +225,12 @@ def dcfire(request: pytest.FixtureRequest, dcfire_topology: Any) -> Iterator[Fir
     state = request.config.stash[SESSION_KEY]
     controller = FireController(
         dcfire_topology,
-        state.faults.make_step,
+        state.make_step,
         state.timeline,
         state.settings.recovery_timeout,
         hooks=request.config.hook,
         item=request.node,
+        links=state.links,
     )
     try:
         yield controller

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from pytest_dcfire.config import Settings
+from pytest_dcfire.config import INI_TOXIPROXY, Settings
 from pytest_dcfire.errors import DcfireError
 from pytest_dcfire.fire import Timeline
 from pytest_dcfire.runtime.engine import Engine, SessionIdentity
@@ -31,6 +31,7 @@ class DcfireSession:
         self.engine: Engine | None = None
         self.system: Any = None
         self.faults: Any = None
+        self.links: Any = None
         self._failure: str | None = None
         self.reaped: str | None = None
 
@@ -54,9 +55,12 @@ class DcfireSession:
 
     def _start(self, topology: Topology) -> Any:
         from pytest_dcfire.faults.backend import FaultBackend
+        from pytest_dcfire.links import Links
         from pytest_dcfire.runtime.reaper import reap_dead_sessions
         from pytest_dcfire.runtime.system import System
 
+        # Reached (or started) first: a wrong dcfire_toxiproxy fails before any container.
+        self.links = Links(self.settings, self.identity.id, self.progress).start()
         self.engine = Engine.connect(self.identity)
         self.faults = FaultBackend(self.engine, topology, self.progress)
         report = reap_dead_sessions(self.engine.client, thaw=self.faults.thaw_dead)
@@ -69,11 +73,26 @@ class DcfireSession:
         self.faults.attach(system)
         system.start()
         self.faults.warm()
+        try:
+            self.links.attach(system)
+        except Exception as exc:
+            # Nothing holds the system yet, so nothing else would remove it.
+            system.stop()
+            raise DcfireError(f"creating the link proxies ({INI_TOXIPROXY}) failed: {exc}") from exc
         return system
+
+    def make_step(self, effect: str, spec: Any, handles: Any) -> Any:
+        """The fire controller's step factory: link cuts to the links, the rest to faults."""
+        if effect == "links":
+            return self.links.make_step(effect, spec, handles)
+        return self.faults.make_step(effect, spec, handles)
 
     def close(self) -> list[str]:
         """Remove everything (unless --dcfire-keep); return problems to report, never raise."""
         problems: list[str] = []
+        if self.links is not None:
+            problems += self.links.close()
+            self.links = None
         if self.system is not None:
             if self.settings.keep:
                 self.progress(self.system.keep_instructions())

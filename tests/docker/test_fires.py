@@ -84,9 +84,14 @@ def test_fire_blackholes_network_and_freezes_storage(pytester: pytest.Pytester) 
         def test_blackhole(dcfire, dcfire_topology):
             east = dcfire_topology.service("echo@east")
             west = dcfire_topology.service("echo@west")
-            established = socket.create_connection(east.address(7000), timeout=2)
+            established = socket.create_connection(east.direct_address(7000), timeout=2)
             established.sendall(b"before")
             assert established.recv(100) == b"before"
+            # The same through the link proxy that address() goes through.
+            proxied = socket.create_connection(east.address(7000), timeout=2)
+            assert east.address(7000) != east.direct_address(7000)
+            proxied.sendall(b"before")
+            assert proxied.recv(100) == b"before"
 
             with dcfire.fire("east") as fire:
                 assert dcfire.burning == ("east",)
@@ -98,7 +103,17 @@ def test_fire_blackholes_network_and_freezes_storage(pytester: pytest.Pytester) 
                     established.recv(100)
                 # A new connection times out instead of being refused.
                 with pytest.raises(TimeoutError):
-                    socket.create_connection(east.address(7000), timeout=1.0)
+                    socket.create_connection(east.direct_address(7000), timeout=1.0)
+                # Through the proxy: the established connection hangs too, and a new one is
+                # accepted (the proxy listens) but never answers.
+                proxied.settimeout(1.0)
+                proxied.sendall(b"during")
+                with pytest.raises(TimeoutError):
+                    proxied.recv(100)
+                with socket.create_connection(east.address(7000), timeout=1.0) as fresh:
+                    fresh.sendall(b"hello?")
+                    with pytest.raises(TimeoutError):
+                        fresh.recv(100)
                 # The other site still answers, and names still resolve both ways.
                 assert echo_once(west.address(7000)) == b"ping"
                 assert resolve_in(west, "echo.east") == east.ip
@@ -115,7 +130,14 @@ def test_fire_blackholes_network_and_freezes_storage(pytester: pytest.Pytester) 
             while len(got) < len(b"during"):
                 got += established.recv(100)
             assert got == b"during"
+            proxied.settimeout(10.0)
+            got = b""
+            while len(got) < len(b"during"):
+                got += proxied.recv(100)
+            assert got == b"during"
+            proxied.close()
             assert echo_once(east.address(7000)) == b"ping"
+            assert echo_once(east.direct_address(7000)) == b"ping"
 
         def test_storage_blocks_until_restore(dcfire, dcfire_topology):
             east = dcfire_topology.service("echo@east")
@@ -132,7 +154,7 @@ def test_fire_blackholes_network_and_freezes_storage(pytester: pytest.Pytester) 
         def test_partition_leaves_storage_writable(dcfire, dcfire_topology):
             east = dcfire_topology.service("echo@east")
             with pytest.raises(TimeoutError):
-                socket.create_connection(east.address(7000), timeout=1.0)
+                socket.create_connection(east.direct_address(7000), timeout=1.0)
             started = time.monotonic()
             assert write_and_sync(east, "/data/p", "free") == (0, "free\\n")
             assert time.monotonic() - started < 5
@@ -168,7 +190,9 @@ def test_fire_blackholes_network_and_freezes_storage(pytester: pytest.Pytester) 
             assert set(dcfire.burning) == {"east", "west"}
             for name in ("echo@east", "echo@west"):
                 with pytest.raises(TimeoutError):
-                    socket.create_connection(dcfire_topology.service(name).address(7000), timeout=0.5)
+                    socket.create_connection(
+                        dcfire_topology.service(name).direct_address(7000), timeout=0.5
+                    )
         """,
     )
     result.assert_outcomes(passed=7)

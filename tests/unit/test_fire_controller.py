@@ -69,12 +69,12 @@ def controller(recorder: Recorder, system: FakeSystem | None = None) -> FireCont
 @pytest.mark.parametrize(
     ("mode", "network", "storage", "effects"),
     [
-        ("fire", True, True, ("network", "storage")),
-        ("fire", True, False, ("network",)),
+        ("fire", True, True, ("network", "links", "storage")),
+        ("fire", True, False, ("network", "links")),
         ("fire", False, True, ("storage",)),
-        ("power-loss", True, True, ("network", "kill", "storage")),
+        ("power-loss", True, True, ("network", "links", "kill", "storage")),
         ("power-loss", False, False, ("kill",)),
-        ("partition", True, True, ("network",)),
+        ("partition", True, True, ("network", "links")),
         ("freeze", True, True, ("pause",)),
     ],
 )
@@ -90,14 +90,22 @@ def test_fire_applies_in_order_and_restores_in_reverse_then_health_checks() -> N
     dc = controller(rec, system)
     fire = dc.fire("a")
     assert fire.burning and dc.burning == ("a",)
-    assert rec.log == ["apply network x@a,y@a", "apply storage x@a,y@a"]
+    assert rec.log == [
+        "apply network x@a,y@a",
+        "apply links x@a,y@a",
+        "apply storage x@a,y@a",
+    ]
     assert fire.record.skew_ms == 1.0 and fire.record.targets == ["x@a", "y@a"]
     fire.extinguish()
-    assert rec.log[2:] == ["undo storage x@a,y@a", "undo network x@a,y@a"]
+    assert rec.log[3:] == [
+        "undo storage x@a,y@a",
+        "undo links x@a,y@a",
+        "undo network x@a,y@a",
+    ]
     assert system.health_checked == [["x@a", "y@a"]]
     assert not fire.burning and dc.burning == ()
     fire.extinguish()  # idempotent
-    assert len(rec.log) == 4
+    assert len(rec.log) == 6
 
 
 def test_context_manager_restores_on_exception() -> None:
@@ -105,7 +113,12 @@ def test_context_manager_restores_on_exception() -> None:
     dc = controller(rec)
     with pytest.raises(ZeroDivisionError), dc.fire("b", mode="partition"):
         1 / 0  # noqa: B018
-    assert rec.log == ["apply network x@b", "undo network x@b"]
+    assert rec.log == [
+        "apply network x@b",
+        "apply links x@b",
+        "undo links x@b",
+        "undo network x@b",
+    ]
 
 
 def test_restore_undoes_every_fire_most_recent_first() -> None:
@@ -117,6 +130,8 @@ def test_restore_undoes_every_fire_most_recent_first() -> None:
     assert rec.log == [
         "apply pause x@a,y@a",
         "apply network x@b",
+        "apply links x@b",
+        "undo links x@b",
         "undo network x@b",
         "undo pause x@a,y@a",
     ]
@@ -130,8 +145,10 @@ def test_an_interrupt_while_applying_undoes_what_was_started() -> None:
     # The storage step was recorded before it was applied, so it is undone too.
     assert rec.log == [
         "apply network x@a,y@a",
+        "apply links x@a,y@a",
         "apply storage x@a,y@a",
         "undo storage x@a,y@a",
+        "undo links x@a,y@a",
         "undo network x@a,y@a",
     ]
     assert dc.burning == ()
