@@ -131,6 +131,21 @@ class Step(Protocol):
     def undo(self) -> None: ...
 
 
+@dataclass
+class CallStep:
+    """A `Step` made of two callables: how the fault backends build their steps."""
+
+    effect: str
+    do: Callable[[], StepTiming]
+    undo_fn: Callable[[], object]
+
+    def apply(self) -> StepTiming:
+        return self.do()
+
+    def undo(self) -> None:
+        self.undo_fn()
+
+
 StepFactory = Callable[[str, FireSpec, Sequence[Any]], Step]
 
 

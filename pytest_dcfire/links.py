@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from pytest_dcfire.config import INI_TOXIPROXY, TOXIPROXY_FORMS, Settings
 from pytest_dcfire.errors import ConfigError, DcfireError, FireError
 from pytest_dcfire.faults.timing import FaultTiming
-from pytest_dcfire.fire import FireSpec
+from pytest_dcfire.fire import CallStep, FireSpec
 
 Progress = Callable[[str], None]
 
@@ -123,21 +123,6 @@ class LinkClient:
 
 
 @dataclass
-class LinkStep:
-    """A reversible link fault (a fire's cut or a brownout), same shape as the backend's."""
-
-    effect: str
-    do: Callable[[], FaultTiming]
-    undo_fn: Callable[[], object]
-
-    def apply(self) -> FaultTiming:
-        return self.do()
-
-    def undo(self) -> None:
-        self.undo_fn()
-
-
-@dataclass
 class Brownout:
     """A degraded link, as recorded on the controller and undone at teardown."""
 
@@ -214,7 +199,7 @@ class Links:
 
     # -- fires ----------------------------------------------------------------------------
 
-    def make_step(self, effect: str, spec: FireSpec, handles: Sequence[Any]) -> LinkStep:
+    def make_step(self, effect: str, spec: FireSpec, handles: Sequence[Any]) -> CallStep:
         """The `links` effect: blackhole the proxies of the burning instances, counted."""
         if effect != "links":
             raise FireError(f"unknown link effect {effect!r}")
@@ -257,7 +242,7 @@ class Links:
             if problems:
                 raise FireError("healing links failed: " + "; ".join(problems))
 
-        return LinkStep("links", do, undo_fn)
+        return CallStep("links", do, undo_fn)
 
     def brownout(
         self,

@@ -12,7 +12,6 @@ import contextlib
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import docker.errors
@@ -23,7 +22,7 @@ from pytest_dcfire.faults.network import NetworkCutter, Targets, container_id
 from pytest_dcfire.faults.power import PowerSwitch
 from pytest_dcfire.faults.storage import PoolVolumes, StoragePools
 from pytest_dcfire.faults.timing import FaultTiming
-from pytest_dcfire.fire import FireSpec
+from pytest_dcfire.fire import CallStep, FireSpec
 from pytest_dcfire.runtime.engine import Engine
 from pytest_dcfire.topology.model import Service, Topology, Volume
 
@@ -51,21 +50,6 @@ class UnfrozenVolumes:
         for volume in self._made:
             with contextlib.suppress(docker.errors.NotFound):
                 volume.remove(force=True)
-
-
-@dataclass
-class _Step:
-    """One reversible effect of a fire, with the targets it actually changed."""
-
-    effect: str
-    do: Callable[[], FaultTiming]
-    undo_fn: Callable[[], object]
-
-    def apply(self) -> FaultTiming:
-        return self.do()
-
-    def undo(self) -> None:
-        self.undo_fn()
 
 
 class FaultBackend:
@@ -114,7 +98,7 @@ class FaultBackend:
 
     # -- steps ----------------------------------------------------------------------------
 
-    def make_step(self, effect: str, spec: FireSpec, handles: Sequence[Any]) -> _Step:
+    def make_step(self, effect: str, spec: FireSpec, handles: Sequence[Any]) -> CallStep:
         containers = [h.container for h in handles]
         if effect == "network":
             return self._counted(effect, containers, self.network.cut, self.network.restore)
@@ -132,7 +116,7 @@ class FaultBackend:
         containers: list[Any],
         apply: Callable[[Sequence[Any]], FaultTiming],
         undo: Callable[[Sequence[Any]], FaultTiming],
-    ) -> _Step:
+    ) -> CallStep:
         changed: list[Any] = []
 
         def do() -> FaultTiming:
@@ -158,9 +142,9 @@ class FaultBackend:
             if last:
                 undo(last)
 
-        return _Step(effect, do, undo_fn)
+        return CallStep(effect, do, undo_fn)
 
-    def _storage_step(self, spec: FireSpec) -> _Step:
+    def _storage_step(self, spec: FireSpec) -> CallStep:
         if self.pools is None:
             raise FireError(
                 f"cannot freeze the storage of {', '.join(spec.sites)}: the engine refused the "
@@ -198,7 +182,7 @@ class FaultBackend:
             if last:
                 pools.thaw(last)
 
-        return _Step("storage", do, undo_fn)
+        return CallStep("storage", do, undo_fn)
 
     # -- end of session -------------------------------------------------------------------
 
