@@ -1,0 +1,53 @@
+"""Operation histories: record what clients saw during a fire, then check it (lost writes,
+availability, linearizability) with pure functions that need no Docker."""
+
+from __future__ import annotations
+
+from pytest_dcfire.history.checkers import (
+    Availability,
+    LostWrites,
+    Outage,
+    availability,
+    lost_writes,
+)
+from pytest_dcfire.history.formats import load, load_edn_ops, load_jepsen_log
+from pytest_dcfire.history.linearizability import Linearizability, LinearizedOp, check
+from pytest_dcfire.history.model import History, HistoryError, Mark, Op, OpType, Value
+from pytest_dcfire.history.models import ANY, Counter, KeyValue, Model, Register
+from pytest_dcfire.history.workload import (
+    Fail,
+    Indeterminate,
+    Workload,
+    WorkloadError,
+    declare,
+)
+
+__all__ = [
+    "ANY",
+    "Availability",
+    "Counter",
+    "Fail",
+    "History",
+    "HistoryError",
+    "Indeterminate",
+    "KeyValue",
+    "Linearizability",
+    "LinearizedOp",
+    "LostWrites",
+    "Mark",
+    "Model",
+    "Op",
+    "OpType",
+    "Outage",
+    "Register",
+    "Value",
+    "Workload",
+    "WorkloadError",
+    "availability",
+    "check",
+    "declare",
+    "load",
+    "load_edn_ops",
+    "load_jepsen_log",
+    "lost_writes",
+]

@@ -1,0 +1,765 @@
+"""Linearizability checking: Wing & Gong's search with Lowe's memo of (linearized set, state).
+
+When a history is not linearizable, a bare "no" helps nobody: the result names the operation
+that could not be placed, the longest linearizable prefix, and a small set of operations
+that contradict each other on their own (found by shrinking a window that starts from an
+unknown state), with their times.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pytest_dcfire.history.model import History, Op, Value, hashable
+from pytest_dcfire.history.models import ANY, Effect, Model, State, Step, resolve
+
+#: Windows at most this long are shrunk operation by operation to a minimal conflicting set.
+SHRINK_LIMIT = 64
+ORDERING = "jit"
+#: Explaining a violation gets at least this many seconds, or this many times the verdict's.
+EXPLAIN_SECONDS = 0.5
+EXPLAIN_FACTOR = 3.0
+#: The budget is looked at every this many search steps.
+_CHECK_EVERY = 256
+
+
+class _OutOfBudget(Exception):
+    pass
+
+
+@dataclass
+class _Budget:
+    deadline: float | None
+    max_states: int | None
+    explored: int = 0
+    reason: str = ""
+
+    def spend(self, states: int) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.reason = "ran out of time"
+            raise _OutOfBudget()
+        if self.max_states is not None and self.explored + states > self.max_states:
+            self.reason = f"explored more than {self.max_states} states"
+            raise _OutOfBudget()
+
+
+@dataclass(frozen=True)
+class _Item:
+    """An operation as the search sees it: its interval (ret None: never returns) and step."""
+
+    op: Op
+    call: float
+    ret: float | None
+    step: Step
+    optional: bool = False  # it may also not happen at all (info, or running at a window start)
+    effect: Effect = "updates"  # see Model.effect
+    sensitive: tuple[State, ...] | None = None  # see Model.sensitive
+
+
+@dataclass
+class _Run:
+    valid: bool
+    best: int = 0  # position (1-based, in event order) of the furthest return reached
+    culprit: int | None = None  # index of the item whose return could not be passed
+    order: list[tuple[int, State]] = field(default_factory=list)  # a linearization
+
+
+def _events(items: Sequence[_Item]) -> list[tuple[float, int, int]]:
+    """Calls and returns in time order; at equal times calls go first (they overlap)."""
+    events = [(item.call, 0, i) for i, item in enumerate(items)]
+    events.extend((item.ret, 1, i) for i, item in enumerate(items) if item.ret is not None)
+    events.sort()
+    return events
+
+
+def _search(items: Sequence[_Item], init: State, budget: _Budget) -> _Run:
+    """Depth-first search over linearization orders (Wing & Gong), never visiting a node
+    twice (Lowe's memo of linearized set and state). Raises _OutOfBudget.
+
+    Reductions that keep it small, each because some linearization that works (if any does)
+    has the shape the search keeps to:
+    - an operation that only observes the state (a read), possible now, goes now, with no
+      alternative tried (moving it first keeps any linearization valid);
+    - an optional (info) operation goes only right before another operation that sees its
+      effect (see `_Watchers.consumed`); info operations that do the same thing are used in
+      invocation order; blind info writes are kept off the event list and looked up by the
+      state they write, so thousands of them cost little;
+    - a node is skipped when a visited one had the same non-info operations linearized, the
+      same state, and a subset of its info operations (it could do all this one can).
+    Branches are tried earliest deadline first, and when the most urgent operation is not
+    possible yet, those that make it possible come first (just-in-time linearization).
+    """
+    events = _events(items)
+    size = len(events)
+    tail = size + 1
+    count = len(items)
+    # Entries 1..size are the events; 0 is the head of the doubly linked list, tail the end.
+    nxt = [*range(1, size + 2), tail]
+    prv = [0, *range(0, size + 1)]
+    is_call = [False] * (size + 2)
+    op_of = [-1] * (size + 2)
+    ret_of = [0] * count
+    call_of = [0] * count
+    for entry, (_, kind, i) in enumerate(events, 1):
+        op_of[entry] = i
+        if kind == 0:
+            is_call[entry] = True
+            call_of[i] = entry
+        else:
+            ret_of[i] = entry
+    steps = [item.step for item in items]
+    deadline = [r if r else tail + i for i, r in enumerate(ret_of)]
+    # Operations that never return (info) are numbered apart from the others: the memo is
+    # keyed by (set of the others, state) and holds the sets of info operations seen with it.
+    # (An optional operation that returns still has to be linearized or skipped before its
+    # return, so it counts with the others.)
+    optional = [item.ret is None for item in items]
+    pure = [item.effect == "reads" and not item.optional and item.ret is not None for item in items]
+    sensitive = [item.sensitive for item in items]
+    bit = [0] * count
+    counts = [0, 0]
+    for i, opt in enumerate(optional):
+        bit[i] = 1 << counts[opt]
+        counts[opt] += 1
+    remaining = sum(1 for r in ret_of if r)
+    # Blind info writes live beside the list, grouped by the state they write, in invocation
+    # order: alike, so only the first unused one of a group is ever a candidate.
+    side = [optional[i] and item.effect == "writes" for i, item in enumerate(items)]
+    groups: dict[State, list[int]] = {}
+    for _, kind, i in events:
+        if kind == 0 and side[i]:
+            (written,) = steps[i](ANY)
+            groups.setdefault(written, []).append(i)
+            entry = call_of[i]
+            p, q = prv[entry], nxt[entry]
+            nxt[p] = q
+            prv[q] = p
+    # Other info operations that do the same thing are interchangeable too: use them in
+    # invocation order (a linearization using any k of them can use the first k instead).
+    before = [0] * count
+    last_alike: dict[tuple[str, Any, Any, str], int] = {}
+    for _, kind, i in events:
+        item = items[i]
+        if kind == 0 and optional[i] and not side[i]:
+            op = item.op
+            alike = (op.f, hashable(op.value), hashable(op.key), op.type)
+            if alike in last_alike:
+                before[i] = bit[last_alike[alike]]
+            last_alike[alike] = i
+
+    def first_unused(written: State, extra: int, stuck_at: int) -> int:
+        """The call entry of the first unused blind info write of `written` that is
+        available (invoked before `stuck_at`), or 0."""
+        for i in groups.get(written, ()):
+            if not extra & bit[i]:
+                entry = call_of[i]
+                return entry if entry < stuck_at else 0
+        return 0
+
+    cache: dict[tuple[int, State], list[int]] = {}
+
+    def visit(key: tuple[int, State], extras: int) -> bool:
+        """Record a node; False if it (or one that can do all it can) was seen before."""
+        seen = cache.get(key)
+        if seen is None:
+            cache[key] = [extras]
+            return True
+        for other in seen:
+            if not other & ~extras:
+                return False
+        seen.append(extras)
+        return True
+
+    # A frame: the branches of a node (entries, best first), which one is being tried, the
+    # node's state and sets, and whether its branch was forced (no alternative).
+    stack: list[tuple[list[int], int, State, int, int, bool]] = []
+    state: State = init
+    bits = 0  # non-info operations linearized
+    extra = 0  # info operations linearized
+    best = 0
+    culprit: int | None = None
+    pushes = 0
+    countdown = _CHECK_EVERY
+    order: list[int] = []
+    tried = 0
+    stuck_at = tail
+    watchers: _Watchers | None = None  # built for a node when first needed
+    fresh = True  # the current node's branches have not been computed yet
+    try:
+        while remaining:
+            countdown -= 1
+            if not countdown:
+                countdown = _CHECK_EVERY
+                budget.spend(pushes)
+            if fresh:
+                fresh = False
+                watchers = None
+                order = []
+                entry = nxt[0]
+                forced = 0
+                while is_call[entry]:
+                    i = op_of[entry]
+                    if pure[i] and not forced and state is not ANY and steps[i](state):
+                        forced = entry
+                    order.append(entry)
+                    entry = nxt[entry]
+                stuck_at = entry  # the first return: its operation must come before it
+                if forced:
+                    i = op_of[forced]
+                    linearized = bits | bit[i]
+                    if not visit((linearized, state), extra):
+                        order = []  # the forced child failed before: so does this node
+                    else:
+                        stack.append(([forced], 0, state, bits, extra, True))
+                        pushes += 1
+                        bits = linearized
+                        p = prv[forced]
+                        q = nxt[forced]
+                        nxt[p] = q
+                        prv[q] = p
+                        r = ret_of[i]
+                        p = prv[r]
+                        q = nxt[r]
+                        nxt[p] = q
+                        prv[q] = p
+                        remaining -= 1
+                        fresh = True
+                        continue
+                else:
+                    if groups:
+                        order.extend(
+                            _side_candidates(
+                                order,
+                                state,
+                                extra,
+                                stuck_at,
+                                op_of,
+                                sensitive,
+                                groups,
+                                first_unused,
+                            )
+                        )
+                    if len(order) > 1 and ORDERING != "call":
+                        if ORDERING == "edf":
+                            order.sort(key=lambda e: deadline[op_of[e]])
+                        else:
+                            order.sort(key=_ranking(stuck_at, state, steps, op_of, deadline))
+                tried = 0
+            moved = False
+            while tried < len(order):
+                entry = order[tried]
+                i = op_of[entry]
+                if optional[i]:
+                    b = before[i]
+                    if b and not extra & b:
+                        tried += 1
+                        continue
+                    linearized, extras = bits, extra | bit[i]
+                else:
+                    linearized, extras = bits | bit[i], extra
+                for after in steps[i](state):
+                    if optional[i]:
+                        if watchers is None:
+                            watchers = _Watchers(order, op_of, sensitive)
+                        if not watchers.consumed(entry, after, state, steps, op_of):
+                            continue
+                    if not visit((linearized, after), extras):
+                        continue
+                    stack.append((order, tried, state, bits, extra, False))
+                    pushes += 1
+                    state = after
+                    bits = linearized
+                    extra = extras
+                    if not side[i]:
+                        p = prv[entry]
+                        q = nxt[entry]
+                        nxt[p] = q
+                        prv[q] = p
+                    r = ret_of[i]
+                    if r:
+                        p = prv[r]
+                        q = nxt[r]
+                        nxt[p] = q
+                        prv[q] = p
+                        remaining -= 1
+                    moved = True
+                    break
+                if moved:
+                    break
+                tried += 1
+            if moved:
+                fresh = True
+                continue
+            # Every branch failed: no linearization gets past `stuck_at` from here.
+            if stuck_at > best and stuck_at != tail:
+                best = stuck_at
+                culprit = op_of[stuck_at]
+            while True:
+                if not stack:
+                    return _Run(False, best, culprit)
+                order, tried, state, bits, extra, was_forced = stack.pop()
+                entry = order[tried]
+                i = op_of[entry]
+                r = ret_of[i]
+                if r:
+                    nxt[prv[r]] = r
+                    prv[nxt[r]] = r
+                    remaining += 1
+                if not side[i]:
+                    nxt[prv[entry]] = entry
+                    prv[nxt[entry]] = entry
+                if not was_forced:
+                    break
+            watchers = None
+            # Resume the parent at the same branch: the entry may have other next states.
+            stuck_at = _first_return(nxt, is_call)
+    finally:
+        budget.explored += pushes
+    linearization: list[tuple[int, State]] = []
+    for k, frame in enumerate(stack):
+        after = stack[k + 1][2] if k + 1 < len(stack) else state
+        linearization.append((op_of[frame[0][frame[1]]], after))
+    return _Run(True, order=linearization)
+
+
+def _side_candidates(
+    order: list[int],
+    state: State,
+    extra: int,
+    stuck_at: int,
+    op_of: list[int],
+    sensitive: list[tuple[State, ...] | None],
+    groups: dict[State, list[int]],
+    first_unused: Callable[[State, int, int], int],
+) -> list[int]:
+    """The blind info writes worth trying at a node: for each state that some available
+    operation is sensitive to, the first unused write of it; all groups if the current
+    state is one of those (leaving it is what matters), if some operation has no short
+    list, or if the state is unknown."""
+    wanted: set[State] = set()
+    every = state is ANY
+    for entry in order:
+        states = sensitive[op_of[entry]]
+        if states is None:
+            every = True
+            break
+        wanted.update(states)
+    keys = groups.keys() if every or state in wanted else wanted
+    found = []
+    for written in keys:
+        if written != state:
+            entry = first_unused(written, extra, stuck_at)
+            if entry:
+                found.append(entry)
+    return found
+
+
+class _Watchers:
+    """For one node: which available operations behave specially in which state, so that
+    `consumed` looks only at those that could see a given change."""
+
+    def __init__(
+        self,
+        order: list[int],
+        op_of: list[int],
+        sensitive: list[tuple[State, ...] | None],
+    ) -> None:
+        self.order = order
+        self.by_state: dict[State, list[int]] = {}
+        self.always: list[int] = []
+        for entry in order:
+            states = sensitive[op_of[entry]]
+            if states is None:
+                self.always.append(entry)
+            else:
+                for s in states:
+                    self.by_state.setdefault(s, []).append(entry)
+
+    def consumed(
+        self, entry: int, after: State, state: State, steps: list[Step], op_of: list[int]
+    ) -> bool:
+        """Whether some other available operation X sees the effect of the optional one (at
+        `entry`, leading from `state` to `after`): X is possible after it, and neither leads
+        to the same states as X alone (then the optional one can be left out: it may not
+        happen) nor leaves both states as they are (then the two commute, and the optional
+        one, which has no deadline, can go after X). If no X sees it, some linearization
+        that works does not put it here, so the search need not either. (An X that behaves
+        the same in both states, as it does in all states but its sensitive ones, sees
+        nothing.)"""
+        if state is ANY or after is ANY:
+            candidates: Iterable[int] = self.order
+        else:
+            candidates = (
+                *self.by_state.get(after, ()),
+                *self.by_state.get(state, ()),
+                *self.always,
+            )
+        same = (state,)
+        kept = (after,)
+        for other in candidates:
+            if other == entry:
+                continue
+            step = steps[op_of[other]]
+            then = step(after)
+            if not then:
+                continue
+            now = step(state)
+            if then != now and not (then == kept and now == same):
+                return True
+        return False
+
+
+def _ranking(
+    stuck_at: int,
+    state: State,
+    steps: list[Step],
+    op_of: list[int],
+    deadline: list[int],
+) -> Callable[[int], tuple[int, int]]:
+    """Branch order: earliest deadline first; but when the operation that must come next
+    (the one whose return is nearest) is not possible yet, first the operations after which
+    it is (just-in-time linearization: what a read needs, just before it)."""
+    urgent = op_of[stuck_at]
+    if urgent < 0 or steps[urgent](state):
+        return lambda e: (0, deadline[op_of[e]])
+    needed = steps[urgent]
+
+    def rank(e: int) -> tuple[int, int]:
+        i = op_of[e]
+        enables = any(needed(after) for after in steps[i](state))
+        return (0 if enables else 1, deadline[i])
+
+    return rank
+
+
+def _first_return(nxt: list[int], is_call: list[bool]) -> int:
+    entry = nxt[0]
+    while is_call[entry]:
+        entry = nxt[entry]
+    return entry
+
+
+def _items(model: Model, ops: Iterable[Op]) -> list[_Item]:
+    """What the search needs; an info operation never returns (Jepsen, Knossos)."""
+    items = []
+    for op in ops:
+        if op.type == "fail":
+            continue
+        step = model.step(op)
+        if step is None:
+            continue
+        ret = op.complete if op.type == "ok" else None
+        items.append(
+            _Item(
+                op,
+                op.invoke,
+                ret,
+                step,
+                effect=model.effect(op),
+                sensitive=model.sensitive(op),
+            )
+        )
+    return items
+
+
+def _optional(step: Step) -> Step:
+    """The same operation, or nothing at all (it took effect before the window)."""
+
+    def maybe(s: State) -> tuple[State, ...]:
+        afters = step(s)
+        return afters if s in afters else (*afters, s)
+
+    return maybe
+
+
+# ---------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinearizedOp:
+    """One step of a linearization: the operation and the state it left (shown)."""
+
+    op: Op
+    state: str
+
+
+@dataclass(frozen=True)
+class Linearizability:
+    """The verdict of `check`. `valid` is None when the search gave up (see `reason`).
+
+    For a violation: `culprit` is the first operation whose completion no linearization
+    reaches, `prefix` one linearization of everything before that point (the longest
+    linearizable prefix, up to `prefix_until`), and `counterexample` a small set of
+    operations that cannot be linearized together, starting from `counterexample_from` (the
+    model's initial state, or any state at all).
+    """
+
+    valid: bool | None
+    model: str
+    operations: int
+    partitions: int
+    elapsed: float
+    explored: int
+    reason: str = ""
+    failing: tuple[Value, ...] = ()
+    key: Value = None
+    culprit: Op | None = None
+    counterexample: tuple[Op, ...] = ()
+    counterexample_from: str = ""
+    prefix: tuple[LinearizedOp, ...] = ()
+    prefix_until: float | None = None
+    explained: bool = True
+    origin: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.valid is True
+
+    def __str__(self) -> str:
+        scope = (
+            f"{self.operations} operations, {self.partitions} "
+            f"{'partition' if self.partitions == 1 else 'partitions'}, "
+            f"{self.explored} states, {self.elapsed:.2f} s"
+        )
+        if self.valid is True:
+            return f"linearizable ({self.model} model; {scope})"
+        if self.valid is None:
+            return f"unknown: the check gave up, {self.reason} ({self.model} model; {scope})"
+        o = self.origin
+        where = "" if self.key is None else f" for key {self.key!r}"
+        lines = [f"not linearizable ({self.model} model; {scope})"]
+        if len(self.failing) > 1:
+            keys = ", ".join(repr(k) for k in self.failing[:10])
+            more = "" if len(self.failing) <= 10 else f" and {len(self.failing) - 10} more"
+            lines.append(f"  {len(self.failing)} keys fail: {keys}{more}")
+        if self.culprit is not None:
+            lines.append(
+                f"  no linearization{where} reaches the completion of #{self.culprit.id} at "
+                f"t={self.culprit.complete - o if self.culprit.complete is not None else 0:.3f}"
+            )
+        if not self.explained:
+            lines.append(
+                "  (explaining it ran out of time: the operations below conflict, but fewer "
+                "might do)"
+            )
+        if self.counterexample:
+            lines.append(
+                f"  these {len(self.counterexample)} operations cannot be linearized together "
+                f"(starting from {self.counterexample_from}, whatever the others did):"
+            )
+            lines.extend("    " + op.describe(o) for op in self.counterexample)
+        if self.prefix_until is not None:
+            shown = self.prefix[-8:]
+            lines.append(
+                f"  longest linearizable prefix: up to t={self.prefix_until - o:.3f}, "
+                f"{len(self.prefix)} operations linearized"
+                + (f"; its last {len(shown)}:" if shown else "")
+            )
+            lines.extend(f"    {step.op.describe(o)}  => {step.state}" for step in shown)
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# Checking and explaining
+# ---------------------------------------------------------------------------------------
+
+
+def check(
+    history: History | Iterable[Op],
+    model: str | Model = "register",
+    *,
+    initial: Any = ...,
+    timeout: float | None = None,
+    max_states: int | None = None,
+) -> Linearizability:
+    """Is `history` linearizable with respect to `model` ("register", "kv", "counter", or a
+    `Model`)? `fail` operations are left out (they did not happen); `info` ones may have
+    happened at any time after their invocation. `kv` histories are checked key by key.
+    `timeout` (seconds) and `max_states` bound the search; past them the verdict is None."""
+    started = time.monotonic()
+    spec = resolve(model, initial)
+    hist = history if isinstance(history, History) else History(history)
+    ops = hist.ops
+    origin = hist.origin
+    budget = _Budget(None if timeout is None else started + timeout, max_states)
+    parts = spec.partition(ops)
+    total = 0
+    failures: list[tuple[Value, list[_Item], _Run]] = []
+
+    def result(valid: bool | None, **extra: Any) -> Linearizability:
+        return Linearizability(
+            valid=valid,
+            model=spec.name,
+            operations=total,
+            partitions=len(parts),
+            elapsed=time.monotonic() - started,
+            explored=budget.explored,
+            origin=origin,
+            **extra,
+        )
+
+    try:
+        for key, part in parts:
+            items = _items(spec, spec.prune(part))
+            total += len(items)
+            run = _search(items, spec.initial(), budget)
+            if not run.valid:
+                failures.append((key, items, run))
+    except _OutOfBudget:
+        return result(None, reason=budget.reason)
+    if not failures:
+        return result(True)
+
+    def culprit_time(failure: tuple[Value, list[_Item], _Run]) -> float:
+        _, items, run = failure
+        ret = items[run.culprit].ret if run.culprit is not None else None
+        return ret if ret is not None else float("inf")
+
+    key, items, run = min(failures, key=culprit_time)
+    # The verdict is certain; explaining it gets a budget of its own, proportionate to it.
+    now = time.monotonic()
+    until = now + max(EXPLAIN_SECONDS, EXPLAIN_FACTOR * (now - started))
+    if budget.deadline is not None:
+        until = min(until, budget.deadline)
+    explaining = _Budget(until, None)
+    explanation = _explain(spec, items, run, explaining)
+    budget.explored += explaining.explored
+    return result(
+        False,
+        failing=tuple(k for k, _, _ in failures),
+        key=key,
+        culprit=items[run.culprit].op if run.culprit is not None else None,
+        **explanation,
+    )
+
+
+def _valid(items: Sequence[_Item], init: State, budget: _Budget) -> bool:
+    return _search(items, init, budget).valid
+
+
+def _explain(spec: Model, items: list[_Item], run: _Run, budget: _Budget) -> dict[str, Any]:
+    """The longest linearizable prefix and a minimal conflicting set, as far as the budget
+    allows (the verdict itself is already certain)."""
+    out: dict[str, Any] = {}
+    events = _events(items)
+    cut = run.best  # 1-based position of the return that no linearization passes
+    call_pos: dict[int, int] = {}
+    ret_pos: dict[int, int] = {}
+    for pos, (_, kind, i) in enumerate(events, 1):
+        (call_pos if kind == 0 else ret_pos)[i] = pos
+
+    def as_info(item: _Item) -> _Item | None:
+        info = replace(item.op, type="info")
+        step = spec.step(info)
+        return (
+            None
+            if step is None
+            else _Item(
+                item.op,
+                item.call,
+                None,
+                step,
+                effect=spec.effect(info),
+                sensitive=spec.sensitive(info),
+            )
+        )
+
+    def prefix(including_cut: bool) -> list[_Item]:
+        kept = []
+        for i, item in enumerate(items):
+            if call_pos[i] > cut:
+                continue
+            pos = ret_pos.get(i)
+            if pos is not None and (pos < cut or (including_cut and pos == cut)):
+                kept.append(item)
+            else:
+                pending = as_info(item)
+                if pending is not None:
+                    kept.append(pending)
+        return kept
+
+    out["prefix_until"] = events[cut - 2][0] if cut >= 2 else None
+    failing = prefix(including_cut=True)
+    window, init = _narrow(failing, spec.initial(), budget)
+    out["counterexample"] = tuple(
+        sorted((item.op for item in _shrink(window, init, budget)), key=_by_time)
+    )
+    out["counterexample_from"] = "any state" if init is ANY else spec.show(init)
+    try:
+        # The prefix up to (not including) the stuck return is linearizable: show one order.
+        before = prefix(including_cut=False)
+        shown = _search(before, spec.initial(), budget)
+        out["prefix"] = tuple(
+            LinearizedOp(before[i].op, spec.show(state)) for i, state in shown.order
+        )
+    except _OutOfBudget:
+        pass
+    out["explained"] = not budget.reason
+    return out
+
+
+def _by_time(op: Op) -> tuple[float, int]:
+    return (op.invoke, op.id)
+
+
+def _window(items: Sequence[_Item], start: float) -> list[_Item]:
+    """The operations from `start` on; those that were running at `start` become optional
+    (they may have taken effect before it), those that had finished are left out."""
+    window = []
+    for item in items:
+        if item.call >= start or item.ret is None:
+            window.append(item)  # an info operation is optional already
+        elif item.ret >= start:
+            window.append(_Item(item.op, item.call, item.ret, _optional(item.step), True))
+    return window
+
+
+def _narrow(items: list[_Item], init: State, budget: _Budget) -> tuple[list[_Item], State]:
+    """The latest start such that the operations from there on, from any state, still
+    cannot be linearized (windows only grow more contradictory as they start earlier, so
+    a binary search finds it). If none, the whole prefix from the initial state."""
+    starts = sorted({item.call for item in items})
+    try:
+        if not starts or _valid(_window(items, starts[0]), ANY, budget):
+            return items, init
+    except _OutOfBudget:
+        return items, init
+    lo, hi = 0, len(starts) - 1  # invariant: the window at starts[lo] is not linearizable
+    try:
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if _valid(_window(items, starts[mid]), ANY, budget):
+                hi = mid - 1
+            else:
+                lo = mid
+    except _OutOfBudget:
+        pass
+    return _window(items, starts[lo]), ANY
+
+
+def _shrink(window: list[_Item], init: State, budget: _Budget) -> list[_Item]:
+    """Make operations optional one at a time while the window stays contradictory; the
+    ones that must stay form a set that cannot be linearized on its own, even when every
+    other one may or may not have happened. Cut short, the set is still such a set (each
+    step kept the window contradictory), just not a minimal one."""
+    if len(window) > SHRINK_LIMIT:
+        return window
+    current = list(window)
+    essential = [item.ret is not None for item in current]
+    try:
+        for k, item in enumerate(window):
+            if not essential[k]:
+                continue
+            trial = list(current)
+            trial[k] = _Item(item.op, item.call, item.ret, _optional(item.step), True)
+            if not _valid(trial, init, budget):
+                current = trial
+                essential[k] = False
+    except _OutOfBudget:
+        pass
+    return [item for k, item in enumerate(window) if essential[k]] or window
