@@ -138,7 +138,9 @@ class Workload:
         self.late = 0
         #: Threads still running an operation when the workload gave up on them.
         self.abandoned = 0
-        self._lock = threading.Lock()
+        # One lock for numbering, the running calls and the history (its own lock, so that
+        # a call takes a lock twice, not three times).
+        self._lock = self.history._lock
         self._stopping = threading.Event()
         self._next = 1
         self._closed = False
@@ -180,7 +182,7 @@ class Workload:
                 n, call, started = running
                 self._running[process] = None
                 self.abandoned += 1
-                self.history.append(
+                self.history._append(
                     Op(
                         f=call.f,
                         value=call.value,
@@ -257,7 +259,7 @@ class Workload:
             if self._closed:
                 self.late += 1
             else:
-                self.history.append(op)
+                self.history._append(op)
 
     def _outcome(self, exc: BaseException) -> OpType:
         if self.classify is not None:
@@ -300,7 +302,7 @@ class Workload:
                 ended = clock()
                 self._finish(
                     process,
-                    Op(
+                    Op._unchecked(  # every field is frozen, the times come from one clock
                         f=call.f,
                         value=call.value,
                         type=outcome,

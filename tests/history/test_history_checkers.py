@@ -66,7 +66,7 @@ def test_a_failed_write_of_a_value_another_attempt_wrote_is_not_revived() -> Non
 
 
 def test_values_are_compared_as_recorded() -> None:
-    history = History([w((1, 2), 0, 1), w({"a": 1}, 1, 2), w([3], 2, 3)])
+    history = History([w((1, 2), 0, 1), w({"a": 1}, 1, 2), w([3], 2, 3)])  # type: ignore[arg-type]
     assert lost_writes(history, [[1, 2], {"a": 1}, (3,)]).ok
 
 

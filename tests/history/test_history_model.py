@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_dcfire.history import History, HistoryError, Mark, Op
-from pytest_dcfire.history.model import Value, freeze
+from pytest_dcfire.history.model import OP_TYPES, Value, freeze
 
 
 def test_an_op_needs_a_completion_unless_it_is_info() -> None:
@@ -183,7 +183,7 @@ times = st.floats(0, 1e6, allow_nan=False)
 
 @st.composite
 def ops(draw: st.DrawFn, id: int) -> Op:
-    outcome = draw(st.sampled_from(["ok", "fail", "info"]))
+    outcome = draw(st.sampled_from(OP_TYPES))
     start = draw(times)
     end = None if outcome == "info" and draw(st.booleans()) else start + draw(times)
     value: Value = draw(json_values)
@@ -201,7 +201,7 @@ def ops(draw: st.DrawFn, id: int) -> Op:
     )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(data=st.data(), count=st.integers(0, 12))
 def test_any_history_survives_the_round_trip(data: st.DataObject, count: int) -> None:
     history = History([data.draw(ops(k)) for k in range(count)])

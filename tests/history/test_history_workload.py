@@ -15,6 +15,7 @@ from pytest_dcfire.history import (
     Fail,
     History,
     Indeterminate,
+    Op,
     Workload,
     WorkloadError,
     declare,
@@ -238,3 +239,51 @@ def test_a_workload_runs_once() -> None:
     with pytest.raises(WorkloadError, match="was already started"):
         workload.start()
     assert "stopped" in repr(workload)
+
+
+def test_end_to_end_a_store_that_loses_writes_during_an_outage() -> None:
+    """A fake store goes dark for a while: calls time out, and writes acknowledged just
+    before the outage are lost (as if the primary burned before replicating them)."""
+    store: list[int] = []
+    state = {"dark": False, "unreplicated": 0}
+    lock = threading.Lock()
+
+    def write(n: int) -> None:
+        with lock:
+            if state["dark"]:
+                raise TimeoutError("no answer")
+            store.append(n)
+
+    with Workload(write, threads=2, interval=0.005) as workload:
+        time.sleep(0.1)
+        with lock:
+            state["unreplicated"] = len(store)
+        time.sleep(0.05)
+        with lock:  # the fire: what was written since the last replication is gone
+            state["dark"] = True
+            del store[state["unreplicated"] :]
+        workload.mark("ignite")
+        time.sleep(0.15)
+        with lock:
+            state["dark"] = False
+        workload.mark("restore")
+        time.sleep(0.1)
+    history = workload.history
+    lost = history.lost_writes(store)
+    assert lost.lost and not lost.phantoms and not lost.revived
+    report = history.availability(lost=lost)
+    assert report.rto is not None and 0.1 <= report.rto < 2.0
+    assert report.rpo is not None and 0.0 < report.rpo < 1.0
+    assert report.outages and report.longest_outage is not None
+    assert report.longest_outage.duration >= 0.1
+    assert "LOST" in str(lost) and "RTO" in str(report)
+    # The history as a register: a read during the outage that sees the last replicated
+    # write, after later writes were acknowledged, is a violation naming the lost write.
+    survivor = store[state["unreplicated"] - 1]
+    ignited = history.marks_named("ignite")[0].time
+    read = Op("read", None, invoke=ignited, complete=ignited + 0.001, result=survivor, id=0)
+    history.append(read)
+    verdict = history.linearizable("register")
+    assert verdict.valid is False and verdict.culprit == read
+    last_lost = max(lost.lost, key=lambda op: op.complete or 0.0)
+    assert [op.id for op in verdict.counterexample] == [last_lost.id, read.id]
