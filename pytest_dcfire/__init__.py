@@ -14,21 +14,31 @@ from pytest_dcfire.errors import (
     TopologyError,
 )
 from pytest_dcfire.fire import Fire, FireSpec
+from pytest_dcfire.linkfaults import BrownoutSpec, LinkFault, PartitionSpec
 from pytest_dcfire.recovery import Recovery
 
 #: `@dc_fire("site-a")` is `@pytest.mark.dc_fire("site-a")`.
 dc_fire = pytest.mark.dc_fire
+#: `@brownout("ansan", latency=100)` is `@pytest.mark.brownout(...)`.
+brownout = pytest.mark.brownout
+#: `@partition("pangyo", "ansan")` is `@pytest.mark.partition(...)`.
+partition = pytest.mark.partition
 
 __all__ = [
+    "BrownoutSpec",
     "ConfigError",
     "DcfireError",
     "EngineUnavailable",
     "Fire",
     "FireError",
     "FireSpec",
+    "LinkFault",
+    "PartitionSpec",
     "Recovery",
     "RecoveryTimeout",
     "StartupError",
     "TopologyError",
+    "brownout",
     "dc_fire",
+    "partition",
 ]

@@ -7,7 +7,7 @@ that a user can act on it without reading a traceback.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class DcfireError(Exception):
@@ -58,3 +58,22 @@ def one_of(valid: Iterable[str]) -> str:
     """Render the valid choices for a message: 'one of: a, b, c'."""
     names = sorted(valid)
     return "one of: " + ", ".join(names) if names else "none are defined"
+
+
+def check_keywords(where: str, options: Iterable[str], valid: Sequence[str]) -> None:
+    """Refuse the first keyword that is not in `valid`, with a did-you-mean."""
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown keyword {unknown[0]!r}{did_you_mean(unknown[0], valid)}; "
+            f"valid keywords: {', '.join(valid)}"
+        )
+
+
+def unknown_name(where: str, kind: str, value: object, valid: Sequence[str]) -> ConfigError:
+    """`<where>: unknown <kind> 'x' (did you mean 'y'?); valid <kind>s: ...`."""
+    return ConfigError(
+        f"{where}: unknown {kind} {value!r}{did_you_mean(str(value), valid)}; "
+        f"valid{' sites' if kind == 'site' else ''}: "
+        f"{', '.join(valid) or '(no topology configured)'}"
+    )

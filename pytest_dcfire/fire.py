@@ -14,12 +14,20 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pytest_dcfire.errors import ConfigError, FireError, did_you_mean, one_of
+from pytest_dcfire.errors import (
+    ConfigError,
+    FireError,
+    check_keywords,
+    did_you_mean,
+    one_of,
+    unknown_name,
+)
 from pytest_dcfire.faults.timing import FaultTiming as StepTiming
+from pytest_dcfire.linkfaults import BrownoutSpec, LinkFault, PartitionSpec
 from pytest_dcfire.recovery import Recovery, eventually, measure_recovery
 
 MODES = ("fire", "power-loss", "partition", "freeze")
-MARKER_KEYWORDS = ("mode", "network", "storage")
+MARKER_KEYWORDS = ("mode", "network", "storage", "each_site")
 
 
 @dataclass(frozen=True)
@@ -41,13 +49,7 @@ class FireSpec:
     ) -> FireSpec:
         """Validate marker or call arguments; raise ConfigError naming what would be valid."""
         valid = tuple(valid_sites)
-        unknown = sorted(set(options) - set(MARKER_KEYWORDS))
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown keyword {unknown[0]!r}"
-                f"{did_you_mean(unknown[0], MARKER_KEYWORDS)}; "
-                f"valid keywords: {', '.join(MARKER_KEYWORDS)}"
-            )
+        check_keywords(where, options, MARKER_KEYWORDS)
         if not sites:
             raise ConfigError(f"{where}: name at least one site to burn; {one_of(valid)}")
         names: list[str] = []
@@ -57,10 +59,7 @@ class FireSpec:
                     f"{where}: site {site!r} is not a site name (a string); {one_of(valid)}"
                 )
             if site not in valid:
-                raise ConfigError(
-                    f"{where}: unknown site {site!r}{did_you_mean(site, valid)}; "
-                    f"valid sites: {', '.join(valid) or '(no topology configured)'}"
-                )
+                raise unknown_name(where, "site", site, valid)
             if site not in names:
                 names.append(site)
         mode = options.get("mode", "fire")
@@ -121,6 +120,13 @@ class FireSpec:
         return f"{'+'.join(self.sites)} [{self.mode}]{extra}"
 
 
+def service_names(topology: Any) -> tuple[str, ...]:
+    """What a brownout may name besides a site: instances (`api@ansan`) and services (`api`)."""
+    names = [s.name for s in topology.services]
+    names += [s.base for s in topology.services if s.base not in names]
+    return tuple(names)
+
+
 class Step(Protocol):
     """One reversible fault on the containers of a fire."""
 
@@ -166,6 +172,8 @@ class FireRecord:
     restore_ms: float | None = None
     healthy_ms: float | None = None
     rto_s: float | None = None
+    rpo_s: float | None = None
+    lost_writes: int | None = None
     errors: list[str] = field(default_factory=list)
 
 
@@ -175,10 +183,15 @@ class Timeline:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.records: list[FireRecord] = []
+        self.link_faults: list[LinkFault] = []
 
     def add(self, record: FireRecord) -> None:
         with self._lock:
             self.records.append(record)
+
+    def add_link_fault(self, fault: LinkFault) -> None:
+        with self._lock:
+            self.link_faults.append(fault)
 
     def __iter__(self) -> Any:
         with self._lock:
@@ -240,7 +253,7 @@ class FireController:
     ) -> None:
         self.system = system
         self._links = links
-        self.brownouts: list[Any] = []
+        self.link_faults: list[LinkFault] = []
         self._make_step = make_step
         self._timeline = timeline
         self.recovery_timeout = recovery_timeout
@@ -249,6 +262,12 @@ class FireController:
         self.fires: list[Fire] = []
         self.last_ignition: float | None = None
         self.last_recovery: Recovery | None = None
+        from pytest_dcfire.evidence import DrillEvidence
+
+        #: What this test proved: fires, workloads' histories, verdicts (see evidence.py).
+        self.evidence = DrillEvidence(getattr(item, "nodeid", ""))
+        #: Sites kept dark by others (the suite burn): no health wait for them on restore.
+        self.also_dark: Callable[[], Iterable[str]] = tuple
 
     @property
     def burning(self) -> tuple[str, ...]:
@@ -308,6 +327,7 @@ class FireController:
         record.skew_ms = (
             network.skew_ms if network else max((s.skew_ms for s in record.steps), default=0.0)
         )
+        self.evidence.ignited(fire)
         self._call_hook("pytest_dcfire_after_ignite", fire)
         return fire
 
@@ -317,40 +337,55 @@ class FireController:
         latency: float = 0.0,
         jitter: float = 0.0,
         bandwidth: int | None = None,
-    ) -> Any:
-        """Degrade the links of a site's (or one service's) instances: latency and jitter in
-        ms, bandwidth in KB/s, both directions; lifted by `restore()` and at teardown."""
+    ) -> LinkFault:
+        """Degrade every link touching a site (or one service): latency and jitter in ms,
+        one way, in each direction; bandwidth in KB/s. Lifted by `restore()` and at teardown
+        (or use the returned record as a context manager)."""
+        spec = BrownoutSpec.parse(
+            (site_or_service,),
+            {"latency": latency, "jitter": jitter, "bandwidth": bandwidth},
+            self.system.sites,
+            service_names(self.system.topology),
+            where="dcfire.brownout",
+        )
+        return self.ignite_link_fault(spec)
+
+    def partition(self, site_a: str, site_b: str) -> LinkFault:
+        """Cut the links between two sites, and only those; both stay up (split brain)."""
+        spec = PartitionSpec.parse(
+            (site_a, site_b), {}, self.system.sites, where="dcfire.partition"
+        )
+        return self.ignite_link_fault(spec)
+
+    def ignite_link_fault(self, spec: BrownoutSpec | PartitionSpec) -> LinkFault:
+        """Apply a validated brownout or partition; it is undone by `restore()`."""
         if self._links is None:
-            raise FireError("dcfire.brownout: links are not running in this session")
-        sites = tuple(self.system.sites)
-        services = tuple(self.system.services)
-        if site_or_service in sites:
-            handles = self.system.in_site(site_or_service)
-        elif site_or_service in services:
-            handles = [self.system.services[site_or_service]]
+            raise FireError("link faults need links, and links are not running in this session")
+        test = getattr(self._item, "nodeid", "")
+        fault: LinkFault
+        if isinstance(spec, PartitionSpec):
+            fault = self._links.partition(spec, test)
         else:
-            valid = sites + services
-            raise ConfigError(
-                f"dcfire.brownout: unknown site or service {site_or_service!r}"
-                f"{did_you_mean(site_or_service, valid)}; valid: {', '.join(valid)}"
-            )
-        for key, value in (("latency", latency), ("jitter", jitter)):
-            if value < 0:
-                raise ConfigError(f"dcfire.brownout: {key}={value!r} must be >= 0 (ms)")
-        if bandwidth is not None and bandwidth <= 0:
-            raise ConfigError(f"dcfire.brownout: bandwidth={bandwidth!r} must be > 0 (KB/s)")
-        if not (latency or jitter or bandwidth):
-            raise ConfigError("dcfire.brownout: give latency=, jitter= or bandwidth=")
-        record = self._links.brownout(site_or_service, handles, latency, jitter, bandwidth)
-        self.brownouts.append(record)
-        return record
+            if spec.target in self.system.sites:
+                handles = self.system.in_site(spec.target)
+            else:
+                handles = [h for h in self.system if spec.target in (h.name, h.spec.base)]
+            fault = self._links.brownout(spec, handles, test)
+        self.link_faults.append(fault)
+        self.evidence.link_fault(fault)
+        self._timeline.add_link_fault(fault)
+        return fault
+
+    @property
+    def brownouts(self) -> list[LinkFault]:
+        return [f for f in self.link_faults if f.kind == "brownout"]
 
     def restore(self) -> None:
         """Restore everything this test burned, most recent fire first."""
         errors: list[BaseException] = []
-        for record in reversed(self.brownouts):
+        for fault in reversed(self.link_faults):
             try:
-                self._links.lift(record)
+                fault.lift()
             except BaseException as exc:
                 errors.append(exc)
         for fire in reversed(self.fires):
@@ -376,16 +411,34 @@ class FireController:
         fire.record.restored = time.monotonic()
         fire.record.restore_ms = (fire.record.restored - started) * 1000.0
         fire.record.errors.extend(problems)
+        self.evidence.restored(fire)
         if problems:
             raise FireError(f"restoring {fire.spec.describe()} failed: " + "; ".join(problems))
         if wait:
-            still = set(self.burning)
+            still = set(self.burning) | set(self.also_dark())
             handles = [
                 h for site in fire.sites if site not in still for h in self.system.in_site(site)
             ]
             self.system.wait_healthy(handles)
             fire.record.healthy_ms = (time.monotonic() - started) * 1000.0
         self._call_hook("pytest_dcfire_after_restore", fire)
+
+    def workload(
+        self, op: Callable[[int], Any], *, threads: int = 2, interval: float = 0.01, **options: Any
+    ) -> Any:
+        """Call `op(n)` from `threads` background threads, `interval` s apart, recording a
+        History (`.history`) marked with this test's ignitions and restores; a context
+        manager. Its `lost_writes()`, `availability()`, `linearizable()` go to the report."""
+        from pytest_dcfire.evidence import DrillWorkload
+
+        return DrillWorkload(
+            op,
+            self.evidence,
+            lambda: [f for f in self.fires if f.burning],
+            threads=threads,
+            interval=interval,
+            **options,
+        )
 
     def eventually(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
         """Retry `fn` until it neither raises nor returns False (default: recovery timeout)."""

@@ -1,4 +1,5 @@
-"""Hooks pytest-dcfire calls, so a conftest can log fires or add faults of its own.
+"""Hooks pytest-dcfire calls, so a conftest can log fires, add faults of its own, or add its
+own checker's verdict to the report.
 
 Implement them in a conftest.py or a plugin like any pytest hook.
 """
@@ -8,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pytest_dcfire.fire import Fire
+    from pytest_dcfire.fire import Fire, FireRecord
+    from pytest_dcfire.history.model import History
 
 
 def pytest_dcfire_before_ignite(fire: Fire, item: Any) -> None:
@@ -25,3 +27,14 @@ def pytest_dcfire_before_restore(fire: Fire, item: Any) -> None:
 
 def pytest_dcfire_after_restore(fire: Fire, item: Any) -> None:
     """Called once `fire` is undone and its sites' health checks pass again."""
+
+
+def pytest_dcfire_check(item: Any, history: History | None, fires: tuple[FireRecord, ...]) -> Any:
+    """Judge a burning test after its fires are out, for the report: called once per workload
+    the test ran (`history`, marked with `ignite` / `restore`), or once with `history=None`
+    when it ran none. `fires` are the test's `FireRecord`s (timings, skew, RTO).
+
+    Return None (nothing to say), a `pytest_dcfire.evidence.Verdict`, a checker result
+    (`LostWrites`, `Availability`, `Linearizability`), a `(name, ok, text)` tuple, or a list of
+    these. Verdicts go to the report; they do not change the test's outcome (assert in the
+    test for that)."""

@@ -3,26 +3,30 @@
 `service.address(port)` goes through one proxy per port, so a fire can cut the edge the way
 a dead site looks to a client (connections hang; nothing is reset) and a brownout can add the
 latency and bandwidth limits of a degraded WAN link. One client path serves every server mode
-(embedded, url; image later): toxiproxy-python, wrapped here and nowhere else, because it keeps
+(embedded, image, url): toxiproxy-python, wrapped here and nowhere else, because it keeps
 the server's address in class attributes that must be set under a lock before each call.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+from tenacity import Retrying, stop_after_delay, wait_fixed
 
 from pytest_dcfire.config import INI_TOXIPROXY, TOXIPROXY_FORMS, Settings
 from pytest_dcfire.errors import ConfigError, DcfireError, FireError
 from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.fire import CallStep, FireSpec
+from pytest_dcfire.linkfaults import BrownoutSpec, LinkFault, PartitionSpec
+from pytest_dcfire.topology.model import Link, Service
 
 Progress = Callable[[str], None]
 
@@ -30,6 +34,8 @@ _NAME_OK = re.compile(r"[^A-Za-z0-9_.-]+")
 _CALL_LOCK = threading.Lock()
 #: On a real Toxiproxy a blackhole is a `timeout` toxic with timeout 0 on both streams.
 _CUT_TOXICS = ("dcfire_cut_up", "dcfire_cut_down")
+#: Where Toxiproxy images (the official one, and ours) serve the API.
+IMAGE_API_PORT = 8474
 
 
 def proxy_name(session: str, service: str, port: int) -> str:
@@ -74,10 +80,13 @@ class LinkClient:
             self._embedded = self.version().get("implementation") == "pytest-dcfire"
         return self._embedded
 
-    def create(self, name: str, upstream: str) -> tuple[str, int]:
-        """Create a proxy listening on an ephemeral port; return where clients connect."""
-        local = self.host in ("127.0.0.1", "localhost", "::1")
-        listen = f"{'127.0.0.1' if local else '0.0.0.0'}:0"
+    def create(self, name: str, upstream: str, listen: str | None = None) -> tuple[str, int]:
+        """Create a proxy on an ephemeral port of `listen` (default: loopback for a local
+        server, every address otherwise); return the host of this server and that port."""
+        if listen is None:
+            local = self.host in ("127.0.0.1", "localhost", "::1")
+            listen = "127.0.0.1" if local else "0.0.0.0"
+        listen = f"{listen}:0"
         info = self._call(
             lambda api: api.post(
                 "/proxies", json={"name": name, "upstream": upstream, "listen": listen}, timeout=10
@@ -122,22 +131,13 @@ class LinkClient:
             self.remove_toxic(proxy, name)
 
 
-@dataclass
-class Brownout:
-    """A degraded link, as recorded on the controller and undone at teardown."""
-
-    target: str
-    proxies: list[str]
-    latency: float = 0.0
-    jitter: float = 0.0
-    bandwidth: int | None = None
-    started: float = 0.0
-    restored: float | None = None
-    toxics: list[tuple[str, str]] = field(default_factory=list)
-
-
 class Links:
-    """The session's Toxiproxy server (or a client of one) and its proxies, one per port."""
+    """The session's Toxiproxy server (or a client of one) and its proxies.
+
+    Edge proxies (one per declared port) sit between the test process and the services;
+    link proxies (one per `${link:...}` placeholder) between two services, with the WAN
+    latency of their pair of sites. Fires cut both kinds where they touch a burning site.
+    """
 
     def __init__(self, settings: Settings, session: str, progress: Progress) -> None:
         self.settings = settings
@@ -145,29 +145,36 @@ class Links:
         self.progress = progress
         self.server: Any = None
         self.client: LinkClient | None = None
+        self.mode, _, self._rest = settings.toxiproxy.partition(":")
         #: (service, port) -> (proxy name, client address)
         self.proxies: dict[tuple[str, int], tuple[str, tuple[str, int]]] = {}
+        #: service-to-service links -> (proxy name, address the consumer uses)
+        self.links: dict[Link, tuple[str, tuple[str, int]]] = {}
+        self._site_of: dict[str, str] = {}
         self._held: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._brownouts = 0
+        self._faults = 0
+        self._container: Any = None
+        self._engine: Any = None
 
     def start(self) -> Links:
-        """Start (embedded) or reach (url) the server; fail with the ini key named."""
-        mode, _, rest = self.settings.toxiproxy.partition(":")
-        if mode == "image":
-            raise ConfigError(
-                f"{INI_TOXIPROXY} = {self.settings.toxiproxy!r}: image mode is not supported "
-                "yet; use embedded (the default) or url:<http://host:port> of a running "
-                "Toxiproxy (e.g. `python -m pytest_dcfire.toxiproxy --port 8474`)"
-            )
-        if mode == "url":
-            self.client = LinkClient(rest)
+        """Start (embedded) or reach (url) the server; fail with the ini key named.
+
+        In image mode the server is a container on the topology network, so it starts in
+        `prepare()`, once that network exists.
+        """
+        if self.mode == "image":
+            if not self._rest.strip():
+                raise ConfigError(f"{INI_TOXIPROXY} = {self.settings.toxiproxy!r}: no image")
+            return self
+        if self.mode == "url":
+            self.client = LinkClient(self._rest)
             try:
                 self.client.version()
             except Exception as exc:
                 raise ConfigError(
                     f"{INI_TOXIPROXY} = {self.settings.toxiproxy!r}: no Toxiproxy answers at "
-                    f"{rest}/version ({type(exc).__name__}); start one there or use "
+                    f"{self._rest}/version ({type(exc).__name__}); start one there or use "
                     f"{TOXIPROXY_FORMS}"
                 ) from None
             return self
@@ -176,6 +183,140 @@ class Links:
         self.server = EmbeddedToxiproxy().start()
         self.client = LinkClient(self.server.url)
         return self
+
+    # -- wiring: before the services start ------------------------------------------------
+
+    def prepare(self, system: Any, addresses: dict[str, str]) -> None:
+        """Start the image-mode server, then create the service-to-service link proxies.
+
+        Called by `System.start()` once the network exists and addresses are assigned, and
+        before any container is created, so placeholders can be replaced with the proxies.
+        """
+        topology = system.topology
+        self._site_of = {s.name: s.site for s in topology.services}
+        if self.mode == "image":
+            self._start_image(system)
+        if not topology.links:
+            return
+        client = self.client
+        assert client is not None
+        listen, advertise = self._link_endpoint(system)
+        for link in topology.links:
+            name = _NAME_OK.sub("_", f"{self.session}-{link.consumer}-to-{link.target}-{link.port}")
+            client.destroy(name)
+            upstream = f"{addresses[link.target]}:{link.port}"
+            _, port = client.create(name, upstream, listen=listen)
+            self.links[link] = (name, (advertise, port))
+            latency = topology.wan.between(self._site_of[link.consumer], self._site_of[link.target])
+            if latency:
+                for stream in ("upstream", "downstream"):
+                    client.add_toxic(
+                        name,
+                        f"dcfire_wan_{stream}",
+                        "latency",
+                        stream,
+                        latency=int(latency.latency_ms),
+                        jitter=int(latency.jitter_ms),
+                    )
+        self.progress(f"{len(self.links)} service-to-service link(s) through Toxiproxy")
+
+    def resolve(self, service: Service) -> Service:
+        """The service with its `${link:...}` placeholders replaced by proxy addresses."""
+        from pytest_dcfire.topology.wiring import has_placeholder, substitute
+
+        def address_of(ref: str, port: int) -> tuple[str, int]:
+            for link, (_, address) in self.links.items():
+                if link.consumer == service.name and link.ref == ref and link.port == port:
+                    return address
+            raise FireError(f"{service.name}: no link proxy for {ref}:{port}")  # pragma: no cover
+
+        def sub(text: str) -> str:
+            return substitute(text, address_of) if has_placeholder(text) else text
+
+        def argv(values: tuple[str, ...] | None) -> tuple[str, ...] | None:
+            return None if values is None else tuple(sub(a) for a in values)
+
+        return dataclasses.replace(
+            service,
+            environment=tuple((k, sub(v)) for k, v in service.environment),
+            command=argv(service.command),
+            entrypoint=argv(service.entrypoint),
+        )
+
+    def _link_endpoint(self, system: Any) -> tuple[str, str]:
+        """(listen host, host the containers dial) for link proxies in this server mode."""
+        assert self.client is not None
+        if self.mode == "image":
+            return "0.0.0.0", self.client.host
+        if self.client.host in ("127.0.0.1", "localhost", "::1"):
+            if not system.engine.local:
+                raise ConfigError(
+                    f"{INI_TOXIPROXY} = {self.settings.toxiproxy!r}: service-to-service links "
+                    "need a Toxiproxy the containers can reach, and this one runs beside the "
+                    "tests while the engine is remote (DOCKER_HOST); use url:<http://host:port> "
+                    "of a server on the engine's network"
+                )
+            gateway = str(system.subnet[1])  # this host, as the containers see it
+            return gateway, gateway
+        return "0.0.0.0", self.client.host
+
+    def _start_image(self, system: Any) -> None:
+        """Run the Toxiproxy image on the topology network and wait for its API."""
+        import docker.errors
+
+        engine = system.engine
+        ref = self._rest.strip()
+        setting = f"{INI_TOXIPROXY} = {self.settings.toxiproxy!r}"
+        if not engine.local:
+            raise ConfigError(
+                f"{setting}: image mode needs a local engine (the test process talks to the "
+                "container's own address); with a remote DOCKER_HOST run the image there and "
+                "use url:<http://host:port>"
+            )
+        try:
+            engine.client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            try:
+                engine.client.images.pull(ref)
+            except docker.errors.DockerException as exc:
+                raise ConfigError(
+                    f"{setting}: the image is not on the engine and pulling it failed "
+                    f"({_short(exc)}); build it or `docker load` it first"
+                ) from None
+        ip = str(list(system.subnet.hosts())[-1])  # services take addresses from the bottom
+        api = engine.client.api
+        networking = api.create_networking_config(
+            {system.network.name: api.create_endpoint_config(ipv4_address=ip)}
+        )
+        self._engine = engine
+        try:
+            created = api.create_container(
+                ref,
+                name=engine.session.name("toxiproxy"),
+                labels=engine.session.labels("toxiproxy"),
+                host_config=api.create_host_config(init=True),
+                networking_config=networking,
+                detach=True,
+            )
+            self._container = engine.client.containers.get(created["Id"])
+            self._container.start()
+        except docker.errors.APIError as exc:
+            raise ConfigError(f"{setting}: the container could not start: {_short(exc)}") from None
+        self.client = LinkClient(f"http://{ip}:{IMAGE_API_PORT}")
+        try:
+            for attempt in Retrying(stop=stop_after_delay(30), wait=wait_fixed(0.1), reraise=True):
+                with attempt:
+                    self.client.version()
+        except Exception as exc:
+            logs = self._container.logs(tail=20).decode("utf-8", "replace")
+            raise ConfigError(
+                f"{setting}: no Toxiproxy API at {self.client.url} after 30 s "
+                f"({type(exc).__name__}); the image must serve Toxiproxy's API on port "
+                f"{IMAGE_API_PORT} of 0.0.0.0. Its last log lines:\n{logs}"
+            ) from None
+        self.progress(f"Toxiproxy {ref} running at {self.client.url}")
+
+    # -- the edge: after the services start -----------------------------------------------
 
     def attach(self, system: Any) -> None:
         """One proxy per declared port of every instance; route `address()` through them."""
@@ -194,13 +335,57 @@ class Links:
         return found[1] if found is not None else handle.direct_address(port)
 
     def proxies_of(self, handles: Sequence[Any]) -> list[str]:
+        """Every proxy touching these instances: their edge, and links from or to them."""
         names = {h.name for h in handles}
-        return [name for (svc, _), (name, _) in self.proxies.items() if svc in names]
+        edge = [name for (svc, _), (name, _) in self.proxies.items() if svc in names]
+        links = [
+            name
+            for link, (name, _) in self.links.items()
+            if link.consumer in names or link.target in names
+        ]
+        return edge + links
+
+    def between(self, a: str, b: str) -> list[str]:
+        """The link proxies from a service in site `a` to one in `b`, or the other way."""
+        pair = {a, b}
+        return [
+            name
+            for link, (name, _) in self.links.items()
+            if {self._site_of.get(link.consumer), self._site_of.get(link.target)} == pair
+        ]
 
     # -- fires ----------------------------------------------------------------------------
 
+    def _hold(self, proxies: Sequence[str]) -> list[str]:
+        """Count a cut on each proxy; return those this cut is the first on (to cut now)."""
+        with self._lock:
+            fresh = [p for p in proxies if self._held[p] == 0]
+            for p in proxies:
+                self._held[p] += 1
+        return fresh
+
+    def _release(self, proxies: Sequence[str], changed: Sequence[str]) -> None:
+        """Drop a cut's count; heal the proxies no cut holds any more (that it had cut)."""
+        with self._lock:
+            last = []
+            for p in proxies:
+                self._held[p] -= 1
+                if self._held[p] <= 0:
+                    del self._held[p]
+                    if p in changed:
+                        last.append(p)
+        problems = []
+        assert self.client is not None
+        for p in last:
+            try:
+                self.client.heal(p)
+            except Exception as exc:
+                problems.append(f"{p}: {exc}")
+        if problems:
+            raise FireError("healing links failed: " + "; ".join(problems))
+
     def make_step(self, effect: str, spec: FireSpec, handles: Sequence[Any]) -> CallStep:
-        """The `links` effect: blackhole the proxies of the burning instances, counted."""
+        """The `links` effect: blackhole every proxy touching the burning instances, counted."""
         if effect != "links":
             raise FireError(f"unknown link effect {effect!r}")
         client = self.client
@@ -209,10 +394,7 @@ class Links:
         changed: list[str] = []
 
         def do() -> FaultTiming:
-            with self._lock:
-                fresh = [p for p in proxies if self._held[p] == 0]
-                for p in proxies:
-                    self._held[p] += 1
+            fresh = self._hold(proxies)
             changed.extend(fresh)
             if not fresh:
                 return FaultTiming("links", "no proxies" if not proxies else "already cut", 0.0)
@@ -224,76 +406,88 @@ class Links:
             method = "blackhole" if client.embedded else "timeout-0 toxics"
             return FaultTiming("links", method, max(offsets.values()), offsets)
 
-        def undo_fn() -> None:
-            with self._lock:
-                last = []
-                for p in proxies:
-                    self._held[p] -= 1
-                    if self._held[p] <= 0:
-                        del self._held[p]
-                        if p in changed:
-                            last.append(p)
-            problems = []
-            for p in last:
-                try:
-                    client.heal(p)
-                except Exception as exc:
-                    problems.append(f"{p}: {exc}")
-            if problems:
-                raise FireError("healing links failed: " + "; ".join(problems))
+        return CallStep("links", do, lambda: self._release(proxies, changed))
 
-        return CallStep("links", do, undo_fn)
+    # -- link faults ----------------------------------------------------------------------
 
-    def brownout(
-        self,
-        target: str,
-        handles: Sequence[Any],
-        latency: float = 0.0,
-        jitter: float = 0.0,
-        bandwidth: int | None = None,
-    ) -> Brownout:
+    def partition(self, spec: PartitionSpec, test: str = "") -> LinkFault:
+        """Cut the links between two sites (reference-counted with fires' cuts)."""
+        client = self.client
+        assert client is not None
+        a, b = spec.sites
+        proxies = self.between(a, b)
+        if not proxies:
+            raise FireError(
+                f"partition {a} | {b}: no service-to-service link joins these sites; a "
+                "partition cuts `${link:...}` links only (write one in the topology)"
+            )
+        fault = LinkFault("partition", f"{a}|{b}", "links cut", proxies, test)
+        changed: list[str] = []
+        fault.undo = lambda _: self._release(proxies, changed)
+        try:
+            fresh = self._hold(proxies)
+            changed.extend(fresh)
+            for p in fresh:
+                client.cut(p)
+        except BaseException:
+            fault.lift()
+            raise
+        fault.setup_ms = (time.monotonic() - fault.started) * 1000.0
+        return fault
+
+    def brownout(self, spec: BrownoutSpec, handles: Sequence[Any], test: str = "") -> LinkFault:
         """Latency (ms, ± jitter) and bandwidth (KB/s) toxics on both streams of each proxy."""
-        assert self.client is not None
+        client = self.client
+        assert client is not None
         proxies = self.proxies_of(handles)
         if not proxies:
-            raise FireError(f"brownout {target}: none of its instances declares `ports:`")
+            raise FireError(
+                f"brownout {spec.target}: no link touches it (declare `ports:`, or link to it "
+                "with a `${link:...}` placeholder)"
+            )
         with self._lock:
-            self._brownouts += 1
-            tag = f"dcfire_brownout{self._brownouts}"
-        record = Brownout(target, proxies, latency, jitter, bandwidth, time.monotonic())
+            self._faults += 1
+            tag = f"dcfire_brownout{self._faults}"
+        fault = LinkFault("brownout", spec.target, spec.describe(), proxies, test)
+        fault.undo = self._remove_toxics
         try:
             for p in proxies:
                 for stream in ("upstream", "downstream"):
-                    if latency or jitter:
+                    if spec.latency or spec.jitter:
                         name = f"{tag}_latency_{stream}"
-                        record.toxics.append((p, name))
-                        self.client.add_toxic(
-                            p, name, "latency", stream, latency=int(latency), jitter=int(jitter)
+                        fault.toxics.append((p, name))
+                        client.add_toxic(
+                            p,
+                            name,
+                            "latency",
+                            stream,
+                            latency=int(spec.latency),
+                            jitter=int(spec.jitter),
                         )
-                    if bandwidth is not None:
+                    if spec.bandwidth is not None:
                         name = f"{tag}_bandwidth_{stream}"
-                        record.toxics.append((p, name))
-                        self.client.add_toxic(p, name, "bandwidth", stream, rate=int(bandwidth))
+                        fault.toxics.append((p, name))
+                        client.add_toxic(p, name, "bandwidth", stream, rate=int(spec.bandwidth))
         except BaseException:
-            self.lift(record)
+            fault.lift()
             raise
-        return record
+        fault.setup_ms = (time.monotonic() - fault.started) * 1000.0
+        return fault
 
-    def lift(self, record: Brownout) -> None:
+    def _remove_toxics(self, fault: LinkFault) -> None:
         """Remove a brownout's toxics (missing ones are fine: the proxy may be gone)."""
-        if record.restored is not None or self.client is None:
+        if self.client is None:
             return
-        for proxy, name in reversed(record.toxics):
+        for proxy, name in reversed(fault.toxics):
             self.client.remove_toxic(proxy, name)
-        record.restored = time.monotonic()
 
     # -- end of session -------------------------------------------------------------------
 
     def close(self) -> list[str]:
-        """Remove our proxies (only ours, on a shared server) and stop the embedded server."""
+        """Remove our proxies (only ours, on a shared server); stop the server we started."""
         problems: list[str] = []
-        if self.client is not None and self.server is None:
-            for name, _ in self.proxies.values():
+        if self.client is not None and self.server is None and self._container is None:
+            for name, _ in [*self.proxies.values(), *self.links.values()]:
                 try:
                     self.client.destroy(name)
                 except Exception as exc:
@@ -304,8 +498,21 @@ class Links:
             except Exception as exc:
                 problems.append(f"toxiproxy: {exc}")
             self.server = None
+        if self._container is not None:
+            try:
+                self._container.remove(force=True)
+            except Exception as exc:
+                if "No such container" not in str(exc):
+                    problems.append(f"toxiproxy container: {exc}")
+            self._container = None
         self.proxies.clear()
+        self.links.clear()
         return problems
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "explanation", None) or exc)
+    return text if len(text) < 300 else text[:297] + "..."
 
 
 def require_links(links: Links | None, what: str) -> Links:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pytest_dcfire import hookspecs
+from pytest_dcfire import burn, each_site, hookspecs
 from pytest_dcfire.config import (
     INI_KEEP,
     INI_RECOVERY_TIMEOUT,
@@ -22,14 +22,28 @@ from pytest_dcfire.config import (
     read_settings,
 )
 from pytest_dcfire.errors import ConfigError, DcfireError, TopologyError
-from pytest_dcfire.fire import MODES, FireController, FireSpec
+from pytest_dcfire.evidence import session_evidence
+from pytest_dcfire.fire import MODES, FireController, service_names
+from pytest_dcfire.linkfaults import BrownoutSpec, PartitionSpec
+from pytest_dcfire.report.html import INI_REPORT, report_path
+from pytest_dcfire.runtime import adopt
 from pytest_dcfire.session import DcfireSession
 
 SESSION_KEY = pytest.StashKey[DcfireSession]()
+BROWNOUT_HELP = (
+    "brownout(site_or_service, latency=0, jitter=0, bandwidth=None): degrade every Toxiproxy "
+    "link touching a site or service during this test: latency and jitter in ms (one way, "
+    "each direction), bandwidth in KB/s; lifted afterwards."
+)
+PARTITION_HELP = (
+    "partition(site_a, site_b): cut the service-to-service links between two sites during "
+    "this test (both sites stay up: split brain); healed afterwards."
+)
 MARKER_HELP = (
-    "dc_fire(*sites, mode='fire', network=True, storage=True): burn SITES during this test: "
-    "their containers' network is blackholed and their storage frozen after the test's "
-    "fixtures are set up, and restored (health-checked) afterwards. "
+    "dc_fire(*sites, mode='fire', network=True, storage=True, each_site=False): burn SITES "
+    "during this test: their containers' network is blackholed and their storage frozen after "
+    "the test's fixtures are set up, and restored (health-checked) afterwards. "
+    "each_site=True runs the test once per site instead (dcfire.burning names it). "
     f"Modes: {', '.join(MODES)}."
 )
 
@@ -57,8 +71,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="print the start waves and the blast radius of every site (what goes dark, "
-        "what loses a single-homed dependency), then exit without starting a container.",
+        "what loses a single-homed dependency) and the drills (each burning test x site), "
+        "then exit without starting a container.",
     )
+    group.addoption(
+        "--dcfire-report",
+        dest="dcfire_report",
+        metavar="PATH",
+        help="write a self-contained HTML report of the fires, workloads and verdicts to PATH "
+        f"(overrides the ini key {INI_REPORT}).",
+    )
+    burn.add_options(group, parser)
+    adopt.add_options(group, parser)
     parser.addini(
         INI_TOPOLOGY, "path of the topology YAML or docker-compose file, relative to the ini file."
     )
@@ -75,6 +99,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         INI_KEEP, "keep the system after the session (true/false, default false).", default="false"
     )
+    parser.addini(INI_REPORT, "path of the HTML report to write, relative to the ini file.")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -97,7 +122,8 @@ def _settings(config: pytest.Config) -> Any:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", MARKER_HELP)
+    for line in (MARKER_HELP, BROWNOUT_HELP, PARTITION_HELP):
+        config.addinivalue_line("markers", line)
     try:
         settings = _settings(config)
         topology = None
@@ -105,9 +131,42 @@ def pytest_configure(config: pytest.Config) -> None:
             from pytest_dcfire.topology.load import load_topology
 
             topology = load_topology(settings.topology)
+        compose = _adopt_compose(config)
+        if compose is not None:
+            topology = compose.topology(topology)
+        sites = topology.site_names if topology is not None else ()
+        suite_burn = burn.SuiteBurn(
+            burn.burn_sites(config.getoption("dcfire_burn"), config.getini(burn.INI_BURN), sites)
+        )
+        session_evidence(config).report_path = report_path(config)
     except (ConfigError, TopologyError) as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.stash[SESSION_KEY] = DcfireSession(settings, topology, _progress_writer(config))
+    if settings.plan and topology is None:
+        raise pytest.UsageError(
+            "--dcfire-plan needs a topology: set dcfire_topology in pytest.ini or pass "
+            "--dcfire-topology PATH"
+        )
+    state = DcfireSession(settings, topology, _progress_writer(config))
+    state.burn, state.compose, state.hooks = suite_burn, compose, config.hook
+    config.stash[SESSION_KEY] = state
+    if topology is not None:
+        from pytest_dcfire.integrity import Integrity
+        from pytest_dcfire.interrupts import Guard
+
+        guard = Guard(lambda why: state.close())
+        guard.install()
+        config.pluginmanager.register(guard, "dcfire-interrupts")
+        config.pluginmanager.register(Integrity(lambda: state), "dcfire-integrity")
+
+
+def _adopt_compose(config: pytest.Config) -> adopt.ComposeProject | None:
+    """The compose project to adopt (CLI beats ini), read from the engine at startup."""
+    project = config.getoption("dcfire_adopt_compose") or config.getini(adopt.INI_ADOPT_COMPOSE)
+    if not project or config.option.help or config.option.dcfire_plan:
+        return None
+    cli = config.getoption("dcfire_adopt_compose")
+    where = adopt.OPTION_ADOPT_COMPOSE if cli else adopt.INI_ADOPT_COMPOSE
+    return adopt.discover_compose(str(project), where)
 
 
 def _progress_writer(config: pytest.Config) -> Any:
@@ -127,27 +186,32 @@ def _progress_writer(config: pytest.Config) -> Any:
     return write
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_cmdline_main(config: pytest.Config) -> int | None:
+def pytest_collection_finish(session: pytest.Session) -> None:
+    config = session.config
     if not config.option.dcfire_plan:
-        return None
-    config._do_configure()
-    try:
-        state = config.stash[SESSION_KEY]
-        if state.topology is None:
-            raise pytest.UsageError(
-                "--dcfire-plan needs a topology: set dcfire_topology in pytest.ini or pass "
-                "--dcfire-topology PATH"
-            )
-        from pytest_dcfire.topology.plan import render_plan
+        return
+    state = config.stash[SESSION_KEY]
+    assert state.topology is not None
+    from pytest_dcfire.topology.plan import render_plan
 
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        assert reporter is not None
-        for line in render_plan(state.topology).splitlines():
-            reporter.write_line(line)
-    finally:
-        config._ensure_unconfigure()
-    return 0
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    assert reporter is not None
+    lines = render_plan(state.topology).splitlines()
+    lines += each_site.plan_lines(session.items, state.topology.site_names)
+    for line in lines:
+        reporter.write_line(line)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    """With --dcfire-plan nothing runs: the plan is the whole answer."""
+    return True if session.config.option.dcfire_plan else None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    state = metafunc.config.stash.get(SESSION_KEY, None)
+    if state is not None and state.topology is not None:
+        each_site.generate(metafunc, state.topology.site_names)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -157,31 +221,54 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     topo = state.topology
     return [
         f"dcfire: topology {topo.source}: sites {', '.join(topo.site_names)}; "
-        f"{len(topo.services)} service instance(s)"
+        f"{len(topo.services)} service instance(s)",
+        *(state.compose.header() if state.compose is not None else []),
+        *state.burn.header(),
     ]
 
 
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    """Check every dc_fire marker before anything starts; burning tests get `dcfire`."""
+    """Check every fault marker before anything starts; those tests get `dcfire`."""
     state = config.stash[SESSION_KEY]
-    sites = state.topology.site_names if state.topology is not None else ()
     problems = []
+    kinds: set[str] = set()
     for item in items:
-        markers = list(item.iter_markers("dc_fire"))
+        markers = [m for name in FAULT_MARKERS for m in item.iter_markers(name)]
         if not markers:
             continue
         for mark in markers:
             try:
-                FireSpec.parse(mark.args, mark.kwargs, sites, where=f"@dc_fire{_call(mark)}")
+                _parse_marker(mark, state.topology)
             except ConfigError as exc:
                 problems.append(f"{item.nodeid}: {exc}")
+                kinds.add(mark.name)
         fixturenames = getattr(item, "fixturenames", None)
         if fixturenames is not None and "dcfire" not in fixturenames:
             fixturenames.append("dcfire")
     if problems:
-        raise pytest.UsageError("invalid dc_fire marker(s):\n  " + "\n  ".join(problems))
+        names = "/".join(sorted(kinds))
+        raise pytest.UsageError(f"invalid {names} marker(s):\n  " + "\n  ".join(problems))
+    if state.burn:
+        burn.request_system(items)
+
+
+FAULT_MARKERS = ("dc_fire", "brownout", "partition")
+
+
+def _parse_marker(mark: pytest.Mark, topology: Any) -> BrownoutSpec | PartitionSpec | None:
+    """Validate one fault marker against the topology; return a link fault's spec (fires
+    are returned by `each_site.specs`, which knows which site an each_site test burns)."""
+    sites = topology.site_names if topology is not None else ()
+    where = f"@{mark.name}{_call(mark)}"
+    if mark.name == "brownout":
+        services = service_names(topology) if topology is not None else ()
+        return BrownoutSpec.parse(mark.args, mark.kwargs, sites, services, where=where)
+    if mark.name == "partition":
+        return PartitionSpec.parse(mark.args, mark.kwargs, sites, where=where)
+    each_site.check(mark, sites, where=where)
+    return None
 
 
 def _call(mark: pytest.Mark) -> str:
@@ -191,12 +278,19 @@ def _call(mark: pytest.Mark) -> str:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
-    """Ignite the test's dc_fire markers after its fixtures, before its body."""
-    markers = list(item.iter_markers("dc_fire"))
+    """Apply the test's fault markers after its fixtures, before its body: link faults
+    first (a brownout that makes a replica lag must be in place when the fire starts)."""
+    markers = [m for name in FAULT_MARKERS for m in item.iter_markers(name)]
     if markers:
         controller: FireController = item.funcargs["dcfire"]  # type: ignore[attr-defined]
-        specs = [FireSpec.parse(m.args, m.kwargs, controller.system.sites) for m in markers]
-        controller.ignite_together(specs)
+        for mark in markers:
+            if mark.name != "dc_fire":  # link faults first, fires after
+                spec = _parse_marker(mark, controller.system.topology)
+                if spec is not None:
+                    controller.ignite_link_fault(spec)
+        fires = each_site.specs(item, controller.system.sites)
+        if fires:
+            controller.ignite_together(fires)
     return (yield)
 
 
@@ -205,7 +299,8 @@ def dcfire_topology(pytestconfig: pytest.Config) -> Iterator[Any]:
     """The running system under test (session scope), started from the topology file.
 
     `.sites`, `.services`, `.service(name)` (handles with `.address(port)`, `.exec(cmd)`,
-    `.logs()`, `.container`, `.site`), `.blast_radius(site)`.
+    `.logs()`, `.container`, `.site`), `.blast_radius(site)`, `.adopt(container, site=...)`
+    (a container started elsewhere joins a site; never removed) and `.release(handle)`.
     """
     state = pytestconfig.stash[SESSION_KEY]
     try:
@@ -215,13 +310,17 @@ def dcfire_topology(pytestconfig: pytest.Config) -> Iterator[Any]:
     try:
         yield system
     finally:
+        failed = state.burn.restore_quietly()
         _close(state)
+        if failed:  # a failed recovery fails the run (a teardown error)
+            pytest.fail(f"dcfire: {failed}", pytrace=False)
 
 
 @pytest.fixture
 def dcfire(request: pytest.FixtureRequest, dcfire_topology: Any) -> Iterator[FireController]:
-    """The fire controller of this test: `fire()`, `restore()`, `eventually()`,
-    `measure_recovery()`. Everything it burned is restored at teardown, always."""
+    """The fire controller of this test: `fire()`, `restore()`, `burning`, `workload()`,
+    `eventually()`, `measure_recovery()`. Everything it burned is restored at teardown,
+    always; its workloads' verdicts go to the report and the JUnit properties."""
     state = request.config.stash[SESSION_KEY]
     controller = FireController(
         dcfire_topology,
@@ -232,21 +331,50 @@ def dcfire(request: pytest.FixtureRequest, dcfire_topology: Any) -> Iterator[Fir
         item=request.node,
         links=state.links,
     )
+    session_evidence(request.config).add(controller.evidence)
+    controller.also_dark = state.burn.burning
     try:
         yield controller
     finally:
-        controller.restore()
+        try:
+            controller.restore()
+        finally:
+            controller.evidence.finish(request.config.hook, request.node)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, Any, Any]:
+    """Each burning test's outcome for the report (outermost: xfail is already applied)."""
+    report = yield
+    session_evidence(item.config).outcome(report)
+    return report
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     state = config.stash.get(SESSION_KEY, None)
-    if state is None or not len(state.timeline):
+    if state is None:
         return
-    from pytest_dcfire.report.terminal import fire_table
+    from pytest_dcfire.report.terminal import fire_table, link_fault_table
 
-    terminalreporter.section("dcfire: fires")
-    for line in fire_table(state.timeline):
-        terminalreporter.write_line(line)
+    if len(state.timeline):
+        terminalreporter.section("dcfire: fires")
+        for line in fire_table(state.timeline):
+            terminalreporter.write_line(line)
+    if state.timeline.link_faults:
+        terminalreporter.section("dcfire: link faults")
+        for line in link_fault_table(state.timeline.link_faults):
+            terminalreporter.write_line(line)
+    written = session_evidence(config).report_path
+    if written is not None and not hasattr(config, "workerinput"):
+        terminalreporter.write_line(f"dcfire: report written to {written}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist: keep a worker's share of the report for the controller's one file."""
+    share = getattr(node, "workeroutput", {}).get("dcfire_report")
+    if share is not None:
+        session_evidence(node.config).shares.append(share)
 
 
 def _close(state: DcfireSession) -> None:
@@ -258,5 +386,24 @@ def _close(state: DcfireSession) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """A safety net: the session fixture normally closes everything already."""
     state = session.config.stash.get(SESSION_KEY, None)
+    if state is not None and session.config.option.dcfire_plan:
+        if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+            session.exitstatus = pytest.ExitCode.OK  # a plan of no test is still a plan
+        return
+    evidence = session_evidence(session.config)
+    if state is not None and evidence.report_path is not None:
+        from pytest_dcfire.report.html import parts, write_report
+
+        workerinput = getattr(session.config, "workerinput", None)
+        if workerinput is not None:  # an xdist worker: the controller writes the one file
+            worker = str(workerinput.get("workerid", "w"))
+            session.config.workeroutput["dcfire_report"] = parts(  # type: ignore[attr-defined]
+                evidence, state.timeline, prefix=f"{worker}-"
+            )
+        else:
+            try:
+                write_report(evidence.report_path, evidence, state.timeline, evidence.shares)
+            except OSError as exc:
+                state.progress(f"could not write the report {evidence.report_path}: {exc}")
     if state is not None:
         _close(state)

@@ -10,9 +10,11 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from pytest_dcfire.burn import SuiteBurn
 from pytest_dcfire.config import INI_TOXIPROXY, Settings
 from pytest_dcfire.errors import DcfireError
 from pytest_dcfire.fire import Timeline
+from pytest_dcfire.runtime.adopt import ComposeProject
 from pytest_dcfire.runtime.engine import Engine, SessionIdentity
 from pytest_dcfire.topology.model import Topology
 
@@ -34,6 +36,10 @@ class DcfireSession:
         self.links: Any = None
         self._failure: str | None = None
         self.reaped: str | None = None
+        #: --dcfire-burn (burn.py) and dcfire_adopt_compose (runtime/adopt.py), from configure.
+        self.burn = SuiteBurn(())
+        self.compose: ComposeProject | None = None
+        self.hooks: Any = None
 
     def start(self) -> Any:
         """Start the system under test once; later calls return it (or repeat the failure)."""
@@ -51,6 +57,13 @@ class DcfireSession:
         except DcfireError as exc:
             self._failure = str(exc)
             raise
+        try:
+            self.burn.ignite(self.system, self, self.hooks)
+        except DcfireError as exc:
+            self._failure = f"--dcfire-burn {', '.join(self.burn.sites)}: {exc}"
+            for problem in self.close():
+                self.progress(f"cleanup problem: {problem}")
+            raise DcfireError(self._failure) from None
         return self.system
 
     def _start(self, topology: Topology) -> Any:
@@ -68,7 +81,12 @@ class DcfireSession:
             self.reaped = str(report)
             self.progress(self.reaped)
         system = System(
-            self.engine, topology, self.faults.volumes, self.progress, keep=self.settings.keep
+            self.engine,
+            topology,
+            self.faults.volumes,
+            self.progress,
+            keep=self.settings.keep,
+            wiring=self.links,
         )
         self.faults.attach(system)
         system.start()
@@ -79,7 +97,23 @@ class DcfireSession:
             # Nothing holds the system yet, so nothing else would remove it.
             system.stop()
             raise DcfireError(f"creating the link proxies ({INI_TOXIPROXY}) failed: {exc}") from exc
+        self._adoptions(system)
         return system
+
+    def _adoptions(self, system: Any) -> None:
+        """Let tests adopt containers; adopt the compose project named in the ini file."""
+        from pytest_dcfire.runtime.adopt import Adoptions
+
+        assert self.engine is not None
+        adoptions = Adoptions(self.engine, system, self.faults.targets, self.progress)
+        adoptions.on_join.append(self.burn.joined)
+        system.adopter = adoptions
+        if self.compose is not None:
+            try:
+                self.compose.adopt_into(adoptions)
+            except DcfireError:
+                system.stop()
+                raise
 
     def make_step(self, effect: str, spec: Any, handles: Any) -> Any:
         """The fire controller's step factory: link cuts to the links, the rest to faults."""
@@ -90,9 +124,17 @@ class DcfireSession:
     def close(self) -> list[str]:
         """Remove everything (unless --dcfire-keep); return problems to report, never raise."""
         problems: list[str] = []
+        try:
+            self.burn.restore()
+        except Exception as exc:
+            problems.append(f"restoring the suite burn: {exc}")
         if self.links is not None:
             problems += self.links.close()
             self.links = None
+        if self.faults is not None and not self.settings.keep:
+            # Thaw and uncut before removing: a container blocked on a frozen pool makes the
+            # engine's kill wait (12 s on Engine 20.10) and then fail.
+            problems += self.faults.release()
         if self.system is not None:
             if self.settings.keep:
                 self.progress(self.system.keep_instructions())

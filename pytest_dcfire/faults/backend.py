@@ -23,6 +23,7 @@ from pytest_dcfire.faults.power import PowerSwitch
 from pytest_dcfire.faults.storage import PoolVolumes, StoragePools
 from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.fire import CallStep, FireSpec
+from pytest_dcfire.runtime.adopt import STORAGE_NOT_OURS
 from pytest_dcfire.runtime.engine import Engine
 from pytest_dcfire.topology.model import Service, Topology, Volume
 
@@ -50,6 +51,15 @@ class UnfrozenVolumes:
         for volume in self._made:
             with contextlib.suppress(docker.errors.NotFound):
                 volume.remove(force=True)
+
+
+def _not_ours(timing: FaultTiming) -> FaultTiming:
+    """Say in the via column that adopted containers' storage was left alone."""
+    if timing.method in ("no volumes", ""):
+        timing.method = STORAGE_NOT_OURS
+    else:
+        timing.method = f"{timing.method}; adopted: {STORAGE_NOT_OURS}"
+    return timing
 
 
 class FaultBackend:
@@ -107,7 +117,7 @@ class FaultBackend:
         if effect == "pause":
             return self._counted(effect, containers, self.power.pause, self.power.unpause)
         if effect == "storage":
-            return self._storage_step(spec)
+            return self._storage_step(spec, handles)
         raise FireError(f"unknown effect {effect!r}")
 
     def _counted(
@@ -144,7 +154,11 @@ class FaultBackend:
 
         return CallStep(effect, do, undo_fn)
 
-    def _storage_step(self, spec: FireSpec) -> CallStep:
+    def _storage_step(self, spec: FireSpec, handles: Sequence[Any] = ()) -> CallStep:
+        # Adopted containers keep their own storage: only the session's pools can freeze.
+        if any(getattr(h, "adopted", False) for h in handles):
+            step = self._storage_step(spec)
+            return CallStep("storage", lambda: _not_ours(step.apply()), step.undo)
         if self.pools is None:
             raise FireError(
                 f"cannot freeze the storage of {', '.join(spec.sites)}: the engine refused the "

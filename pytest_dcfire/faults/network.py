@@ -99,6 +99,15 @@ class Targets:
         info = self.engine.retry(lambda: self.engine.client.api.inspect_container(cid))
         self._adopted.add(str(info["Id"]))
 
+    def is_adopted(self, cid: str) -> bool:
+        return cid in self._adopted
+
+    def disown(self, cid: str) -> None:
+        """Take an adopted container off the allow-list (it may be removed by its owner)."""
+        with self._lock:
+            self._adopted.discard(cid)
+            self._cache.pop(cid, None)
+
     def forget(self, containers: Iterable[Any]) -> None:
         """Drop cached pids (after a restart)."""
         with self._lock:

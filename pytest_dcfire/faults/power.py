@@ -51,6 +51,8 @@ class PowerSwitch:
         self.helper = helper
         self._killed: dict[str, Target] = {}
         self._paused: dict[str, Target] = {}
+        #: Restart policies of adopted containers, suspended while their power is off.
+        self._policies: dict[str, dict[str, Any]] = {}
 
     # -- power loss ------------------------------------------------------------------------
 
@@ -60,6 +62,7 @@ class PowerSwitch:
         targets = self.targets.resolve(containers)
         for t in targets:  # recorded first: a failure halfway still powers them on
             self._killed[t.id] = t
+        self._suspend_restart_policies(targets)
         if self.helper is not None:
             wire = [{"id": t.id, "pid": t.pid} for t in targets]
             try:
@@ -115,6 +118,7 @@ class PowerSwitch:
                 )
             self.engine.retry(lambda: api.start(t.id))
             offsets[t.name] = monotonic_ms() - started
+            self._resume_restart_policy(t)
 
         try:
             parallel(start, chosen)
@@ -125,6 +129,30 @@ class PowerSwitch:
             self.targets.forget(chosen)
         latency = max(offsets.values()) if offsets else 0.0
         return FaultTiming("kill", "start", latency, offsets)
+
+    def _suspend_restart_policies(self, targets: Sequence[Target]) -> None:
+        """An adopted container may have a restart policy (compose's `restart: always`):
+        the engine would start it again at once, so it is set to "no" until power_on."""
+        api = self.engine.client.api
+
+        def one(t: Target) -> None:
+            if not self.targets.is_adopted(t.id) or t.id in self._policies:
+                return
+            info = self.engine.retry(lambda: api.inspect_container(t.id))
+            policy = dict((info.get("HostConfig") or {}).get("RestartPolicy") or {})
+            if policy.get("Name") in (None, "", "no"):
+                return
+            self._policies[t.id] = policy  # recorded first: power_on puts it back
+            self.engine.retry(lambda: api.update_container(t.id, restart_policy={"Name": "no"}))
+
+        parallel(one, list(targets))
+
+    def _resume_restart_policy(self, t: Target) -> None:
+        policy = self._policies.pop(t.id, None)
+        if policy is not None:
+            self.engine.retry(
+                lambda: self.engine.client.api.update_container(t.id, restart_policy=policy)
+            )
 
     # -- pause -----------------------------------------------------------------------------
 

@@ -1,10 +1,12 @@
-"""The terminal summary of the session's fires: one row per fire, the numbers that matter."""
+"""The terminal summary of the session's fires and link faults: one row each, the numbers
+that matter."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from pytest_dcfire.fire import FireRecord
+from pytest_dcfire.linkfaults import LinkFault
 
 
 def _ms(value: float | None) -> str:
@@ -12,9 +14,22 @@ def _ms(value: float | None) -> str:
 
 
 def fire_table(records_in: Iterable[FireRecord]) -> list[str]:
-    """Rows: test, sites and mode, containers, cut latency, skew, restore, healthy, RTO."""
+    """Rows: test, sites and mode, containers, cut latency, skew, restore, healthy, RTO,
+    and, where a workload's checkers measured them, RPO and lost writes."""
     records = list(records_in)
-    header = ("test", "fire", "n", "cut ms", "skew ms", "restore ms", "healthy ms", "rto s", "via")
+    header = (
+        "test",
+        "fire",
+        "n",
+        "cut ms",
+        "skew ms",
+        "restore ms",
+        "healthy ms",
+        "rto s",
+        "rpo s",
+        "lost",
+        "via",
+    )
     rows = [header]
     for r in records:
         rows.append(
@@ -27,6 +42,8 @@ def fire_table(records_in: Iterable[FireRecord]) -> list[str]:
                 _ms(r.restore_ms),
                 _ms(r.healthy_ms),
                 "-" if r.rto_s is None else f"{r.rto_s:.2f}",
+                "-" if r.rpo_s is None else f"{r.rpo_s:.2f}",
+                "-" if r.lost_writes is None else str(r.lost_writes),
                 "+".join(dict.fromkeys(r.methods)) or "-",
             )
         )
@@ -36,3 +53,25 @@ def fire_table(records_in: Iterable[FireRecord]) -> list[str]:
         for error in r.errors:
             lines.append(f"! {r.spec.describe()}: {error}")
     return lines
+
+
+def link_fault_table(faults_in: Iterable[LinkFault]) -> list[str]:
+    """Rows: test, kind, target, what was done, links touched, set-up ms, seconds active."""
+    faults = list(faults_in)
+    header = ("test", "link fault", "target", "what", "links", "set-up ms", "lasted s")
+    rows = [header]
+    for f in faults:
+        lasted = "-" if f.restored is None else f"{f.restored - f.started:.2f}"
+        rows.append(
+            (
+                f.test.rsplit("::", 1)[-1] or "-",
+                f.kind,
+                f.target,
+                f.detail,
+                str(len(f.proxies)),
+                _ms(f.setup_ms),
+                lasted,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]

@@ -7,6 +7,7 @@ and a resource is only ever reaped when the session that owns it is provably dea
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -37,6 +38,8 @@ L_ROLE = f"{LABEL}.role"
 L_SITE = f"{LABEL}.site"
 L_SERVICE = f"{LABEL}.service"
 L_ADOPTED = f"{LABEL}.adopted"
+#: The pytest-xdist worker (`gw0`...) or `main`: each worker owns a separate copy.
+L_WORKER = f"{LABEL}.worker"
 
 #: Threads that share one client (wave starts, cuts, health checks) each need a connection.
 CLIENT_POOL_SIZE = 64
@@ -81,6 +84,7 @@ class SessionIdentity:
             L_PID: str(self.pid),
             L_BOOT: self.pid_start,
             L_ROLE: role,
+            L_WORKER: self.worker,
         }
         labels.update({f"{LABEL}.{k}": v for k, v in extra.items()})
         return labels
@@ -143,6 +147,12 @@ class Engine:
             raise EngineUnavailable(
                 f"no Docker engine at {where} (DOCKER_HOST): {_short(exc)}"
             ) from None
+        except (ValueError, TypeError) as exc:
+            # docker-py and urllib parse DOCKER_HOST lazily: `tcp://host:notaport` raises here.
+            raise EngineUnavailable(
+                f"no Docker engine at {where} (DOCKER_HOST): not a valid address ({_short(exc)}); "
+                "use unix:///var/run/docker.sock, tcp://HOST:PORT or ssh://USER@HOST"
+            ) from None
         base_url = str(client.api.base_url)
         host = docker_host_address(where if "://" in where else base_url)
         local = not urlparse(where).scheme.startswith(("tcp", "ssh", "http"))
@@ -189,8 +199,17 @@ def _list(client: docker.DockerClient, kind: str, flt: dict[str, str]) -> list[A
     raise ValueError(kind)
 
 
+_ERRNO = re.compile(r"\[Errno (\d+)\] ([^\"')]+)|(\w+Error)\((\d+), '([^']+)'\)")
+
+
 def _short(exc: BaseException) -> str:
+    """The first line of `exc`, or just the OS reason buried in urllib3's retry message."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    found = _ERRNO.search(text)
+    if found and ("Max retries" in text or "Connection aborted" in text):
+        if found.group(1):
+            return f"{found.group(2).strip()} (errno {found.group(1)})"
+        return f"{found.group(5)} (errno {found.group(4)})"
     return text[:300]
 
 

@@ -78,6 +78,8 @@ class ServiceHandle:
     def logs(self, tail: int | None = None) -> str:
         try:
             raw = self.container.logs(tail=tail if tail is not None else "all")
+        except docker.errors.NotFound:
+            return "(no logs: the container no longer exists)"
         except docker.errors.DockerException as exc:
             return f"(logs unavailable: {exc})"
         return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)

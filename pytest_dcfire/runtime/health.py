@@ -87,8 +87,10 @@ def wait_healthy(handle: ServiceHandle, timeout: float | None = None) -> HealthR
         nonlocal attempts
         attempts += 1
         state = handle.state()
+        if state == "removed":
+            raise ContainerExited("its container was removed (not by dcfire)")
         if state not in ("running", "paused"):
-            raise ContainerExited(f"container is {state}")
+            raise ContainerExited(f"its container {_exited(handle, state)}")
         if check is not None:
             probe(handle, check)
 
@@ -112,6 +114,16 @@ def wait_healthy(handle: ServiceHandle, timeout: float | None = None) -> HealthR
             )
         ) from None
     return HealthResult(handle.name, time.monotonic() - started, attempts)
+
+
+def _exited(handle: ServiceHandle, state: str) -> str:
+    """`exited (exit code 137, OOM-killed)`: what the engine knows about why it stopped."""
+    info = (getattr(handle.container, "attrs", None) or {}).get("State") or {}
+    code = info.get("ExitCode")
+    detail = [f"exit code {code}"] if code is not None else []
+    if info.get("OOMKilled"):
+        detail.append("OOM-killed")
+    return f"is {state}" + (f" ({', '.join(detail)})" if detail else "")
 
 
 def _failure(handle: ServiceHandle, why: str, started: float, attempts: int) -> str:

@@ -41,9 +41,25 @@ class VolumeProvider(Protocol):
     def close(self) -> None: ...
 
 
+class Wiring(Protocol):
+    """Service-to-service links: made once addresses are known, before any container."""
+
+    def prepare(self, system: System, addresses: dict[str, str]) -> None: ...
+
+    def resolve(self, service: Service) -> Service:
+        """The service as it is started (its link placeholders replaced)."""
+        ...
+
+
 def dns_name(service: Service) -> str:
     """The instance's name on the topology network: `db`, or `api.ansan` for `api@ansan`."""
     return service.name.replace("@", ".")
+
+
+def instance_environment(service: Service) -> dict[str, str]:
+    """The container's environment: the topology's, plus `DCFIRE_SITE` and `DCFIRE_SERVICE`
+    so that the instances of `site: [a, b]` (one image, one environment) know where they run."""
+    return {"DCFIRE_SITE": service.site, "DCFIRE_SERVICE": service.name, **service.env}
 
 
 class System:
@@ -56,8 +72,10 @@ class System:
         volumes: VolumeProvider,
         progress: Progress,
         keep: bool = False,
+        wiring: Wiring | None = None,
     ) -> None:
         self.engine = engine
+        self._wiring = wiring
         self.topology = topology
         self.keep = keep
         self._volumes = volumes
@@ -68,6 +86,8 @@ class System:
         self.health: dict[str, HealthResult] = {}
         self.start_seconds: float = 0.0
         self._stopped = False
+        #: Adopts containers the plugin did not start (runtime/adopt.py; set by the session).
+        self.adopter: Any = None
 
     # -- what tests see -------------------------------------------------------------------
 
@@ -91,6 +111,26 @@ class System:
         self.topology.site(site)
         return [h for h in self._handles.values() if h.site == site]
 
+    def adopt(
+        self, container: Any, site: str, name: str | None = None, healthcheck: Any = None
+    ) -> ServiceHandle:
+        """Make a container this plugin did not start a member of `site` (never removed)."""
+        if self.adopter is None:
+            raise DcfireError("adopt: the system is not up yet")
+        handle: ServiceHandle = self.adopter.adopt(container, site, name, healthcheck)
+        return handle
+
+    def release(self, member: Any) -> None:
+        """Forget an adopted container, e.g. before the fixture that started it removes it."""
+        if self.adopter is not None:
+            self.adopter.release(member)
+
+    def join(self, handle: ServiceHandle) -> None:
+        self._handles[handle.name] = handle
+
+    def leave(self, name: str) -> None:
+        self._handles.pop(name, None)
+
     def blast_radius(self, site: str) -> BlastRadius:
         return blast_radius(self.topology, site)
 
@@ -113,6 +153,8 @@ class System:
             self._create_network()
             images = ImageResolver(self.engine, self._progress).resolve(self.topology.services)
             addresses = self._addresses()
+            if self._wiring is not None:
+                self._wiring.prepare(self, addresses)
             plan = waves(self.topology)
             for number, wave in enumerate(plan, 1):
                 names = ", ".join(s.name for s in wave)
@@ -205,8 +247,9 @@ class System:
             raise StartupError(f"more than {len(hosts)} service instances in one topology")
         return {s.name: str(ip) for s, ip in zip(self.topology.services, hosts, strict=False)}
 
-    def _start_one(self, svc: Service, image: str, ip: str) -> ServiceHandle:
+    def _start_one(self, spec: Service, image: str, ip: str) -> ServiceHandle:
         api = self.engine.client.api
+        svc = self._wiring.resolve(spec) if self._wiring is not None else spec
         binds = {
             self._volumes.volume_for(svc, vol): {"bind": vol.mount, "mode": "rw"}
             for vol in svc.volumes
@@ -230,7 +273,7 @@ class System:
                     image,
                     command=list(svc.command) if svc.command is not None else None,
                     entrypoint=list(svc.entrypoint) if svc.entrypoint is not None else None,
-                    environment=dict(svc.environment) or None,
+                    environment=instance_environment(svc),
                     name=self.engine.session.name(svc.name),
                     hostname=dns_name(svc).replace(".", "-"),
                     labels=labels,
@@ -249,7 +292,7 @@ class System:
                 + f") could not start: {exc.explanation or exc}"
             ) from None
         container = self.engine.client.containers.get(created["Id"])
-        return ServiceHandle(svc, container, ip, local, self.engine.host_address)
+        return ServiceHandle(spec, container, ip, local, self.engine.host_address)
 
     def _parallel(
         self, fn: Callable[[Any], Any], items: Sequence[Any], swallow: bool = False

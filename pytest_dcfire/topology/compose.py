@@ -23,7 +23,9 @@ Mappings that differ from compose's own behaviour, on purpose:
   so it polls every `start_interval` if given, else every 0.2 s (or `interval`, if smaller).
 - Two published ports on one container port keep that container port once.
 - `$$` becomes `$` as in compose; variable interpolation (`$VAR`, `${VAR:-x}`) is refused, so
-  that the system under test never depends on the shell that ran pytest.
+  that the system under test never depends on the shell that ran pytest. Link placeholders
+  (`${link:db:5432}`, see `topology.wiring`) are ours, not variables, and pass through.
+- Top-level `x-dcfire: {sites: ..., wan: ...}` declares sites and WAN latency as in our format.
 """
 
 from __future__ import annotations
@@ -49,15 +51,15 @@ from pytest_dcfire.topology.load import (
     describe,
     index_path,
     key_path,
-    parse_argv,
     parse_build,
     parse_image,
     parse_mount_path,
-    parse_pairs,
     parse_port,
     parse_seconds,
     parse_site_ref,
     parse_sites,
+    parse_wan,
+    process_fields,
     scalar_text,
 )
 from pytest_dcfire.topology.model import Build, HealthCheck, Site, Topology, Volume
@@ -236,7 +238,7 @@ def compose_topology(ctx: Context, doc: Mapping[str, Any]) -> Topology:
     declared_sites: tuple[Site, ...] = ()
     if doc.get("x-dcfire") is not None:
         extension = as_mapping(ctx, doc["x-dcfire"], "x-dcfire")
-        check_keys(ctx, extension, "x-dcfire", ("sites",))
+        check_keys(ctx, extension, "x-dcfire", ("sites", "wan"))
         if extension.get("sites") is not None:
             declared_sites = parse_sites(ctx, extension["sites"], "x-dcfire.sites")
     name = as_name(ctx, doc["name"], "name", "project") if doc.get("name") is not None else None
@@ -257,7 +259,10 @@ def compose_topology(ctx: Context, doc: Mapping[str, Any]) -> Topology:
             if site not in known:
                 known.add(site)
                 sites.append(Site(site))
-    return assemble(ctx, sites, specs, name)
+    wan = None
+    if doc.get("x-dcfire") is not None and doc["x-dcfire"].get("wan") is not None:
+        wan = parse_wan(ctx, doc["x-dcfire"]["wan"], "x-dcfire.wan", [s.name for s in sites])
+    return assemble(ctx, sites, specs, name, wan)
 
 
 def _no_interpolation(ctx: Context, value: object, path: str) -> object:
@@ -273,6 +278,10 @@ def _no_interpolation(ctx: Context, value: object, path: str) -> object:
             if following == "$":
                 out.append("$")
                 index = dollar + 2
+                continue
+            if value.startswith("{link", dollar + 1):  # a link placeholder, not a variable
+                out.append("$")
+                index = dollar + 1
                 continue
             if _VARIABLE_START.match(following):
                 ctx.fail(
@@ -367,15 +376,7 @@ def _service(
         per_site=per_site,
         image=image,
         build=build,
-        command=parse_argv(ctx, svc["command"], key_path(path, "command"))
-        if given("command")
-        else None,
-        entrypoint=parse_argv(ctx, svc["entrypoint"], key_path(path, "entrypoint"))
-        if given("entrypoint")
-        else None,
-        environment=parse_pairs(ctx, svc["environment"], key_path(path, "environment"))
-        if given("environment")
-        else (),
+        **process_fields(ctx, svc, path),
         ports=_ports(ctx, svc["ports"], key_path(path, "ports")) if given("ports") else (),
         volumes=_volumes(ctx, svc["volumes"], key_path(path, "volumes"), volumes)
         if given("volumes")

@@ -31,10 +31,12 @@ from pytest_dcfire.topology.model import (
     NAME_PATTERN,
     Build,
     HealthCheck,
+    Latency,
     Service,
     Site,
     Topology,
     Volume,
+    Wan,
 )
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "is_compose_document",
     "load_topology",
     "parse_topology",
+    "process_fields",
     "read_yaml",
     "topology_from_document",
 ]
@@ -451,6 +454,17 @@ def parse_argv(ctx: Context, value: object, path: str) -> tuple[str, ...]:
     ctx.fail(path, f"expected a list of arguments or a string, found {describe(value)}")
 
 
+def process_fields(ctx: Context, svc: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """`command`, `entrypoint` and `environment`: read the same way in both file formats."""
+    fields: dict[str, Any] = {"command": None, "entrypoint": None, "environment": ()}
+    for key in ("command", "entrypoint"):
+        if svc.get(key) is not None:
+            fields[key] = parse_argv(ctx, svc[key], key_path(path, key))
+    if svc.get("environment") is not None:
+        fields["environment"] = parse_pairs(ctx, svc["environment"], key_path(path, "environment"))
+    return fields
+
+
 def parse_pairs(
     ctx: Context, value: object, path: str, what: str = "variable"
 ) -> tuple[tuple[str, str], ...]:
@@ -776,6 +790,7 @@ def assemble(
     sites: Sequence[Site],
     specs: Sequence[ServiceSpec],
     name: str | None = None,
+    wan: Wan | None = None,
 ) -> Topology:
     """Check what spans services (sites, instance names, dependencies, cycles); build it."""
     site_names = [site.name for site in sites]
@@ -840,7 +855,73 @@ def assemble(
                     healthcheck=spec.healthcheck,
                 )
             )
-    return Topology(source=ctx.source, sites=tuple(sites), services=tuple(services), name=name)
+    from pytest_dcfire.topology.wiring import find_links
+
+    paths = {inst: spec.path for spec in specs for inst in spec.instance_names()}
+    return Topology(
+        source=ctx.source,
+        sites=tuple(sites),
+        services=tuple(services),
+        name=name,
+        links=find_links(services, paths, ctx.fail),
+        wan=wan or Wan(),
+    )
+
+
+WAN_KEYS = ("jitter", "latency", "pairs")
+
+
+def parse_wan(ctx: Context, value: object, path: str, site_names: Sequence[str]) -> Wan:
+    """`{latency: 20, jitter: 2, pairs: [{sites: [a, b], latency: 35}]}` (milliseconds)."""
+    wan = as_mapping(ctx, value, path, "a mapping like {latency: 20, jitter: 2}")
+    check_keys(ctx, wan, path, WAN_KEYS)
+    default = _latency(ctx, wan, path)
+    pairs: list[tuple[frozenset[str], Latency]] = []
+    seen: dict[frozenset[str], str] = {}
+    if wan.get("pairs") is not None:
+        pairs_path = key_path(path, "pairs")
+        items = as_list(ctx, wan["pairs"], pairs_path, "a list of {sites: [a, b], latency: ms}")
+        for index, item in enumerate(items):
+            item_path = index_path(pairs_path, index)
+            pair = as_mapping(ctx, item, item_path, "a mapping like {sites: [a, b], latency: 35}")
+            check_keys(ctx, pair, item_path, ("jitter", "latency", "sites"))
+            sites_path = key_path(item_path, "sites")
+            if pair.get("sites") is None:
+                ctx.fail(item_path, "missing `sites: [a, b]`, the two sites of the pair")
+            names = as_list(ctx, pair["sites"], sites_path, "a list of two site names")
+            if len(names) != 2:
+                ctx.fail(sites_path, f"a pair is two sites, found {len(names)}")
+            for i, site in enumerate(names):
+                if site not in site_names:
+                    ctx.fail(
+                        index_path(sites_path, i),
+                        f"unknown site {_show(site)}{did_you_mean(str(site), site_names)}; "
+                        f"{one_of(site_names)}",
+                    )
+            if names[0] == names[1]:
+                ctx.fail(sites_path, "a pair is two different sites (no WAN inside one site)")
+            key = frozenset(names)
+            if key in seen:
+                ctx.fail(item_path, f"the pair {names[0]}/{names[1]} is also at {seen[key]}")
+            seen[key] = item_path
+            pairs.append((key, _latency(ctx, pair, item_path)))
+    return Wan(default, tuple(pairs))
+
+
+def _latency(ctx: Context, mapping: Mapping[str, object], path: str) -> Latency:
+    values: dict[str, float] = {}
+    for key in ("latency", "jitter"):
+        raw = mapping.get(key)
+        if raw is None:
+            values[key] = 0.0
+            continue
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 <= raw <= 60_000:
+            ctx.fail(
+                key_path(path, key),
+                f"expected milliseconds between 0 and 60000, found {_show(raw)}",
+            )
+        values[key] = float(raw)
+    return Latency(values["latency"], values["jitter"])
 
 
 def _unknown_dependency(ref: str, own: str, specs: Sequence[ServiceSpec]) -> str:
@@ -893,7 +974,7 @@ def _check_cycles(
 
 # -- our own format -------------------------------------------------------------------------
 
-TOP_KEYS = ("name", "services", "sites")
+TOP_KEYS = ("name", "services", "sites", "wan")
 SERVICE_KEYS = (
     "build",
     "command",
@@ -939,7 +1020,8 @@ def _our_topology(ctx: Context, doc: Mapping[str, object]) -> Topology:
         _our_service(ctx, service, value, key_path("services", service), site_names)
         for service, value in services.items()
     ]
-    return assemble(ctx, sites, specs, name)
+    wan = parse_wan(ctx, doc["wan"], "wan", site_names) if doc.get("wan") is not None else None
+    return assemble(ctx, sites, specs, name, wan)
 
 
 def _our_service(
@@ -985,15 +1067,7 @@ def _our_service(
         per_site=per_site,
         image=image,
         build=build,
-        command=parse_argv(ctx, svc["command"], key_path(path, "command"))
-        if given("command")
-        else None,
-        entrypoint=parse_argv(ctx, svc["entrypoint"], key_path(path, "entrypoint"))
-        if given("entrypoint")
-        else None,
-        environment=parse_pairs(ctx, svc["environment"], key_path(path, "environment"))
-        if given("environment")
-        else (),
+        **process_fields(ctx, svc, path),
         ports=check_ports(ctx, ports, dedupe=False),
         volumes=check_mounts(ctx, volumes),
         healthcheck=_our_healthcheck(ctx, svc["healthcheck"], key_path(path, "healthcheck"))

@@ -93,6 +93,49 @@ class Service:
 
 
 @dataclass(frozen=True)
+class Link:
+    """A service-to-service path through a Toxiproxy proxy, asked for by a placeholder.
+
+    `consumer` reaches `port` of the instance `target` through `${link:<ref>:<port>}`
+    written in its environment, command or entrypoint; `ref` is the name as written
+    (`db`, or `db@ansan`), resolved to one instance when the topology is loaded.
+    """
+
+    consumer: str
+    ref: str
+    target: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One-way delay added to each direction of a link, in milliseconds."""
+
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.latency_ms or self.jitter_ms)
+
+
+@dataclass(frozen=True)
+class Wan:
+    """WAN latency between sites: one default, overridden for pairs of sites."""
+
+    default: Latency = Latency()
+    pairs: tuple[tuple[frozenset[str], Latency], ...] = ()
+
+    def between(self, a: str, b: str) -> Latency:
+        """The latency of a link from site `a` to site `b` (none inside one site)."""
+        if a == b:
+            return Latency()
+        for sites, latency in self.pairs:
+            if sites == frozenset((a, b)):
+                return latency
+        return self.default
+
+
+@dataclass(frozen=True)
 class Topology:
     """Sites and service instances, as validated by `pytest_dcfire.topology.load`."""
 
@@ -102,6 +145,9 @@ class Topology:
     _by_name: Mapping[str, Service] = field(default_factory=dict, repr=False, compare=False)
     #: The optional project label of the file (`name:`), for people and reports.
     name: str | None = None
+    #: Service-to-service links asked for by `${link:...}` placeholders.
+    links: tuple[Link, ...] = ()
+    wan: Wan = Wan()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {s.name: s for s in self.services})

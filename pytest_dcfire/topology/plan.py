@@ -213,6 +213,22 @@ def single_homed(topology: Topology) -> tuple[SingleHomed, ...]:
     return tuple(result)
 
 
+def _links(topology: Topology) -> list[str]:
+    """The service-to-service links, with the WAN latency each one carries."""
+    if not topology.links:
+        return []
+    site = {service.name: service.site for service in topology.services}
+    lines = ["links (through Toxiproxy; cut by fires, partitions; slowed by brownouts):"]
+    for link in topology.links:
+        latency = topology.wan.between(site[link.consumer], site[link.target])
+        wan = ""
+        if latency:
+            jitter = f" ±{latency.jitter_ms:g}" if latency.jitter_ms else ""
+            wan = f" [WAN +{latency.latency_ms:g} ms{jitter} each way]"
+        lines.append(f"  {link.consumer} -> {link.target}:{link.port}{wan}")
+    return lines
+
+
 def render_plan(topology: Topology) -> str:
     """What `pytest --dcfire-plan` prints: sites, start waves, each site's fire, single homes."""
     label = f" (project {topology.name})" if topology.name else ""
@@ -232,6 +248,7 @@ def render_plan(topology: Topology) -> str:
     lines.append("start waves:")
     for number, wave in enumerate(waves(topology), 1):
         lines.append(f"  {number}: {', '.join(service.name for service in wave)}")
+    lines.extend(_links(topology))
     for name in topology.site_names:
         lines.append(f"if {name} burns:")
         lines.extend(f"  {line}" for line in blast_radius(topology, name).describe())

@@ -15,6 +15,13 @@ only on this server, which is how a client tells that the extension is there. Ag
 Toxiproxy the same hang comes from a ``timeout`` toxic with ``timeout: 0`` on both streams
 (data is then dropped rather than held, and removing the toxic closes the connections it
 held, exactly as Toxiproxy does and as this server does too).
+
+Checked side by side against toxiproxy-server 2.12.0 (``DCFIRE_TOXIPROXY_URL`` runs
+``tests/toxiproxy`` against any server). Deliberate differences: no ``"Logger": {}`` in proxy
+JSON (a Go struct field Toxiproxy leaks); a client's half-close reaches the upstream as a
+half-close (Toxiproxy closes the upstream socket, so the reply races the close; likewise a
+``limit_data`` upstream toxic here always ends both sides at once, one of the two outcomes of
+that race); smaller buffers behind a slow reader; lookup errors without the nameserver.
 """
 
 from __future__ import annotations

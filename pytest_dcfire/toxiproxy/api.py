@@ -9,15 +9,21 @@ errors carry Toxiproxy's messages and codes.
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import http
 import json
 import logging
+import math
+import os
 import random
+import re
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
+from pytest_dcfire.toxiproxy import gojson
 from pytest_dcfire.toxiproxy.proxy import (
     Proxy,
     ProxyError,
@@ -54,6 +60,11 @@ def _bad_body(reason: str) -> ApiError:
 
 
 _NOT_FOUND = ApiError("proxy not found", 404)
+#: How Go names the anonymous struct Toxiproxy decodes a toxic update into.
+_TOXIC_UPDATE_TYPE = (
+    'struct { Attributes interface {} "json:\\"attributes\\""; '
+    'Toxicity float32 "json:\\"toxicity\\"" }'
+)
 _TOXIC_NOT_FOUND = ApiError("toxic not found", 404)
 
 
@@ -62,9 +73,10 @@ class Request:
     """An HTTP request, read whole (API bodies are small)."""
 
     method: str
-    path: str
+    path: str  # percent-decoded, as Go's ``URL.Path``
     headers: dict[str, str]
     body: bytes = b""
+    query: str = ""
 
 
 @dataclass
@@ -80,29 +92,28 @@ class Response:
 # -- JSON, read as leniently as Go's encoding/json and written as compactly --------------------
 
 
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
-
-
 def decode_json(body: bytes) -> object:
     """Decode the first JSON value of a request body (Go ignores what follows it)."""
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _bad_body(f"invalid UTF-8: {exc.reason}") from None
-    text = text.lstrip(" \t\r\n")
-    if not text:
-        raise _bad_body("EOF")
-    try:
-        value, _ = _DECODER.raw_decode(text)
-    except json.JSONDecodeError as exc:
-        raise _bad_body(f"{exc.msg} (offset {exc.pos})") from None
-    except ValueError as exc:
+        return gojson.decode(body)
+    except gojson.JsonSyntaxError as exc:
         raise _bad_body(str(exc)) from None
-    return value
+
+
+_MAX_FLOAT32 = 3.4028234663852886e38
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def to_float32(value: float) -> float:
+    """``value`` as Go's float32 holds it, spelled as Go prints it (0.3333 -> 0.33333334)."""
+    rounded = struct.unpack("f", struct.pack("f", value))[0]
+    if rounded == 0 or not math.isfinite(rounded):
+        return float(rounded)
+    for digits in range(1, 10):
+        short = float(f"{rounded:.{digits}g}")
+        if struct.unpack("f", struct.pack("f", short))[0] == rounded:
+            return short
+    return float(rounded)
 
 
 def encode_json(value: object) -> bytes:
@@ -168,7 +179,12 @@ def _get_float(obj: dict[str, object], name: str, where: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        if not abs(value) <= _MAX_FLOAT32:  # Go refuses what float32 cannot hold
+            raise _bad_body(
+                f"json: cannot unmarshal number {gojson.literal(value)} into Go struct field "
+                f"{where}.{name} of type float32"
+            )
+        return to_float32(float(value))
     raise _type_error(value, where, name, "float32")
 
 
@@ -176,12 +192,12 @@ def _get_int(obj: dict[str, object], name: str, where: str) -> int | None:
     value = _field(obj, name)
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float):
+    if isinstance(value, int) and not isinstance(value, bool) and _INT64_MIN <= value <= _INT64_MAX:
+        return int(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         raise _bad_body(
-            f"json: cannot unmarshal number {value!r} into Go struct field {where}.{name} "
-            "of type int64"
+            f"json: cannot unmarshal number {gojson.literal(value)} into Go struct field "
+            f"{where}.{name} of type int64"
         )
     raise _type_error(value, where, name, "int64")
 
@@ -197,6 +213,30 @@ def _parse_attributes(
         if value is not None:
             attributes[name] = value
     return attributes
+
+
+def clean_path(path: str) -> str:
+    """gorilla/mux's cleanPath: Go's ``path.Clean``, keeping a trailing slash."""
+    if not path.startswith("/"):
+        path = "/" + path
+    parts: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(segment)
+    clean = "/" + "/".join(parts)
+    if path.endswith("/") and clean != "/":
+        clean += "/"
+    return clean
+
+
+def _request_id() -> str:
+    """A 20-character id in base32hex, like the xid Toxiproxy puts in X-Toxiproxy-Request-Id."""
+    return base64.b32hexencode(os.urandom(12)).decode().rstrip("=").lower()
 
 
 # -- the API itself ------------------------------------------------------------------------
@@ -254,7 +294,15 @@ class ApiHandler:
         ]
 
     async def dispatch(self, request: Request) -> Response:
-        segments = request.path.split("/")[1:] if request.path.startswith("/") else []
+        # gorilla/mux first redirects to the cleaned path (no //, . or ..), for any method.
+        clean = clean_path(request.path)
+        if clean != request.path:
+            location = quote(clean, safe="/$&+,:;=@")
+            if request.query:
+                location += f"?{request.query}"
+            return Response(301, b"", None, {"Location": location})
+        # Routes match the decoded path, so a name holding "/" matches no route (as in mux).
+        segments = request.path.split("/")[1:]
         for pattern, methods in self._routes:
             if len(pattern) != len(segments):
                 continue
@@ -263,23 +311,39 @@ class ApiHandler:
                 if want == "*":
                     if not got:
                         break
-                    args.append(unquote(got))
+                    args.append(got)
                 elif want != got:
                     break
             else:
                 handler = methods.get(request.method)
                 if handler is None:
                     return Response(405, b"", None)
-                if request.headers.get("user-agent", "").startswith("Mozilla/"):
-                    return Response(403, b"User agent not allowed\n", "text/plain; charset=utf-8")
-                try:
-                    if request.method == "GET":
-                        return await handler(request, *args)
-                    async with self._lock:
-                        return await handler(request, *args)
-                except ApiError as error:
-                    return _error_response(error)
-        return Response(404, b"404 page not found\n", "text/plain; charset=utf-8")
+                response = await self._handle(request, handler, args)
+                # Toxiproxy's middleware tags every answer of a matched route.
+                response.headers["X-Toxiproxy-Request-Id"] = _request_id()
+                return response
+        return Response(
+            404,
+            b"404 page not found\n",
+            "text/plain; charset=utf-8",
+            {"X-Content-Type-Options": "nosniff"},
+        )
+
+    async def _handle(self, request: Request, handler: Handler, args: list[str]) -> Response:
+        if request.headers.get("user-agent", "").startswith("Mozilla/"):
+            return Response(
+                403,
+                b"User agent not allowed\n",
+                "text/plain; charset=utf-8",
+                {"X-Content-Type-Options": "nosniff"},
+            )
+        try:
+            if request.method == "GET":
+                return await handler(request, *args)
+            async with self._lock:
+                return await handler(request, *args)
+        except ApiError as error:
+            return _error_response(error)
 
     def _proxy(self, name: str) -> Proxy:
         proxy = self.proxies.get(name)
@@ -338,6 +402,8 @@ class ApiHandler:
             raise ApiError(str(exc), 500) from None
 
     async def _listen_differs(self, proxy: Proxy, listen: str) -> bool:
+        if not listen:
+            return True  # Go resolves "" to ":0", which no bound address equals
         if listen == proxy.listen:
             return False
         try:
@@ -498,7 +564,7 @@ class ApiHandler:
     async def toxic_update(self, request: Request, name: str, toxic_name: str) -> Response:
         proxy = self._proxy(name)
         spec = self._toxic(proxy, toxic_name)
-        obj = _as_object(decode_json(request.body), "struct { Attributes; Toxicity }")
+        obj = _as_object(decode_json(request.body), _TOXIC_UPDATE_TYPE)
         attributes = _parse_attributes(spec.type, _field(obj, "attributes"), spec.toxic.attributes)
         toxicity = _get_float(obj, "toxicity", "")
         spec.toxic.attributes = attributes
@@ -539,29 +605,56 @@ def _flag(value: bool) -> str:
 # -- HTTP/1.1 on asyncio streams -----------------------------------------------------------
 
 
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+_HTTP_VERSION = re.compile(r"HTTP/([0-9])\.([0-9])")
+
+
 class _BadRequest(Exception):
-    """The request cannot be parsed: answer 400 and close, as Go's server does."""
+    """The request cannot be parsed: answer and close, in Go's words (``public``)."""
+
+    def __init__(self, public: str = "400 Bad Request") -> None:
+        super().__init__(public)
+        self.public = public
+
+    def response(self) -> bytes:
+        return (
+            f"HTTP/1.1 {self.public}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Connection: close\r\n\r\n{self.public}"
+        ).encode("latin-1")
+
+
+@dataclass
+class _Parsed:
+    request: Request
+    keep_alive: bool
+    http10: bool
 
 
 async def _read_request(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> tuple[Request, bool] | None:
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, after_post: bool
+) -> _Parsed | None:
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError as exc:
         if exc.partial.strip():
-            raise _BadRequest("incomplete request head") from None
+            raise _BadRequest() from None
         return None
     except asyncio.LimitOverrunError:
-        raise _BadRequest("request head too large") from None
+        raise _BadRequest("431 Request Header Fields Too Large") from None
     lines = head.decode("latin-1").split("\r\n")
-    while lines and not lines[0]:
-        lines.pop(0)  # tolerate blank lines before the request line, as Go does
-    if not lines:
-        return None
+    if after_post:
+        while lines and not lines[0]:
+            lines.pop(0)  # Go tolerates blank lines after a POST (RFC 7230 section 3)
+        if not lines:
+            return None
     parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise _BadRequest("malformed request line")
+    version_match = _HTTP_VERSION.fullmatch(parts[-1])
+    if len(parts) != 3 or version_match is None:
+        raise _BadRequest()
+    if version_match.group(1) != "1":
+        raise _BadRequest("505 HTTP Version Not Supported: unsupported protocol version")
     method, target, version = parts
     headers: dict[str, str] = {}
     for line in lines[1:]:
@@ -569,7 +662,7 @@ async def _read_request(
             continue
         name, sep, value = line.partition(":")
         if not sep or not name or name != name.strip():
-            raise _BadRequest("malformed header")
+            raise _BadRequest()
         key = name.lower()
         value = value.strip()
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
@@ -577,6 +670,8 @@ async def _read_request(
     # HTTP/1.1 keeps connections open unless told otherwise; HTTP/1.0 only when asked.
     http10 = version == "HTTP/1.0"
     keep_alive = "keep-alive" in connection if http10 else "close" not in connection
+    if not http10 and "host" not in headers:
+        raise _BadRequest("400 Bad Request: missing required Host header")
     chunked = "chunked" in headers.get("transfer-encoding", "").lower()
     length_text = headers.get("content-length")
     has_body = chunked or (length_text is not None and length_text.strip() != "0")
@@ -591,14 +686,14 @@ async def _read_request(
             try:
                 size = int(size_line.split(b";")[0].strip(), 16)
             except ValueError:
-                raise _BadRequest("bad chunk size") from None
+                raise _BadRequest() from None
             if size == 0:
                 while (await reader.readuntil(b"\r\n")) != b"\r\n":
                     pass  # trailers
                 break
             total += size
             if total > _MAX_BODY:
-                raise _BadRequest("body too large")
+                raise _BadRequest()
             pieces.append(await reader.readexactly(size))
             await reader.readexactly(2)
         body = b"".join(pieces)
@@ -606,17 +701,25 @@ async def _read_request(
         try:
             length = int(length_text)
         except ValueError:
-            raise _BadRequest("bad content length") from None
+            raise _BadRequest() from None
         if length < 0 or length > _MAX_BODY:
-            raise _BadRequest("bad content length")
+            raise _BadRequest()
         body = await reader.readexactly(length)
-    path = urlsplit(target).path or "/"
-    return Request(method, path, headers, body), keep_alive
+    if target.startswith("/"):  # origin form; urlsplit would read "//x" as a host
+        raw_path, _, query = target.partition("?")
+    else:
+        url = urlsplit(target)
+        raw_path, query = url.path, url.query
+    if _BAD_ESCAPE.search(raw_path):
+        raise _BadRequest()
+    path = unquote(raw_path) or "/"
+    return _Parsed(Request(method, path, headers, body, query), keep_alive, http10)
 
 
-def _encode_response(response: Response, keep_alive: bool) -> bytes:
+def _encode_response(response: Response, keep_alive: bool, http10: bool = False) -> bytes:
     reason = http.HTTPStatus(response.status).phrase
-    lines = [f"HTTP/1.1 {response.status} {reason}"]
+    # Go answers HTTP/1.0 in kind: keep-alive said when kept, close implied when not.
+    lines = [f"HTTP/1.{0 if http10 else 1} {response.status} {reason}"]
     if response.content_type is not None:
         lines.append(f"Content-Type: {response.content_type}")
     for name, value in response.headers.items():
@@ -624,7 +727,9 @@ def _encode_response(response: Response, keep_alive: bool) -> bytes:
     lines.append(f"Date: {email.utils.formatdate(usegmt=True)}")
     if response.status != 204:
         lines.append(f"Content-Length: {len(response.body)}")
-    if not keep_alive:
+    if http10 and keep_alive:
+        lines.append("Connection: keep-alive")
+    elif not keep_alive and not http10:
         lines.append("Connection: close")
     head = "\r\n".join(lines) + "\r\n\r\n"
     return head.encode("latin-1") + (response.body if response.status != 204 else b"")
@@ -639,27 +744,29 @@ class HttpServer:
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        after_post = False
         try:
             while True:
                 try:
-                    parsed = await _read_request(reader, writer)
-                except _BadRequest:
-                    writer.write(
-                        b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8"
-                        b"\r\nConnection: close\r\n\r\n400 Bad Request"
-                    )
+                    parsed = await _read_request(reader, writer, after_post)
+                except _BadRequest as bad:
+                    writer.write(bad.response())
                     break
                 if parsed is None:
                     break
-                request, keep_alive = parsed
+                request = parsed.request
+                after_post = request.method == "POST"
                 try:
-                    response = await self.handler.dispatch(request)
+                    if request.method == "OPTIONS" and request.path == "*":
+                        response = Response(200, b"", None)  # Go's server-wide OPTIONS *
+                    else:
+                        response = await self.handler.dispatch(request)
                 except Exception as exc:
                     log.exception("toxiproxy API: %s %s failed", request.method, request.path)
                     response = _error_response(ApiError(str(exc), 500))
-                writer.write(_encode_response(response, keep_alive))
+                writer.write(_encode_response(response, parsed.keep_alive, parsed.http10))
                 await writer.drain()
-                if not keep_alive:
+                if not parsed.keep_alive:
                     break
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import socket
 import struct
 from collections import deque
@@ -81,15 +82,48 @@ def split_host_port(address: str) -> tuple[str, str]:
     return host, port
 
 
+_NUMERIC_PORT = re.compile(r"[+-]?[0-9]+")
+
+
 def parse_port(port: str) -> int:
-    if port.isdigit():
+    """A port number or service name, with the errors Go's ``net.Listen`` gives."""
+    if _NUMERIC_PORT.fullmatch(port):
         value = int(port)
-        if value > 65535:
-            raise ValueError(f"invalid port {port}")
+        if not 0 <= value <= 65535:
+            raise ValueError(f"address {port}: invalid port")
         return value
     if not port:
         return 0
-    return socket.getservbyname(port, "tcp")
+    try:
+        return socket.getservbyname(port, "tcp")
+    except OSError:
+        raise ValueError(f"address tcp/{port}: unknown port") from None
+
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_STRICT_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
+def go_refuses_host(host: str) -> bool:
+    """Whether ``host`` is an IPv4 shorthand the C resolver takes ("127.1", "0x7f.1",
+    "127.0.0.01") but Go does not: Go looks it up as a name, and finds no such host."""
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return False
+    return not _STRICT_IPV4.fullmatch(host)
+
+
+def _lookup_reason(exc: OSError) -> str:
+    """Go's words for a failed name lookup ("no such host"), else the resolver's own."""
+    if isinstance(exc, socket.gaierror) and exc.errno in _NO_SUCH_HOST:
+        return "no such host"
+    return (exc.strerror or str(exc)).lower()
+
+
+_NO_SUCH_HOST = {
+    getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)
+}
 
 
 def format_address(host: str, port: int) -> str:
@@ -105,6 +139,10 @@ async def bind_listener(loop: asyncio.AbstractEventLoop, listen: str) -> socket.
     except (ValueError, OSError) as exc:
         raise ProxyError(f"listen tcp: {exc}") from None
     candidates: list[tuple[socket.AddressFamily, tuple[Any, ...]]] = []
+    if go_refuses_host(host):
+        raise ProxyError(f"listen tcp: lookup {host}: no such host")
+    if host == "0.0.0.0":
+        host = ""  # Go listens on both families for the IPv4 wildcard too ("[::]:port")
     if not host:
         if socket.has_ipv6:
             candidates.append((socket.AF_INET6, ("::", port)))
@@ -115,7 +153,7 @@ async def bind_listener(loop: asyncio.AbstractEventLoop, listen: str) -> socket.
                 host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
             )
         except OSError as exc:
-            raise ProxyError(f"listen tcp {listen}: lookup {host}: {exc}") from None
+            raise ProxyError(f"listen tcp: lookup {host}: {_lookup_reason(exc)}") from None
         # Like Go, prefer IPv4 when a name resolves to both families.
         infos.sort(key=lambda info: info[0] != socket.AF_INET)
         candidates = [(info[0], info[4]) for info in infos]
@@ -458,6 +496,8 @@ class Connection:
         try:
             host, port_text = split_host_port(self.proxy.upstream)
             port = parse_port(port_text)
+            if go_refuses_host(host):
+                raise OSError(f"lookup {host}: no such host")
             await self.loop.create_connection(lambda: self.upstream, host or "localhost", port)
         except (OSError, ValueError) as exc:
             self.dial_task = None

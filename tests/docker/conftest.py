@@ -8,12 +8,9 @@ Fixture names start with `faults_` so that other test modules are not affected.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import ipaddress
 import random
 import socket
-import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +19,7 @@ from typing import Any
 import docker
 import docker.errors
 import pytest
+from inner_session import build_test_image
 
 from pytest_dcfire.faults.helper import Helper
 from pytest_dcfire.faults.network import NetworkCutter, Targets
@@ -73,28 +71,8 @@ def faults_engine() -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def faults_echo_image(faults_engine: Engine) -> str:
     """A tiny TCP echo service, built once (tag depends on its recipe)."""
-    digest = hashlib.sha256((ECHO_DOCKERFILE + ECHO_SERVER).encode()).hexdigest()[:12]
-    tag = f"pytest-dcfire-test-echo:{digest}"
-    client = faults_engine.client
-    try:
-        client.images.get(tag)
-        return tag
-    except docker.errors.ImageNotFound:
-        pass
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, text in (("Dockerfile", ECHO_DOCKERFILE), ("echo.py", ECHO_SERVER)):
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    context.seek(0)
-    for chunk in client.api.build(
-        fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True
-    ):
-        if "error" in chunk:
-            pytest.fail(f"building the echo image failed: {chunk['error']}")
-    return tag
+    files = {"Dockerfile": ECHO_DOCKERFILE.encode(), "echo.py": ECHO_SERVER.encode()}
+    return build_test_image(faults_engine.client, "pytest-dcfire-test-echo", files)
 
 
 @pytest.fixture(scope="session")

@@ -9,31 +9,12 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from inner_session import echo_topology, run_inner
 
 pytestmark = pytest.mark.docker
 
-ECHO = (
-    "import socket, threading\n"
-    "def serve(c):\n"
-    "    while (d := c.recv(65536)):\n"
-    "        c.sendall(d)\n"
-    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-    "s.bind(('0.0.0.0', 7000)); s.listen(64)\n"
-    "while True:\n"
-    "    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()\n"
-)
 
-TOPOLOGY = f"""
-sites: [east, west]
-services:
-  echo:
-    site: [east, west]
-    image: debian:bookworm-slim
-    command: ["python3", "-c", {ECHO!r}]
-    ports: [7000]
-    volumes: {{data: /data}}
-    healthcheck: {{tcp: 7000, timeout: 30}}
-"""
+TOPOLOGY = echo_topology()
 
 HELPERS = '''
 import socket, threading, time
@@ -68,17 +49,14 @@ def in_thread(fn):
 '''
 
 
-def run_inner(pytester: pytest.Pytester, tests: str, *args: str, conftest: str = ""):  # type: ignore[no-untyped-def]
-    (pytester.path / "topology.yml").write_text(textwrap.dedent(TOPOLOGY))
-    pytester.makeini("[pytest]\ndcfire_topology = topology.yml\ndcfire_recovery_timeout = 20\n")
-    if conftest:
-        pytester.makeconftest(textwrap.dedent(conftest))
-    pytester.makepyfile(test_inner=HELPERS + textwrap.dedent(tests))
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", *args, timeout=300)
+def run_fires(
+    pytester: pytest.Pytester, tests: str, *args: str, conftest: str = ""
+) -> pytest.RunResult:
+    return run_inner(pytester, TOPOLOGY, HELPERS + textwrap.dedent(tests), *args, conftest=conftest)
 
 
 def test_fire_blackholes_network_and_freezes_storage(pytester: pytest.Pytester) -> None:
-    result = run_inner(
+    result = run_fires(
         pytester,
         """
         def test_blackhole(dcfire, dcfire_topology):
@@ -209,7 +187,7 @@ def test_restore_after_failure_exception_and_interrupt(pytester: pytest.Pytester
             with open("events.log", "a") as f:
                 f.write(f"restore {item.name} {'+'.join(fire.sites)}\\n")
         """
-    result = run_inner(
+    result = run_fires(
         pytester,
         """
         @dc_fire("east")

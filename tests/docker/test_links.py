@@ -5,6 +5,7 @@ Each test runs an inner pytest session (a subprocess, as a user's run), like tes
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -12,42 +13,14 @@ import textwrap
 import time
 
 import pytest
+from inner_session import ECHO_HELPERS, echo_topology, run_inner
 
 pytestmark = pytest.mark.docker
 
-ECHO = (
-    "import socket, threading\n"
-    "def serve(c):\n"
-    "    while (d := c.recv(65536)):\n"
-    "        c.sendall(d)\n"
-    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-    "s.bind(('0.0.0.0', 7000)); s.listen(64)\n"
-    "while True:\n"
-    "    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()\n"
-)
 
-TOPOLOGY = f"""
-sites: [east, west]
-services:
-  echo:
-    site: [east, west]
-    image: debian:bookworm-slim
-    command: ["python3", "-c", {ECHO!r}]
-    ports: [7000]
-    healthcheck: {{tcp: 7000, timeout: 30}}
-"""
+TOPOLOGY = echo_topology(volumes=False)
 
-HELPERS = """
-import socket, time
-
-import pytest
-
-
-def echo_once(addr, payload=b"ping", timeout=2.0):
-    with socket.create_connection(addr, timeout=timeout) as s:
-        s.sendall(payload)
-        return s.recv(100)
-"""
+HELPERS = ECHO_HELPERS + "import time\n"
 
 LINK_HELPERS = """
 from pytest_dcfire.plugin import SESSION_KEY
@@ -66,17 +39,12 @@ def rtt(addr, payload=b"ping"):
 """
 
 
-def run_inner(pytester: pytest.Pytester, tests: str, ini: str = ""):  # type: ignore[no-untyped-def]
-    (pytester.path / "topology.yml").write_text(textwrap.dedent(TOPOLOGY))
-    pytester.makeini(
-        "[pytest]\ndcfire_topology = topology.yml\ndcfire_recovery_timeout = 20\n" + ini
-    )
-    pytester.makepyfile(test_inner=HELPERS + LINK_HELPERS + textwrap.dedent(tests))
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", "-s", timeout=300)
+def run_links(pytester: pytest.Pytester, tests: str, ini: str = "") -> pytest.RunResult:
+    return run_inner(pytester, TOPOLOGY, HELPERS + LINK_HELPERS + textwrap.dedent(tests), ini=ini)
 
 
 def test_embedded_links_route_cut_and_brownout(pytester: pytest.Pytester) -> None:
-    result = run_inner(
+    result = run_links(
         pytester,
         """
         def test_address_goes_through_a_proxy(request, dcfire_topology):
@@ -129,21 +97,34 @@ def test_embedded_links_route_cut_and_brownout(pytester: pytest.Pytester) -> Non
             print(line)
 
 
-def test_url_mode_uses_a_separately_started_server(pytester: pytest.Pytester) -> None:
+#: A real toxiproxy-server binary: url mode is then also run against it (cut = timeout-0 toxics).
+REAL_TOXIPROXY = os.environ.get("DCFIRE_REAL_TOXIPROXY", "")
+
+
+@pytest.mark.parametrize(
+    "server_kind",
+    [
+        "embedded",
+        pytest.param(
+            "real",
+            marks=pytest.mark.skipif(
+                not REAL_TOXIPROXY, reason="DCFIRE_REAL_TOXIPROXY (a toxiproxy-server path) unset"
+            ),
+        ),
+    ],
+)
+def test_url_mode_uses_a_separately_started_server(
+    pytester: pytest.Pytester, server_kind: str
+) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest_dcfire.toxiproxy",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ]
-    )
+    if server_kind == "real":
+        command = [REAL_TOXIPROXY, "-host", "127.0.0.1", "-port", str(port)]
+    else:
+        command = [sys.executable, "-m", "pytest_dcfire.toxiproxy", "--host", "127.0.0.1"]
+        command += ["--port", str(port)]
+    server = subprocess.Popen(command)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 20
@@ -153,12 +134,13 @@ def test_url_mode_uses_a_separately_started_server(pytester: pytest.Pytester) ->
                 break
             except OSError:
                 time.sleep(0.1)
-        result = run_inner(
+        result = run_links(
             pytester,
             f"""
             def test_proxied_via_the_url_server(request, dcfire, dcfire_topology):
                 links = links_of(request)
                 assert links.server is None and links.client.url == {url!r}
+                assert links.client.embedded is {server_kind == "embedded"}
                 east = dcfire_topology.service("echo@east")
                 assert east.address(7000) != east.direct_address(7000)
                 assert echo_once(east.address(7000)) == b"ping"
@@ -184,7 +166,7 @@ def test_unreachable_url_fails_naming_the_ini_key(pytester: pytest.Pytester) -> 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    result = run_inner(
+    result = run_links(
         pytester,
         """
         def test_needs_system(dcfire_topology):

@@ -164,7 +164,7 @@ def test_startup_failure_names_the_service_and_shows_its_logs(
     result.assert_outcomes(passed=1, errors=2)
     result.stdout.fnmatch_lines(
         [
-            "*dcfire: service broken (site east) container is exited*",
+            "*dcfire: service broken (site east) its container is exited*",
             "*cannot open config*",
         ]
     )
@@ -255,7 +255,12 @@ def test_sigkilled_session_is_reaped_and_foreign_containers_survive(
             """,
         )
         result.assert_outcomes(passed=1)
-        result.stdout.fnmatch_lines([f"*removed what 1 dead session(s) left ({session})*"])
+        # Any session that started on this host meanwhile (another xdist worker, another
+        # run) may have reaped it first; either way nothing of it may be left.
+        if session not in result.stdout.str():
+            print(f"{session} was reaped by another session on this host first")
+        else:
+            result.stdout.fnmatch_lines([f"*removed what * dead session(s) left (*{session}*)*"])
         assert session_objects(engine, session) == []
         foreign.reload()
         assert foreign.status == "running"

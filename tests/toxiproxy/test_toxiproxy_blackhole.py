@@ -23,6 +23,8 @@ from toxiproxy_helpers import (
     wait_for,
 )
 
+EXTENSION = pytest.mark.embedded_only("the blackhole field is our extension")
+
 UpstreamFactory = Callable[[Callable[[socket.socket], None]], Upstream]
 
 
@@ -41,6 +43,7 @@ def _timeout_toxics(api: Api) -> None:
 # -- the extension ------------------------------------------------------------------------------
 
 
+@EXTENSION
 def test_blackhole_holds_both_directions_then_delivers(api: Api, echo: Upstream) -> None:
     proxy = api.create("p", echo.port)
     with connect(proxy) as sock:
@@ -54,6 +57,7 @@ def test_blackhole_holds_both_directions_then_delivers(api: Api, echo: Upstream)
         assert round_trip(sock, b"after") < 1
 
 
+@EXTENSION
 def test_blackhole_holds_what_the_upstream_sends(
     api: Api, upstream_factory: UpstreamFactory
 ) -> None:
@@ -72,6 +76,7 @@ def test_blackhole_holds_what_the_upstream_sends(
         assert sock.recv(4096).strip(b"t") == b""
 
 
+@EXTENSION
 def test_blackhole_new_connections_are_accepted_but_silent(api: Api, echo: Upstream) -> None:
     proxy = api.create("p", echo.port, blackhole=True)
     with connect(proxy) as sock:  # not refused
@@ -83,6 +88,7 @@ def test_blackhole_new_connections_are_accepted_but_silent(api: Api, echo: Upstr
         assert echo.accepted == 1
 
 
+@EXTENSION
 def test_bytes_and_eof_sent_before_the_upstream_is_dialled_are_kept(
     api: Api, echo: Upstream
 ) -> None:
@@ -98,6 +104,7 @@ def test_bytes_and_eof_sent_before_the_upstream_is_dialled_are_kept(
         assert sock.recv(1) == b""
 
 
+@EXTENSION
 def test_blackhole_holds_the_end_of_stream(api: Api, upstream_factory: UpstreamFactory) -> None:
     def greet_and_close(conn: socket.socket) -> None:
         conn.recv(1)
@@ -114,6 +121,7 @@ def test_blackhole_holds_the_end_of_stream(api: Api, upstream_factory: UpstreamF
         assert sock.recv(1) == b""
 
 
+@EXTENSION
 def test_blackhole_with_toxics_and_reset(api: Api, echo: Upstream) -> None:
     proxy = api.create("p", echo.port)
     api.toxic("p", type="latency", attributes={"latency": 100})
@@ -127,6 +135,7 @@ def test_blackhole_with_toxics_and_reset(api: Api, echo: Upstream) -> None:
         assert round_trip(sock) < 0.09
 
 
+@EXTENSION
 def test_disabling_a_blackholed_proxy_closes_everything(api: Api, echo: Upstream) -> None:
     proxy = api.create("p", echo.port)
     established = connect(proxy)

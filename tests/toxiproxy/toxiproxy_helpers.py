@@ -83,6 +83,15 @@ class Api:
         assert result.status == 204, result.body
 
 
+@dataclass(frozen=True)
+class ServerUnderTest:
+    """The server the API tests talk to, and whether it is ours (GET /version says so)."""
+
+    host: str
+    port: int
+    ours: bool
+
+
 # -- upstream servers -----------------------------------------------------------------------
 
 

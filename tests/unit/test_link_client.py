@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from pytest_dcfire.config import Settings
-from pytest_dcfire.errors import ConfigError
+from pytest_dcfire.errors import ConfigError, FireError
 from pytest_dcfire.fire import FireSpec
+from pytest_dcfire.linkfaults import BrownoutSpec, PartitionSpec
 from pytest_dcfire.links import LinkClient, Links, proxy_name
 from pytest_dcfire.toxiproxy import EmbeddedToxiproxy
 
@@ -120,15 +121,16 @@ def test_links_step_hangs_then_heals_and_is_counted(
 
 def test_brownout_adds_latency_and_lift_removes_it(links: tuple[Links, Handle]) -> None:
     manager, handle = links
-    record = manager.brownout("east", [handle], latency=100)
+    record = manager.brownout(BrownoutSpec("east", latency=100), [handle])
     with socket.create_connection(handle.address(7000), timeout=5) as s:
         started = time.monotonic()
         s.sendall(b"slow")
         assert s.recv(10) == b"slow"
         assert time.monotonic() - started >= 0.18  # 100 ms each way
     assert len(record.toxics) == 2
-    manager.lift(record)
+    record.lift()
     assert record.restored is not None
+    record.lift()  # twice is fine
     assert manager.client is not None
     assert manager.client.proxies()["dcfT-echo_east-7000"]["toxics"] == []
 
@@ -153,5 +155,11 @@ def test_unreachable_url_and_image_mode_name_the_ini_key() -> None:
         port = s.getsockname()[1]
     with pytest.raises(ConfigError, match=r"dcfire_toxiproxy = 'url:http://127.0.0.1:\d+'"):
         Links(settings(f"url:http://127.0.0.1:{port}"), "x", print).start()
-    with pytest.raises(ConfigError, match=r"dcfire_toxiproxy.*image mode is not supported yet"):
-        Links(settings("image:ghcr.io/shopify/toxiproxy:2.12.0"), "x", print).start()
+    with pytest.raises(ConfigError, match=r"dcfire_toxiproxy = 'image: ': no image"):
+        Links(settings("image: "), "x", print).start()
+
+
+def test_a_partition_needs_a_link_between_the_two_sites(links: tuple[Links, Handle]) -> None:
+    manager, _ = links
+    with pytest.raises(FireError, match="no service-to-service link joins these sites"):
+        manager.partition(PartitionSpec(("east", "west")))

@@ -29,7 +29,7 @@ def test_dc_fire_is_pytest_mark_dc_fire() -> None:
         (
             "dc_fire('pangyo', netwrok=False)",
             "*unknown keyword 'netwrok' (did you mean 'network'?); valid keywords: mode, "
-            "network, storage",
+            "network, storage, each_site",
         ),
         ("dc_fire('pangyo', storage='no')", "*storage='no' must be True or False"),
         ("dc_fire(3)", "*site 3 is not a site name (a string); one of: ansan, pangyo"),

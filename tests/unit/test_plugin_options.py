@@ -15,17 +15,19 @@ def test_options_and_ini_keys_are_documented(pytester: pytest.Pytester) -> None:
             "*--dcfire-topology=PATH*",
             "*--dcfire-keep*",
             "*--dcfire-plan*",
+            "*--dcfire-report=PATH*",
             "*dcfire_topology (string)*",
             "*dcfire_recovery_timeout (string)*",
             "*dcfire_toxiproxy (string)*",
             "*dcfire_keep (string)*",
+            "*dcfire_report (string)*",
         ]
     )
 
 
 def test_marker_and_fixtures_are_documented(pytester: pytest.Pytester) -> None:
     pytester.runpytest("--markers").stdout.fnmatch_lines(
-        ["@pytest.mark.dc_fire(*sites, mode='fire', network=True, storage=True):*"]
+        ["@pytest.mark.dc_fire(*sites, mode='fire', network=True, storage=True, each_site=False):*"]
     )
     result = pytester.runpytest("--fixtures")
     result.stdout.fnmatch_lines(["dcfire_topology [[]session scope[]]*", "*dcfire -- *"])

@@ -541,7 +541,7 @@ def test_service_errors(services: str, expected: str) -> None:
         ),
         (
             "sites: [a]\nservice: {db: {site: a, image: x}}",
-            "topology.yml: unknown key 'service' (did you mean 'services'?); one of: name, services, sites",
+            "topology.yml: unknown key 'service' (did you mean 'services'?); one of: name, services, sites, wan",
         ),
         (
             "sites: [a]",

@@ -1,0 +1,95 @@
+"""No test runs on a half-restored site.
+
+A restore waits for the burnt sites' health checks; when that wait fails (a service that never
+comes back, a container that exited or was removed during the fire) or an undo step fails, the
+test that burned fails with the reason, and the system is suspect. Before the next test that
+uses the system, the gate looks at the fires recorded since it last looked: if one did not end
+healthy, it checks those sites' health once more (each service's own health timeout); if they
+are still not healthy, that test and every later one that uses the system fail at setup with
+one line naming the test whose fire broke it and why, instead of running on a broken site.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_dcfire.errors import DcfireError, FireError, StartupError
+
+FIXTURES = ("dcfire_topology", "dcfire")
+
+
+class Integrity:
+    """Registered as a pytest plugin by `plugin.pytest_configure` when a topology is set."""
+
+    def __init__(self, session: Callable[[], Any]) -> None:
+        self._session = session
+        self._seen = 0
+        self.broken: str | None = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if not any(f in getattr(item, "fixturenames", ()) for f in FIXTURES):
+            return
+        state = self._session()
+        if state is None or state.system is None:
+            return
+        if self.broken is None:
+            self.broken = self._check(state)
+        if self.broken is not None:
+            pytest.fail(f"dcfire: not run on a half-restored system: {self.broken}", pytrace=False)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """A failed restore or health wait is a finding about the system, not a bug in the
+        test or the plugin: show the test's line and the message, not the plugin's stack."""
+        report = yield
+        excinfo = call.excinfo
+        if report.failed and excinfo is not None and type(excinfo.value) in SHORT:
+            report.longrepr = short_repr(item, excinfo)
+        return report
+
+    def _check(self, state: Any) -> str | None:
+        records = list(state.timeline)
+        fresh, self._seen = records[self._seen :], len(records)
+        suspect = [
+            r for r in fresh if r.errors or (r.restored is not None and r.healthy_ms is None)
+        ]
+        if not suspect:
+            return None
+        sites = list(dict.fromkeys(s for r in suspect for s in r.spec.sites))
+        handles = [h for site in sites for h in state.system.in_site(site)]
+        try:
+            state.system.wait_healthy(handles)
+        except DcfireError as exc:
+            first = str(exc).splitlines()[0].removesuffix(" Last log lines:")
+            return f"after the fire of {', '.join(sites)} in {suspect[-1].test}: {first}"
+        return None
+
+
+#: Errors shown without the plugin's stack (exactly these types: subclasses may mean more).
+SHORT = (StartupError, FireError)
+
+
+def short_repr(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> str:
+    """`path:line: in test` and the statement from the test's own file, then the message."""
+    lines: list[str] = []
+    mine = [e for e in excinfo.traceback if Path(str(e.path)) == Path(str(item.path))]
+    if mine:
+        entry = mine[-1]
+        lines.append(f"{entry.path}:{entry.lineno + 1}: in {entry.name}")
+        lines.append(f"    {str(entry.statement).strip()}")
+    else:
+        lines.append("(while restoring this test's fires at teardown)")
+    name = type(excinfo.value).__name__
+    for n, text in enumerate(str(excinfo.value).splitlines()):
+        lines.append(f"E   {'dcfire ' + name + ': ' if n == 0 else '    '}{text}")
+    return "\n".join(lines)
+
+
+__all__ = ["Integrity", "short_repr"]
