@@ -306,7 +306,8 @@ def dcfire_topology(pytestconfig: pytest.Config) -> Iterator[Any]:
     try:
         system = state.start()
     except DcfireError as exc:
-        pytest.fail(f"dcfire: {exc}", pytrace=False)
+        # from None: one message, not pytest's "During handling..." chain of two
+        raise pytest.fail.Exception(f"dcfire: {exc}", pytrace=False) from None
     try:
         yield system
     finally:
