@@ -296,6 +296,8 @@ class SessionEvidence:
         self.report_path: str | None = None
         #: Report parts sent by pytest-xdist workers (see report.html.parts).
         self.shares: list[dict[str, Any]] = []
+        #: Each xdist worker's terminal tables (fires, link faults), printed by the controller.
+        self.worker_tables: dict[str, tuple[list[str], list[str]]] = {}
 
     def add(self, evidence: DrillEvidence) -> None:
         self.drills[evidence.nodeid] = evidence

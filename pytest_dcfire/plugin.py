@@ -143,8 +143,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     if settings.plan and topology is None:
         raise pytest.UsageError(
-            "--dcfire-plan needs a topology: set dcfire_topology in pytest.ini or pass "
-            "--dcfire-topology PATH"
+            "--dcfire-plan needs a topology: set dcfire_topology in pytest.ini, pass "
+            "--dcfire-topology PATH or adopt a running compose project (dcfire_adopt_compose)"
         )
     state = DcfireSession(settings, topology, _progress_writer(config))
     state.burn, state.compose, state.hooks = suite_burn, compose, config.hook
@@ -162,7 +162,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _adopt_compose(config: pytest.Config) -> adopt.ComposeProject | None:
     """The compose project to adopt (CLI beats ini), read from the engine at startup."""
     project = config.getoption("dcfire_adopt_compose") or config.getini(adopt.INI_ADOPT_COMPOSE)
-    if not project or config.option.help or config.option.dcfire_plan:
+    if not project or config.option.help:
         return None
     cli = config.getoption("dcfire_adopt_compose")
     where = adopt.OPTION_ADOPT_COMPOSE if cli else adopt.INI_ADOPT_COMPOSE
@@ -197,6 +197,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     assert reporter is not None
     lines = render_plan(state.topology).splitlines()
+    if state.compose is not None:
+        lines += state.compose.plan_lines()
     lines += each_site.plan_lines(session.items, state.topology.site_names)
     for line in lines:
         reporter.write_line(line)
@@ -351,20 +353,31 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, A
     return report
 
 
+def _terminal_tables(state: DcfireSession) -> tuple[list[str], list[str]]:
+    """This process's fire and link-fault tables (empty lists when nothing burned)."""
+    from pytest_dcfire.report.terminal import fire_table, link_fault_table
+
+    fires = fire_table(state.timeline) if len(state.timeline) else []
+    links = link_fault_table(state.timeline.link_faults) if state.timeline.link_faults else []
+    return fires, links
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     state = config.stash.get(SESSION_KEY, None)
     if state is None:
         return
-    from pytest_dcfire.report.terminal import fire_table, link_fault_table
-
-    if len(state.timeline):
-        terminalreporter.section("dcfire: fires")
-        for line in fire_table(state.timeline):
-            terminalreporter.write_line(line)
-    if state.timeline.link_faults:
-        terminalreporter.section("dcfire: link faults")
-        for line in link_fault_table(state.timeline.link_faults):
-            terminalreporter.write_line(line)
+    tables = [("", _terminal_tables(state))]
+    tables += sorted(session_evidence(config).worker_tables.items())
+    for worker, (fires, link_faults) in tables:
+        suffix = f" ({worker})" if worker else ""
+        if fires:
+            terminalreporter.section(f"dcfire: fires{suffix}")
+            for line in fires:
+                terminalreporter.write_line(line)
+        if link_faults:
+            terminalreporter.section(f"dcfire: link faults{suffix}")
+            for line in link_faults:
+                terminalreporter.write_line(line)
     written = session_evidence(config).report_path
     if written is not None and not hasattr(config, "workerinput"):
         terminalreporter.write_line(f"dcfire: report written to {written}")
@@ -373,9 +386,15 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """pytest-xdist: keep a worker's share of the report for the controller's one file."""
-    share = getattr(node, "workeroutput", {}).get("dcfire_report")
+    output = getattr(node, "workeroutput", {})
+    evidence = session_evidence(node.config)
+    share = output.get("dcfire_report")
     if share is not None:
-        session_evidence(node.config).shares.append(share)
+        evidence.shares.append(share)
+    fires, link_faults = output.get("dcfire_tables", ([], []))
+    if fires or link_faults:  # the worker's terminal is not shown: print its tables here
+        worker = str(getattr(node, "workerinput", {}).get("workerid", "worker"))
+        evidence.worker_tables[worker] = (list(fires), list(link_faults))
 
 
 def _close(state: DcfireSession) -> None:
@@ -392,6 +411,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             session.exitstatus = pytest.ExitCode.OK  # a plan of no test is still a plan
         return
     evidence = session_evidence(session.config)
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if state is not None and workeroutput is not None:
+        workeroutput["dcfire_tables"] = _terminal_tables(state)
     if state is not None and evidence.report_path is not None:
         from pytest_dcfire.report.html import parts, write_report
 

@@ -228,6 +228,16 @@ class ComposeProject:
             )
         return lines
 
+    def plan_lines(self) -> list[str]:
+        """For --dcfire-plan: which running containers each site adopts (none is started)."""
+        lines = [f"adopted from compose project {self.name} (burned, never removed):"]
+        for site in self.sites:
+            names = ", ".join(m.name for m in self.members if m.site == site)
+            lines.append(f"  {site}: {names}")
+        if self.outside:
+            lines.append(f"  not in any site (never burned): {', '.join(self.outside)}")
+        return lines
+
     def topology(self, base: Topology | None) -> Topology:
         """The sites to validate markers against: the file's, or the labels' alone."""
         if base is not None:

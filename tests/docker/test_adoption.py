@@ -398,9 +398,35 @@ def test_burn_an_unedited_suite_against_a_compose_project(
     )
 
 
-def test_compose_marker_sites_are_validated_at_collection(
-    pytester: pytest.Pytester, compose_project: str
+def test_compose_sites_in_the_plan_and_at_collection(
+    pytester: pytest.Pytester, compose_project: str, client: docker.DockerClient
 ) -> None:
+    flt = {"label": f"com.docker.compose.project={compose_project}"}
+    before = {c.id: c.status for c in client.containers.list(all=True, filters=flt)}
+    plan = run_inner(
+        pytester,
+        """
+        @dc_fire("east")
+        def test_x():
+            pass
+        """,
+        "",
+        "--dcfire-plan",
+        ini=f"dcfire_adopt_compose = {compose_project}\n",
+    )
+    assert plan.ret == pytest.ExitCode.OK, plan.stdout.str() + plan.stderr.str()
+    plan.stdout.fnmatch_lines(
+        [
+            f"topology: compose project {compose_project} (adopted): 2 site(s)*",
+            f"adopted from compose project {compose_project} (burned, never removed):",
+            "  east: db",
+            "  west: web",
+            "  not in any site (never burned): tool",
+        ]
+    )
+    assert "PASSED" not in plan.stdout.str()  # a plan runs nothing
+    assert {c.id: c.status for c in client.containers.list(all=True, filters=flt)} == before
+
     result = run_inner(
         pytester,
         """

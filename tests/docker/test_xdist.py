@@ -108,6 +108,10 @@ def test_two_workers_never_touch_each_other(tmp_path: Path) -> None:
     out = inner.output
     assert code == pytest.ExitCode.OK, out
     assert "2 passed" in out
+    # The workers' terminals are not shown: the controller prints each worker's fire table.
+    fires = [line for line in out.splitlines() if "dcfire: fires (gw" in line]
+    assert len(fires) == 2, out
+    assert "test_a_burns_east" in out and "test_b_burns_west" in out
     client = docker.from_env()
     try:
         for me in ("a", "b"):
