@@ -37,7 +37,9 @@ Why it is shaped this way:
   attached without autoclear (a killed helper must not lose them mid-session) and detached
   with LOOP_CLR_FD on destroy or reap, which the kernel defers until the last mount is gone.
   Each loop device's lo_file_name is tagged `dcfire:<session>:<pool>` so that a reaper can
-  find a dead session's devices without its journal.
+  find a dead session's devices without its journal. `pool_attach` mounts another session's
+  pool here (an xdist worker acting on the shared copy) only if its device carries exactly
+  that session's tag; such a pool is frozen and thawed here, never detached or deleted.
 - **Journal** (/dcfire/<session>/journal.json on the state volume, replaced atomically) lists
   pools, which are frozen, and fallback cuts. Every fault is journalled before it is
   applied. A restarted agent (new helper container, same volume) adopts it, so restore
