@@ -210,3 +210,80 @@ def test_a_fault_marker_takes_the_exclusive_lock(pytester: pytest.Pytester, writ
     result.stdout.fnmatch_lines(
         ["MODE test_fire exclusive", "MODE test_partition exclusive", "MODE test_look shared"]
     )
+
+
+# -- what the controller hands its workers (fakes: pure logic) ------------------------------
+
+
+class _State:
+    def __init__(self, share: str, compose: object = None) -> None:
+        from types import SimpleNamespace
+
+        self.settings = SimpleNamespace(share=share)
+        self.topology = object()
+        self.compose = compose
+        self.serving = False
+        self.started = 0
+
+    def start(self) -> None:
+        from pytest_dcfire.errors import DcfireError
+
+        self.started += 1
+        raise DcfireError("no Docker engine at nowhere")
+
+
+def _controller(state: _State) -> object:
+    from types import SimpleNamespace
+
+    from pytest_dcfire.share import ShareController
+
+    config = SimpleNamespace(option=SimpleNamespace(dcfire_plan=False, collectonly=False))
+    return ShareController(config, state)  # type: ignore[arg-type]
+
+
+def _node() -> object:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(workerinput={})
+
+
+def test_per_worker_mode_hands_out_nothing() -> None:
+    controller, node = _controller(_State("worker")), _node()
+    controller.pytest_configure_node(node)  # type: ignore[attr-defined]
+    assert node.workerinput == {}  # type: ignore[attr-defined]
+
+
+def test_adopted_compose_containers_get_the_lock_in_per_worker_mode() -> None:
+    from pytest_dcfire.share import LOCK_KEY, SHARED_KEY
+
+    controller, node = _controller(_State("worker", compose=object())), _node()
+    controller.pytest_configure_node(node)  # type: ignore[attr-defined]
+    assert Path(node.workerinput[LOCK_KEY]).parent.is_dir()  # type: ignore[attr-defined]
+    assert SHARED_KEY not in node.workerinput  # type: ignore[attr-defined]
+    controller.pytest_unconfigure(None)  # type: ignore[attr-defined]
+    assert not Path(node.workerinput[LOCK_KEY]).parent.exists()  # type: ignore[attr-defined]
+
+
+def test_a_failed_shared_start_is_started_once_and_told_to_every_worker() -> None:
+    from pytest_dcfire.share import LOCK_KEY, SHARED_KEY
+
+    state = _State("session")
+    controller = _controller(state)
+    nodes = [_node(), _node()]
+    for node in nodes:
+        controller.pytest_configure_node(node)  # type: ignore[attr-defined]
+    assert state.started == 1 and state.serving
+    for node in nodes:
+        assert node.workerinput[SHARED_KEY] == {"failure": "no Docker engine at nowhere"}  # type: ignore[attr-defined]
+    assert nodes[0].workerinput[LOCK_KEY] == nodes[1].workerinput[LOCK_KEY]  # type: ignore[attr-defined]
+    controller.pytest_unconfigure(None)  # type: ignore[attr-defined]
+
+
+def test_a_worker_of_a_failed_shared_copy_says_why() -> None:
+    from pytest_dcfire.errors import DcfireError
+    from pytest_dcfire.session import DcfireSession
+
+    state = DcfireSession(None, object(), lambda line: None)  # type: ignore[arg-type]
+    state.share({"failure": "no Docker engine at nowhere"})
+    with pytest.raises(DcfireError, match="did not start in the xdist controller: no Docker"):
+        state.start()
