@@ -139,7 +139,7 @@ def table(results: dict[str, list[dict[str, Any]]]) -> list[str]:
     for mode, runs in results.items():
         wall = statistics.median(r["wall"] for r in runs)
         startups = [s for r in runs for s in r["startup"]]
-        start = ", ".join(f"{s:.2f}" for s in startups) if startups else "-"
+        start = f"{statistics.median(startups):.2f} (max {max(startups):.2f})" if startups else "-"
         shared = [r["controller"] for r in runs if r["controller"] is not None]
         waits = [sum(r["waits"]) for r in runs]
         longest = max((w for r in runs for w in r["waits"]), default=0.0)
