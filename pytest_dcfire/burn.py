@@ -78,6 +78,9 @@ class SuiteBurn:
     def __init__(self, sites: Sequence[str]) -> None:
         self.sites = tuple(sites)
         self.controller: FireController | None = None
+        #: Kept burning by another process (the xdist controller under `dcfire_share =
+        #: session`): never ignited or restored here, but dark all the same.
+        self.elsewhere = False
 
     def __bool__(self) -> bool:
         return bool(self.sites)
@@ -92,13 +95,15 @@ class SuiteBurn:
 
     def burning(self) -> tuple[str, ...]:
         """Sites this burn keeps dark right now (for the health wait of inner restores)."""
+        if self.elsewhere:
+            return self.sites
         if self.controller is None:
             return ()
         return self.controller.burning
 
     def ignite(self, system: Any, state: Any, hooks: Any = None) -> None:
         """Burn the sites (once per session); every later call is a no-op."""
-        if not self.sites or self.controller is not None:
+        if not self.sites or self.controller is not None or self.elsewhere:
             return
         self.controller = FireController(
             system,

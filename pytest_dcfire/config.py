@@ -17,6 +17,15 @@ INI_TOPOLOGY = "dcfire_topology"
 INI_RECOVERY_TIMEOUT = "dcfire_recovery_timeout"
 INI_TOXIPROXY = "dcfire_toxiproxy"
 INI_KEEP = "dcfire_keep"
+INI_SHARE = "dcfire_share"
+OPTION_SHARE = "--dcfire-share"
+
+#: pytest-xdist: `worker` (each worker starts its own copy) or `session` (one shared copy).
+SHARE_MODES = ("worker", "session")
+SHARE_FORMS = (
+    "worker (each pytest-xdist worker starts its own copy; the default) or session (one "
+    "copy for the whole run, started by the xdist controller; fires serialised by a lock)"
+)
 
 DEFAULT_RECOVERY_TIMEOUT = 60.0
 TOXIPROXY_FORMS = (
@@ -37,6 +46,7 @@ class Settings:
     keep: bool
     plan: bool
     rootdir: Path
+    share: str = "worker"
 
     @property
     def toxiproxy_mode(self) -> str:
@@ -78,6 +88,13 @@ def parse_toxiproxy(key: str, value: Any) -> str:
     raise ConfigError(f"{key} = {value!r} is not valid; use {TOXIPROXY_FORMS}")
 
 
+def parse_share(key: str, value: Any) -> str:
+    text = str(value).strip().lower()
+    if text in SHARE_MODES:
+        return text
+    raise ConfigError(f"{key} = {value!r} is not valid; use {SHARE_FORMS}")
+
+
 def read_settings(
     ini: dict[str, Any], cli: dict[str, Any], inipath: Path | None, invocation_dir: Path
 ) -> Settings:
@@ -99,6 +116,10 @@ def read_settings(
             )
 
     keep = bool(cli.get("keep")) or parse_bool(INI_KEEP, ini.get(INI_KEEP) or "false")
+    if cli.get("share") is not None:
+        share = parse_share(OPTION_SHARE, cli["share"])
+    else:
+        share = parse_share(INI_SHARE, ini.get(INI_SHARE) or "worker")
     return Settings(
         topology=topology,
         recovery_timeout=parse_timeout(
@@ -108,4 +129,5 @@ def read_settings(
         keep=keep,
         plan=bool(cli.get("plan")),
         rootdir=base,
+        share=share,
     )

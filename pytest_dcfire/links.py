@@ -156,6 +156,8 @@ class Links:
         self._faults = 0
         self._container: Any = None
         self._engine: Any = None
+        #: True when the proxies belong to another process (`dcfire_share = session`).
+        self.attached = False
 
     def start(self) -> Links:
         """Start (embedded) or reach (url) the server; fail with the ini key named.
@@ -316,6 +318,41 @@ class Links:
             ) from None
         self.progress(f"Toxiproxy {ref} running at {self.client.url}")
 
+    # -- sharing one copy between xdist workers (`dcfire_share = session`) ---------------
+
+    def describe(self, topology: Any) -> dict[str, Any]:
+        """Plain data for `attach_shared` in another process: the API url and every proxy."""
+        assert self.client is not None
+        order = list(topology.links)
+        return {
+            "url": self.client.url,
+            "edge": [
+                [svc, port, name, list(address)]
+                for (svc, port), (name, address) in self.proxies.items()
+            ],
+            "links": [
+                [order.index(link), name, list(address)]
+                for link, (name, address) in self.links.items()
+            ],
+        }
+
+    def attach_shared(self, described: dict[str, Any], system: Any) -> Links:
+        """Use the proxies another process made on its server (in url mode, whatever mode
+        that server runs in); `close()` then leaves them and the server alone."""
+        self.attached = True
+        self.mode = "url"
+        self.client = LinkClient(str(described["url"]))
+        topology = system.topology
+        self._site_of = {s.name: s.site for s in topology.services}
+        for svc, port, name, address in described["edge"]:
+            self.proxies[(str(svc), int(port))] = (str(name), (str(address[0]), int(address[1])))
+        for index, name, address in described["links"]:
+            link = topology.links[int(index)]
+            self.links[link] = (str(name), (str(address[0]), int(address[1])))
+        for handle in system.services.values():
+            handle.route_through(self._route)
+        return self
+
     # -- the edge: after the services start -----------------------------------------------
 
     def attach(self, system: Any) -> None:
@@ -355,6 +392,10 @@ class Links:
         ]
 
     # -- fires ----------------------------------------------------------------------------
+
+    def hold(self, proxies: Sequence[str]) -> None:
+        """Count cuts someone else made (the suite burn of a shared copy): never healed here."""
+        self._hold(proxies)
 
     def _hold(self, proxies: Sequence[str]) -> list[str]:
         """Count a cut on each proxy; return those this cut is the first on (to cut now)."""
@@ -486,6 +527,10 @@ class Links:
     def close(self) -> list[str]:
         """Remove our proxies (only ours, on a shared server); stop the server we started."""
         problems: list[str] = []
+        if self.attached:  # the owner of the shared copy removes its proxies
+            self.proxies.clear()
+            self.links.clear()
+            return problems
         if self.client is not None and self.server is None and self._container is None:
             for name, _ in [*self.proxies.values(), *self.links.values()]:
                 try:

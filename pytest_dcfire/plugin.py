@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 
-from pytest_dcfire import burn, each_site, hookspecs
+from pytest_dcfire import burn, each_site, hookspecs, share
 from pytest_dcfire.config import (
     INI_KEEP,
     INI_RECOVERY_TIMEOUT,
+    INI_SHARE,
     INI_TOPOLOGY,
     INI_TOXIPROXY,
+    OPTION_SHARE,
     TOXIPROXY_FORMS,
     read_settings,
 )
@@ -81,6 +83,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write a self-contained HTML report of the fires, workloads and verdicts to PATH "
         f"(overrides the ini key {INI_REPORT}).",
     )
+    group.addoption(
+        OPTION_SHARE,
+        dest="dcfire_share",
+        metavar="worker|session",
+        default=None,
+        help="under pytest-xdist: worker (each worker starts its own copy of the topology, the "
+        "default) or session (the xdist controller starts one copy that every worker uses; "
+        f"fires are serialised across workers by a lock) (ini: {INI_SHARE}).",
+    )
     burn.add_options(group, parser)
     adopt.add_options(group, parser)
     parser.addini(
@@ -100,6 +111,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         INI_KEEP, "keep the system after the session (true/false, default false).", default="false"
     )
     parser.addini(INI_REPORT, "path of the HTML report to write, relative to the ini file.")
+    parser.addini(
+        INI_SHARE,
+        "under pytest-xdist: worker (a copy of the topology per worker, default) or session "
+        "(one copy shared by every worker, fires serialised).",
+        default="worker",
+    )
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -109,12 +126,13 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def _settings(config: pytest.Config) -> Any:
     ini = {
         key: config.getini(key)
-        for key in (INI_TOPOLOGY, INI_RECOVERY_TIMEOUT, INI_TOXIPROXY, INI_KEEP)
+        for key in (INI_TOPOLOGY, INI_RECOVERY_TIMEOUT, INI_TOXIPROXY, INI_KEEP, INI_SHARE)
     }
     cli = {
         "topology": config.getoption("dcfire_topology"),
         "keep": config.getoption("dcfire_keep"),
         "plan": config.getoption("dcfire_plan"),
+        "share": config.getoption("dcfire_share"),
     }
     inipath = Path(config.inipath) if config.inipath else None
     return read_settings(ini, cli, inipath, Path(config.invocation_params.dir))
@@ -149,6 +167,10 @@ def pytest_configure(config: pytest.Config) -> None:
     state = DcfireSession(settings, topology, _progress_writer(config))
     state.burn, state.compose, state.hooks = suite_burn, compose, config.hook
     config.stash[SESSION_KEY] = state
+    # pytest-xdist: the controller may own a copy shared by its workers (share.py).
+    if share.is_xdist_controller(config):
+        config.pluginmanager.register(share.ShareController(config, state), "dcfire-share")
+    share.configure_worker(config, state)
     if topology is not None:
         from pytest_dcfire.integrity import Integrity
         from pytest_dcfire.interrupts import Guard

@@ -40,6 +40,16 @@ class DcfireSession:
         self.burn = SuiteBurn(())
         self.compose: ComposeProject | None = None
         self.hooks: Any = None
+        #: `dcfire_share = session` (share.py): in a worker, the controller's description of
+        #: the shared copy to attach to; in the controller, True once it serves one.
+        self.shared: dict[str, Any] | None = None
+        self.serving = False
+
+    def share(self, described: dict[str, Any]) -> None:
+        """Attach to the shared copy the xdist controller runs, instead of starting one."""
+        self.shared = described
+        owner = str((described.get("identity") or {}).get("id", ""))
+        self.identity = SessionIdentity.new(worker=self.identity.worker, shared=owner)
 
     def start(self) -> Any:
         """Start the system under test once; later calls return it (or repeat the failure)."""
@@ -52,7 +62,16 @@ class DcfireSession:
                 "no topology configured: set dcfire_topology in pytest.ini (or pyproject.toml "
                 "[tool.pytest.ini_options]) or pass --dcfire-topology PATH"
             )
+        if self.shared is not None and self.shared.get("failure") is not None:
+            self._failure = (
+                "the shared copy (dcfire_share = session) did not start in the xdist "
+                f"controller: {self.shared['failure']}"
+            )
+            raise DcfireError(self._failure)
         try:
+            if self.shared is not None:
+                self.system = self._attach(self.topology, self.shared)
+                return self.system
             self.system = self._start(self.topology)
         except DcfireError as exc:
             self._failure = str(exc)
@@ -100,6 +119,25 @@ class DcfireSession:
         self._adoptions(system)
         return system
 
+    def _attach(self, topology: Topology, described: dict[str, Any]) -> Any:
+        from pytest_dcfire import share
+
+        try:
+            system = share.attach(self, described)
+        except DcfireError:
+            raise
+        except Exception as exc:  # the engine says no to a container id, a network...
+            raise DcfireError(
+                f"attaching to the shared copy (dcfire_share = session) failed: {exc}"
+            ) from None
+        self._adoptions(system)
+        share.hold_suite_burn(self, list(described.get("burn") or ()))
+        self.progress(
+            f"attached to the shared copy of session {system.session_id} "
+            f"({len(system.services)} service instance(s))"
+        )
+        return system
+
     def _adoptions(self, system: Any) -> None:
         """Let tests adopt containers; adopt the compose project named in the ini file."""
         from pytest_dcfire.runtime.adopt import Adoptions
@@ -115,6 +153,25 @@ class DcfireSession:
                 system.stop()
                 raise
 
+    def _reap_workers(self) -> list[str]:
+        """Remove the helpers of workers that died attached to our shared copy (SIGKILL):
+        their agents undid their faults already; their mounts of our pools go with them."""
+        from pytest_dcfire.runtime.engine import L_SHARED
+        from pytest_dcfire.runtime.reaper import reap_dead_sessions
+
+        assert self.engine is not None
+        try:
+            report = reap_dead_sessions(
+                self.engine.client,
+                thaw=self.faults.thaw_dead,
+                label=f"{L_SHARED}={self.identity.id}",
+            )
+        except Exception as exc:
+            return [f"reaping dead workers: {exc}"]
+        if report.sessions:
+            self.progress(f"xdist workers that died: {report}")
+        return report.problems
+
     def make_step(self, effect: str, spec: Any, handles: Any) -> Any:
         """The fire controller's step factory: link cuts to the links, the rest to faults."""
         if effect == "links":
@@ -128,6 +185,8 @@ class DcfireSession:
             self.burn.restore()
         except Exception as exc:
             problems.append(f"restoring the suite burn: {exc}")
+        if self.serving and self.engine is not None and self.faults is not None:
+            problems += self._reap_workers()
         if self.links is not None:
             problems += self.links.close()
             self.links = None

@@ -37,7 +37,9 @@ Why it is shaped this way:
   attached without autoclear (a killed helper must not lose them mid-session) and detached
   with LOOP_CLR_FD on destroy or reap, which the kernel defers until the last mount is gone.
   Each loop device's lo_file_name is tagged `dcfire:<session>:<pool>` so that a reaper can
-  find a dead session's devices without its journal.
+  find a dead session's devices without its journal. `pool_attach` mounts another session's
+  pool here (an xdist worker acting on the shared copy) only if its device carries exactly
+  that session's tag; such a pool is frozen and thawed here, never detached or deleted.
 - **Journal** (/dcfire/<session>/journal.json on the state volume, replaced atomically) lists
   pools, which are frozen, and fallback cuts. Every fault is journalled before it is
   applied. A restarted agent (new helper container, same volume) adopts it, so restore
@@ -438,7 +440,8 @@ class Agent:
             try:
                 self._remount(name, pool)
                 # A previous agent that ended set autoclear: this session goes on.
-                self._autoclear(int(pool["loop"]), pool["tag"], False)
+                if not pool.get("attached"):
+                    self._autoclear(int(pool["loop"]), pool["tag"], False)
                 self.pools[name] = pool
             except (OSError, KeyError, TypeError, ValueError) as exc:
                 lost.append(f"{name}: {exc}")  # e.g. a crash between image and attach
@@ -871,6 +874,10 @@ class Agent:
         if os.path.ismount(mount):
             return
         number = int(pool["loop"])
+        if pool.get("attached"):  # another session's pool: never re-attached by us
+            self._check_tag(number, pool["tag"])
+            self._mount(self._loop_node(number), mount)
+            return
         mine = self.loops(self.session).get(f"loop{number}")
         if mine is None or mine["pool"] != name[:40]:
             # Detached meanwhile (should not happen: no autoclear): take the same number back.
@@ -936,6 +943,50 @@ class Agent:
         with open(f"/sys/block/loop{number}/dev") as f:
             dev = f.read().strip()
         return {"loop": number, "device": f"/dev/loop{number}", "dev": dev}
+
+    def _check_tag(self, number: int, tag: str) -> None:
+        """Refuse a loop device that does not carry exactly `tag` (made by that pool's
+        session), so an attach can never mount, or freeze, anything else."""
+        fd = os.open(self._loop_node(number), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            raw = fcntl.ioctl(fd, LOOP_GET_STATUS64, b"\0" * LOOP_INFO64.size)
+        except OSError as exc:
+            raise Refused(f"loop{number} is not attached ({exc})") from None
+        finally:
+            os.close(fd)
+        found = LOOP_INFO64.unpack(raw)[9].split(b"\0")[0].decode(errors="replace")
+        if found != tag[:63]:
+            raise Refused(f"loop{number} is not pool {tag!r} (its tag is {found!r})")
+
+    def op_pool_attach(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Mount another session's pool here, to freeze and thaw it (`dcfire_share =
+        session`: a worker's agent acting on the shared copy). Its loop device must carry
+        that session's tag for that pool; detaching and deleting stay with its owner."""
+        name = str(request.get("name", ""))
+        owner = str(request.get("session", ""))
+        if not NAME_RE.match(name) or ".." in name:
+            raise Refused(f"bad pool name {name!r}")
+        if not SESSION_RE.match(owner):
+            raise Refused(f"bad session {owner!r}")
+        if name in self.pools:
+            raise Refused(f"pool {name!r} exists")
+        number = int(request.get("loop", -1))
+        if number < 0:
+            raise Refused("no loop device number")
+        tag = f"dcfire:{owner}:{name[:40]}"
+        self._check_tag(number, tag)
+        pool: dict[str, Any] = {
+            "image": None,
+            "tag": tag,
+            "loop": number,
+            "frozen": False,
+            "volume": str(request.get("volume", "")),
+            "attached": owner,
+        }
+        self._mount(self._loop_node(number), f"{MNT_ROOT}/{name}")
+        self.pools[name] = pool
+        self._write_journal()
+        return {"loop": number, "attached": name}
 
     def _freeze_one(self, name: str, pool: dict[str, Any], freeze: bool) -> float:
         mount = f"{MNT_ROOT}/{name}"
@@ -1009,6 +1060,10 @@ class Agent:
                 _libc.umount2(mount.encode(), MNT_DETACH)
         with contextlib.suppress(OSError):
             os.rmdir(mount)
+        if pool.get("attached"):  # another session's pool: only our mount was ours
+            self.pools.pop(name, None)
+            self._write_journal()
+            return
         if pool.get("loop") is not None:
             self._detach(int(pool["loop"]), pool["tag"])
         with contextlib.suppress(FileNotFoundError):
@@ -1134,7 +1189,7 @@ class Agent:
             with contextlib.suppress(Exception):
                 self._set_frozen(frozen, False)
         for pool in self.pools.values():
-            if pool.get("loop") is not None:
+            if pool.get("loop") is not None and not pool.get("attached"):
                 with contextlib.suppress(OSError):
                     self._autoclear(int(pool["loop"]), pool["tag"], True)
 

@@ -20,11 +20,11 @@ from pytest_dcfire.errors import FireError
 from pytest_dcfire.faults.helper import Helper, HelperUnavailable, thawer
 from pytest_dcfire.faults.network import NetworkCutter, Targets, container_id
 from pytest_dcfire.faults.power import PowerSwitch
-from pytest_dcfire.faults.storage import PoolVolumes, StoragePools
+from pytest_dcfire.faults.storage import Pool, PoolVolumes, StoragePools
 from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.fire import CallStep, FireSpec
 from pytest_dcfire.runtime.adopt import STORAGE_NOT_OURS
-from pytest_dcfire.runtime.engine import Engine
+from pytest_dcfire.runtime.engine import Engine, SessionIdentity
 from pytest_dcfire.topology.model import Service, Topology, Volume
 
 Progress = Callable[[str], None]
@@ -65,7 +65,13 @@ def _not_ours(timing: FaultTiming) -> FaultTiming:
 class FaultBackend:
     """The session's helper, network cutter, storage pools and power switch."""
 
-    def __init__(self, engine: Engine, topology: Topology, progress: Progress) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        topology: Topology,
+        progress: Progress,
+        owner: SessionIdentity | None = None,
+    ) -> None:
         self.engine = engine
         self.topology = topology
         self.progress = progress
@@ -79,7 +85,7 @@ class FaultBackend:
                 f"the engine refused the helper container ({exc}); network cuts fall back to "
                 "`docker network disconnect` and storage cannot be frozen"
             )
-        self.targets = Targets(engine)
+        self.targets = Targets(engine, owner)
         self.network = NetworkCutter(engine, self.targets, self.helper)
         self.power = PowerSwitch(engine, self.targets, self.helper)
         self.pools = StoragePools(engine, self.helper) if self.helper is not None else None
@@ -101,6 +107,23 @@ class FaultBackend:
         """Resolve every service container once, so the first fire costs what later ones do."""
         if self.system is not None and self.system.services:
             self.targets.resolve([h.container for h in self.system.services.values()])
+
+    def attach_pools(self, pools: Sequence[Pool], owner: str) -> None:
+        """Freeze and thaw another session's pools from our helper (`dcfire_share`)."""
+        if self.pools is None:
+            if pools:
+                self.progress(
+                    f"storage of the shared copy cannot be frozen from here: {self.refused}"
+                )
+            return
+        for pool in pools:
+            self.pools.attach_pool(pool, owner)
+
+    def hold(self, effect: str, key: str) -> None:
+        """Count a fault that someone else applied (the suite burn of a shared copy), so
+        that our fires leave it in place and never undo it."""
+        with self._lock:
+            self._held[(effect, key)] += 1
 
     def thaw_dead(self, session: str, containers: list[Any]) -> None:
         if self.helper is not None:

@@ -20,7 +20,8 @@ aliases. It is ten times slower and established connections get errors instead o
 the timing reports say which method ran.
 
 Ownership: a target must be a running container that carries this session's labels (all
-of them: session id, host, pid and pid start time, role "service") or that was adopted
+of them: session id, host, pid and pid start time, role "service"; for an xdist worker under
+`dcfire_share = session`, those of the shared session it attached to) or that was adopted
 explicitly; anything else is refused with FireError before any fault is applied. The
 labels are checked through the engine once per container id (labels never change); the
 pid is cached and re-inspected when the agent reports it stale (a restart).
@@ -40,7 +41,7 @@ import docker.errors
 from pytest_dcfire.errors import FireError
 from pytest_dcfire.faults.helper import AgentError, Helper
 from pytest_dcfire.faults.timing import FaultTiming
-from pytest_dcfire.runtime.engine import L_ROLE, Engine, monotonic_ms
+from pytest_dcfire.runtime.engine import L_ROLE, Engine, SessionIdentity, monotonic_ms
 
 #: Parallel engine calls (inspect, disconnect, kill, pause).
 MAX_PARALLEL = 16
@@ -87,8 +88,11 @@ def parallel(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
 class Targets:
     """Which containers this session may burn, and their current pids (cached)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, owner: SessionIdentity | None = None) -> None:
         self.engine = engine
+        #: Whose service containers these are: this session's, or (an xdist worker under
+        #: `dcfire_share = session`) the shared session's.
+        self.owner = owner if owner is not None else engine.session
         self._adopted: set[str] = set()
         self._cache: dict[str, Target] = {}
         self._lock = threading.Lock()
@@ -162,12 +166,12 @@ class Targets:
     def check_owned(self, cid: str, name: str, labels: dict[str, str]) -> None:
         if cid in self._adopted:
             return
-        expected = self.engine.session.labels("service")
+        expected = self.owner.labels("service")
         mismatch = [k for k, v in expected.items() if labels.get(k) != v]
         if mismatch or labels.get(L_ROLE) != "service":
             raise FireError(
                 f"refusing to touch container {name} ({cid[:12]}): it is not a service "
-                f"container of session {self.engine.session.id} (labels differ: "
+                f"container of session {self.owner.id} (labels differ: "
                 f"{', '.join(sorted(mismatch)) or L_ROLE}) and was not adopted"
             )
 

@@ -70,6 +70,10 @@ class StoragePools:
         self.helper = helper
         self._pools: dict[str, Pool] = {}
         self._lock = threading.Lock()
+        #: Pools of another session (attach_pool), and those of them we froze: a catch-all
+        #: thaw leaves the others alone (the owner's suite burn may hold them frozen).
+        self._attached: set[str] = set()
+        self._frozen_here: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -100,6 +104,22 @@ class StoragePools:
         pool = Pool(name, volume, site, int(size_mb), device)
         with self._lock:
             self._pools[name] = pool
+        return pool
+
+    def attach_pool(self, pool: Pool, owner: str) -> Pool:
+        """Freeze and thaw `pool` of session `owner` from here (`dcfire_share = session`):
+        the agent mounts its loop device after checking the owner's tag on it. It is never
+        detached or deleted from here; its owner destroys it."""
+        number = int(pool.device.removeprefix("/dev/loop"))
+        try:
+            self.helper.request(
+                "pool_attach", name=pool.name, session=owner, loop=number, volume=pool.volume
+            )
+        except AgentError as exc:
+            raise FireError(f"attaching pool {pool.name} of session {owner}: {exc}") from None
+        with self._lock:
+            self._pools[pool.name] = pool
+            self._attached.add(pool.name)
         return pool
 
     def destroy(self, pool: Pool) -> None:
@@ -168,8 +188,15 @@ class StoragePools:
         return self._set(pools, "freeze", "frozen")
 
     def thaw(self, pools: Sequence[Pool] | None = None) -> FaultTiming:
-        """Thaw `pools` (default: all of this session's); thawing a thawed pool is a no-op."""
-        return self._set(self.pools() if pools is None else pools, "thaw", "thawed")
+        """Thaw `pools` (default: all of this session's, and the attached ones it froze);
+        thawing a thawed pool is a no-op."""
+        if pools is None:
+            with self._lock:
+                frozen_here = set(self._frozen_here)
+            pools = [
+                p for p in self.pools() if p.name not in self._attached or p.name in frozen_here
+            ]
+        return self._set(pools, "thaw", "thawed")
 
     def _set(self, pools: Sequence[Pool], op: str, key: str) -> FaultTiming:
         started = monotonic_ms()
@@ -180,6 +207,11 @@ class StoragePools:
             reply = self.helper.request(op, names=[p.name for p in pools])
         except AgentError as exc:
             raise FireError(f"{op} {', '.join(p.name for p in pools)}: {exc}") from None
+        with self._lock:
+            if op == "freeze":
+                self._frozen_here.update(p.name for p in pools)
+            else:
+                self._frozen_here.difference_update(p.name for p in pools)
         offsets = reply.offsets(dict(reply.result[key]), started)
         return FaultTiming("storage", "fsfreeze", max(offsets.values()), offsets)
 

@@ -40,6 +40,9 @@ L_SERVICE = f"{LABEL}.service"
 L_ADOPTED = f"{LABEL}.adopted"
 #: The pytest-xdist worker (`gw0`...) or `main`: each worker owns a separate copy.
 L_WORKER = f"{LABEL}.worker"
+#: On what an xdist worker makes under `dcfire_share = session` (its helper): the shared
+#: session it attached to, so that the controller can reap a worker that died.
+L_SHARED = f"{LABEL}.shared"
 
 #: Threads that share one client (wave starts, cuts, health checks) each need a connection.
 CLIENT_POOL_SIZE = 64
@@ -65,9 +68,11 @@ class SessionIdentity:
     pid: int
     pid_start: str
     worker: str = "main"
+    #: The shared session this one attached to (`dcfire_share = session`), if any.
+    shared: str = ""
 
     @classmethod
-    def new(cls, worker: str = "main") -> SessionIdentity:
+    def new(cls, worker: str = "main", shared: str = "") -> SessionIdentity:
         pid = os.getpid()
         return cls(
             id="dcf" + uuid.uuid4().hex[:8],
@@ -75,6 +80,26 @@ class SessionIdentity:
             pid=pid,
             pid_start=_process_start_token(pid),
             worker=worker,
+            shared=shared,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "host": self.host,
+            "pid": self.pid,
+            "pid_start": self.pid_start,
+            "worker": self.worker,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SessionIdentity:
+        return cls(
+            id=str(data["id"]),
+            host=str(data["host"]),
+            pid=int(data["pid"]),
+            pid_start=str(data["pid_start"]),
+            worker=str(data.get("worker", "main")),
         )
 
     def labels(self, role: str, **extra: str) -> dict[str, str]:
@@ -86,6 +111,8 @@ class SessionIdentity:
             L_ROLE: role,
             L_WORKER: self.worker,
         }
+        if self.shared:
+            labels[L_SHARED] = self.shared
         labels.update({f"{LABEL}.{k}": v for k, v in extra.items()})
         return labels
 
@@ -189,7 +216,7 @@ def _is_transient(exc: BaseException) -> bool:
     return False
 
 
-def _list(client: docker.DockerClient, kind: str, flt: dict[str, str]) -> list[Any]:
+def _list(client: docker.DockerClient, kind: str, flt: dict[str, Any]) -> list[Any]:
     if kind == "containers":
         return list(client.containers.list(all=True, filters=flt, ignore_removed=True))
     if kind == "networks":

@@ -42,10 +42,13 @@ def _labels(obj: Any) -> dict[str, str]:
     return dict(obj.attrs.get("Labels") or {})
 
 
-def reap_dead_sessions(client: docker.DockerClient, thaw: Thaw | None = None) -> ReapReport:
-    """Remove containers, then volumes, then networks of every dead session."""
+def reap_dead_sessions(
+    client: docker.DockerClient, thaw: Thaw | None = None, label: str | None = None
+) -> ReapReport:
+    """Remove containers, then volumes, then networks of every dead session (only of those
+    whose objects also carry `label`, `key=value`, when given)."""
     report = ReapReport()
-    flt = {"label": L_SESSION}
+    flt = {"label": [L_SESSION, label] if label else L_SESSION}
     found: dict[str, dict[str, list[Any]]] = {}
     for kind in ("containers", "volumes", "networks"):
         for obj in _list(client, kind, flt):

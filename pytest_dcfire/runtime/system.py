@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import docker.errors
 
 from pytest_dcfire.errors import DcfireError, StartupError
-from pytest_dcfire.runtime.engine import L_ROLE, L_SESSION, L_SITE, Engine
+from pytest_dcfire.runtime.engine import L_ROLE, L_SESSION, L_SITE, Engine, SessionIdentity
 from pytest_dcfire.runtime.handles import ServiceHandle
 from pytest_dcfire.runtime.health import HealthResult, wait_healthy
 from pytest_dcfire.runtime.images import ImageResolver, Progress
@@ -88,6 +88,35 @@ class System:
         self._stopped = False
         #: Adopts containers the plugin did not start (runtime/adopt.py; set by the session).
         self.adopter: Any = None
+        #: The session that owns the containers: ours, or the shared one we attached to.
+        self.owner: SessionIdentity = engine.session
+        self.attached = False
+
+    @classmethod
+    def attach(
+        cls,
+        engine: Engine,
+        topology: Topology,
+        progress: Progress,
+        owner: SessionIdentity,
+        network: str,
+        subnet: str,
+        members: Mapping[str, tuple[str, str]],
+    ) -> System:
+        """A system another process started and owns (`dcfire_share = session`): handles
+        for its containers (`members`: instance name → (container id, ip)), nothing
+        created; `stop()` leaves it all in place."""
+        system = cls(engine, topology, _NoVolumes(), progress)
+        system.owner, system.attached = owner, True
+        system.network = engine.client.networks.get(network)
+        system.subnet = ipaddress.IPv4Network(subnet)
+        for spec in topology.services:
+            cid, ip = members[spec.name]
+            container = engine.client.containers.get(cid)
+            system._handles[spec.name] = ServiceHandle(
+                spec, container, ip, engine.local, engine.host_address
+            )
+        return system
 
     # -- what tests see -------------------------------------------------------------------
 
@@ -142,7 +171,8 @@ class System:
 
     @property
     def session_id(self) -> str:
-        return self.engine.session.id
+        """The session whose labels the service containers carry."""
+        return self.owner.id
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -180,7 +210,7 @@ class System:
 
     def stop(self) -> list[str]:
         """Remove everything this system created; return the problems met (never raises)."""
-        if self._stopped:
+        if self._stopped or self.attached:
             return []
         self._stopped = True
         problems: list[str] = []
@@ -315,6 +345,16 @@ class System:
             if first_error is not None:
                 raise first_error
             return results
+
+
+class _NoVolumes:
+    """An attached system makes no volumes (its owner made them on its pools)."""
+
+    def volume_for(self, service: Service, volume: Volume) -> str:
+        raise StartupError("an attached system starts no container")
+
+    def close(self) -> None:
+        pass
 
 
 def _role(container: Any) -> str:

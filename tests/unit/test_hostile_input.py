@@ -233,6 +233,13 @@ CASES = [
         ini="dcfire_toxiproxy = socat",
     ),
     Case(
+        "ini share",
+        "dcfire_share = 'everyone' is not valid; use worker (each pytest-xdist worker starts "
+        "its own copy; the default) or session",
+        ini="dcfire_topology = topology.yml\ndcfire_share = everyone",
+        files=topo(GOOD),
+    ),
+    Case(
         "ini missing topology",
         "dcfire_topology = 'missing.yml': no such file",
         ini="dcfire_topology = missing.yml",
@@ -249,6 +256,12 @@ CASES = [
         "--dcfire-topology = 'nowhere.yml': no such file",
         ini="",
         args=("--co", "--dcfire-topology", "nowhere.yml"),
+    ),
+    Case(
+        "cli share",
+        "--dcfire-share = 'sessions' is not valid; use worker (each pytest-xdist worker",
+        files=topo(GOOD),
+        args=("--co", "--dcfire-share", "sessions"),
     ),
     Case(
         "cli plan without topology",

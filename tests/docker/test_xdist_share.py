@@ -1,0 +1,220 @@
+"""pytest-xdist with `dcfire_share = session`: one copy of the topology for both workers.
+
+One inner run with `-n 2 --dist loadfile` (file a on one worker, file b on the other):
+each file burns east then west and runs topology-only tests between the fires, recording
+the window of every test body. Both workers must see the same containers (one session
+label), no burning window may overlap any other test's window of the other worker, and
+the topology-only tests find both sites reachable (every fire was restored). File a ends by
+SIGKILLing its own worker in the middle of a fire: while file b waits, this test checks
+that the dead worker's agent restored the site, then the run ends and nothing of the shared
+session, or of the workers' helpers, is left.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import docker
+import pytest
+from dcfire_inner import assert_clean, start_inner
+
+from pytest_dcfire.runtime.engine import L_SHARED
+
+pytestmark = pytest.mark.docker
+
+COMMON = """
+import json, os, pathlib, signal, socket, time
+import pytest
+from pytest_dcfire import dc_fire
+
+DIR = pathlib.Path(os.environ["DCFIRE_MARK"]).parent
+L = "io.github.pytest-dcfire."
+
+
+def echo(addr, timeout=1.0):
+    try:
+        with socket.create_connection(addr, timeout=timeout) as s:
+            s.sendall(b"ping")
+            return s.recv(10) == b"ping"
+    except OSError:
+        return False
+
+
+def record(name, kind, topology, start):
+    (DIR / f"w-{name}.json").write_text(json.dumps({
+        "kind": kind, "start": start, "end": time.time(),
+        "worker": os.environ["PYTEST_XDIST_WORKER"],
+        "ids": {h.name: h.container.id for h in topology},
+        "labels": sorted({h.container.labels[L + "session"] for h in topology}),
+        "helper": topology.engine.session.id,
+    }))
+
+
+def burn(name, site, topology):
+    start = time.time()
+    assert not echo(topology.service(f"echo@{site}").direct_address(7000))
+    time.sleep(0.6)
+    record(name, "burn", topology, start)
+
+
+def look(name, topology):
+    start = time.time()
+    for h in topology:  # every fire before this one was restored
+        assert echo(h.direct_address(7000)), h.name
+        assert echo(h.address(7000)), f"{h.name} through the controller's proxy"
+    time.sleep(0.4)
+    record(name, "look", topology, start)
+
+
+"""
+
+TESTS_A = (
+    COMMON
+    + """
+@dc_fire("east")
+def test_a1_burn_east(dcfire_topology):
+    burn("a1", "east", dcfire_topology)
+
+
+def test_a2_look(dcfire_topology):
+    look("a2", dcfire_topology)
+
+
+def test_a3_burn_west(dcfire, dcfire_topology):
+    with dcfire.fire("west"):
+        burn("a3", "west", dcfire_topology)
+
+
+def test_a4_look(dcfire_topology):
+    look("a4", dcfire_topology)
+
+
+@dc_fire("east")
+def test_a5_killed_mid_fire(dcfire_topology):
+    if (DIR / "killed.json").exists():
+        pytest.skip("xdist runs a crashed test's file again: killed once already")
+    h = dcfire_topology.service("echo@east")
+    assert not echo(h.direct_address(7000))
+    (DIR / "killed.json").write_text(json.dumps({
+        "ip": h.ip, "container": h.container.id, "helper": dcfire_topology.engine.session.id,
+    }))
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+)
+
+TESTS_B = (
+    COMMON
+    + """
+@dc_fire("west")
+def test_b1_burn_west(dcfire_topology):
+    burn("b1", "west", dcfire_topology)
+
+
+def test_b2_look(dcfire_topology):
+    look("b2", dcfire_topology)
+
+
+@dc_fire("east")
+def test_b3_burn_east(dcfire_topology):
+    burn("b3", "east", dcfire_topology)
+
+
+def test_b4_look(dcfire_topology):
+    look("b4", dcfire_topology)
+
+
+def test_b5_wait_for_the_outer_check():
+    # No dcfire fixture, so no lock: the shared copy stays up while the outer test looks.
+    deadline = time.monotonic() + 90
+    while not (DIR / "checked").exists():
+        assert time.monotonic() < deadline, "the outer test never checked"
+        time.sleep(0.05)
+"""
+)
+
+
+def reachable(ip: str, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((ip, 7000), timeout=timeout) as s:
+            s.sendall(b"ping")
+            return s.recv(10) == b"ping"
+    except OSError:
+        return False
+
+
+def writes(container: object, timeout: float = 10.0) -> bool:
+    box: list[int] = []
+    cmd = ["sh", "-c", "echo x > /data/after-kill && sync /data/after-kill"]
+    thread = threading.Thread(
+        target=lambda: box.append(container.exec_run(cmd)[0]),  # type: ignore[attr-defined]
+        daemon=True,
+    )
+    thread.start()
+    thread.join(timeout)
+    return box == [0]
+
+
+def test_one_shared_copy_fires_serialised_and_a_killed_worker_restored(tmp_path: Path) -> None:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "test_b.py").write_text(TESTS_B)
+    # loadfile: each file on one worker (xdist_group does not group under pytest 9 here).
+    inner = start_inner(
+        tmp_path, TESTS_A, "-n", "2", "--dist", "loadfile", ini="dcfire_share = session\n"
+    )
+    client = docker.from_env()
+    try:
+        killed_file = tmp_path / "killed.json"
+        deadline = time.monotonic() + 120
+        while not killed_file.exists():
+            assert inner.proc.poll() is None, inner.output
+            assert time.monotonic() < deadline, inner.output
+            time.sleep(0.05)
+        time.sleep(0.2)
+        killed = json.loads(killed_file.read_text())
+        # The dead worker's helper agent undid its cut and thawed the pool by itself.
+        back = time.monotonic() + 15
+        while not reachable(killed["ip"]) and time.monotonic() < back:
+            time.sleep(0.1)
+        assert reachable(killed["ip"]), "the killed worker's fire was not undone"
+        assert writes(client.containers.get(killed["container"])), "the pool stayed frozen"
+        (tmp_path / "checked").write_text("x")
+
+        code = inner.wait(120)
+        out = inner.output
+        assert code == pytest.ExitCode.TESTS_FAILED, out
+        assert "crashed while running" in out and "test_a5_killed_mid_fire" in out, out
+        assert "9 passed" in out and "1 failed" in out, out
+
+        runs = {p.stem[2:]: json.loads(p.read_text()) for p in sorted(tmp_path.glob("w-*.json"))}
+        assert sorted(runs) == ["a1", "a2", "a3", "a4", "b1", "b2", "b3", "b4"], out
+        assert {r["worker"] for r in runs.values()} == {"gw0", "gw1"}, runs
+        # One copy: the same containers in both workers, one session label on them all...
+        assert len({json.dumps(r["ids"], sort_keys=True) for r in runs.values()}) == 1, runs
+        sessions = {label for r in runs.values() for label in r["labels"]}
+        assert len(sessions) == 1, runs
+        (shared,) = sessions
+        # ...and a helper per worker, each a session of its own.
+        helpers = {r["worker"]: r["helper"] for r in runs.values()}
+        assert len(set(helpers.values())) == 2 and shared not in helpers.values(), helpers
+        # A burning window overlaps no window of the other worker (burn or topology-only).
+        for (na, a), (nb, b) in itertools.combinations(runs.items(), 2):
+            if a["worker"] == b["worker"] or "burn" not in (a["kind"], b["kind"]):
+                continue
+            overlap = min(a["end"], b["end"]) - max(a["start"], b["start"])
+            assert overlap <= 0, f"{na} and {nb} overlap by {overlap:.3f} s: {runs}"
+        assert "dcfire_lock_wait_s" not in out  # junit only, not in the terminal
+        for session in (shared, killed["helper"], *helpers.values()):
+            assert_clean(client, session, out)
+        left = client.containers.list(
+            all=True, filters={"label": f"{L_SHARED}={shared}"}, ignore_removed=True
+        )
+        assert not left, f"workers' helpers left: {[c.name for c in left]}\n{out}"
+    finally:
+        if inner.proc.poll() is None:
+            inner.proc.kill()
+        client.close()

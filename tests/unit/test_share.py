@@ -1,0 +1,289 @@
+"""`dcfire_share`: option and ini precedence, the fire lock between processes, which tests
+take which lock, and that without xdist workers nothing changes (no Docker needed)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_dcfire.config import read_settings
+from pytest_dcfire.errors import ConfigError
+from pytest_dcfire.share import FireLock, lock_mode
+
+pytestmark = pytest.mark.usefixtures("write_topology")
+
+
+def _show_share(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        from pytest_dcfire.plugin import SESSION_KEY
+
+        def pytest_report_header(config):
+            return [f"SHARE {config.stash[SESSION_KEY].settings.share}"]
+        """
+    )
+
+
+def test_share_is_worker_by_default_and_read_from_ini(
+    pytester: pytest.Pytester, write_topology
+) -> None:  # type: ignore[no-untyped-def]
+    write_topology()
+    pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
+    _show_share(pytester)
+    pytester.runpytest("--co").stdout.fnmatch_lines(["SHARE worker"])
+    pytester.makeini("[pytest]\ndcfire_topology = topology.yml\ndcfire_share = Session\n")
+    pytester.runpytest("--co").stdout.fnmatch_lines(["SHARE session"])
+
+
+def test_cli_beats_ini(pytester: pytest.Pytester, write_topology) -> None:  # type: ignore[no-untyped-def]
+    write_topology()
+    pytester.makeini("[pytest]\ndcfire_topology = topology.yml\ndcfire_share = session\n")
+    _show_share(pytester)
+    result = pytester.runpytest("--co", "--dcfire-share", "worker")
+    result.stdout.fnmatch_lines(["SHARE worker"])
+
+
+def test_the_option_is_documented(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(["*--dcfire-share=worker|session*", "*dcfire_share (string)*"])
+
+
+@pytest.mark.parametrize(
+    ("ini", "cli", "expected"),
+    [
+        ({"dcfire_share": "all"}, {}, "dcfire_share = 'all' is not valid; use worker"),
+        ({}, {"share": ""}, "--dcfire-share = '' is not valid; use worker"),
+        ({"dcfire_share": "worker"}, {"share": "both"}, "--dcfire-share = 'both'"),
+    ],
+)
+def test_bad_values_name_the_key_and_the_valid_ones(
+    tmp_path: Path, ini: dict[str, str], cli: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        read_settings(ini, cli, None, tmp_path)
+    assert expected in str(err.value)
+    assert "session (one copy for the whole run" in str(err.value)
+
+
+def test_share_session_without_xdist_workers_runs_as_before(
+    pytester: pytest.Pytester, write_topology
+) -> None:  # type: ignore[no-untyped-def]
+    """`-p no:xdist` and `-n 0`: no controller hook, no lock, nothing started eagerly."""
+    write_topology()
+    pytester.makeini("[pytest]\ndcfire_topology = topology.yml\ndcfire_share = session\n")
+    pytester.makepyfile(
+        """
+        def test_plain(pytestconfig):
+            state = pytestconfig.stash[__import__("pytest_dcfire.plugin").plugin.SESSION_KEY]
+            assert state.system is None and state.shared is None and not state.serving
+            assert not pytestconfig.pluginmanager.has_plugin("dcfire-share-lock")
+        """
+    )
+    pytester.runpytest("-p", "no:xdist").assert_outcomes(passed=1)
+    pytester.runpytest("-n", "0").assert_outcomes(passed=1)
+
+
+# -- the lock -----------------------------------------------------------------------------
+
+
+def _hold(path: str, exclusive: bool, seconds: float, ready: multiprocessing.Event) -> None:  # type: ignore[type-arg]
+    lock = FireLock(path)
+    lock.acquire(exclusive)
+    ready.set()
+    time.sleep(seconds)
+    lock.release()
+
+
+def _held_by_other(path: Path, exclusive: bool, seconds: float) -> multiprocessing.Process:
+    ready = multiprocessing.Event()
+    proc = multiprocessing.Process(target=_hold, args=(str(path), exclusive, seconds, ready))
+    proc.start()
+    assert ready.wait(10)
+    return proc
+
+
+def test_exclusive_waits_for_a_reader_of_another_process(tmp_path: Path) -> None:
+    other = _held_by_other(tmp_path / "fires.lock", exclusive=False, seconds=0.5)
+    lock = FireLock(tmp_path / "fires.lock")
+    waited = lock.acquire(exclusive=True)
+    lock.release()
+    other.join(10)
+    assert waited >= 0.3
+
+
+def test_readers_share_and_a_writer_excludes_them(tmp_path: Path) -> None:
+    other = _held_by_other(tmp_path / "fires.lock", exclusive=False, seconds=0.5)
+    lock = FireLock(tmp_path / "fires.lock")
+    assert lock.acquire(exclusive=False) < 0.3  # two readers at once
+    lock.release()
+    other.join(10)
+    other = _held_by_other(tmp_path / "fires.lock", exclusive=True, seconds=0.5)
+    assert lock.acquire(exclusive=False) >= 0.3  # no reader while a site burns
+    lock.release()
+    other.join(10)
+
+
+def test_a_dead_holder_releases_the_lock(tmp_path: Path) -> None:
+    other = _held_by_other(tmp_path / "fires.lock", exclusive=True, seconds=60)
+    other.kill()  # a worker SIGKILLed mid-fire: the kernel drops its flock
+    other.join(10)
+    lock = FireLock(tmp_path / "fires.lock")
+    assert lock.acquire(exclusive=True) < 5
+    lock.release()
+
+
+def test_a_waiting_writer_is_not_starved_by_new_readers(tmp_path: Path) -> None:
+    path = tmp_path / "fires.lock"
+    reader = _held_by_other(path, exclusive=False, seconds=0.6)
+    writer_ready = multiprocessing.Event()
+    writer = multiprocessing.Process(target=_hold, args=(str(path), True, 0.6, writer_ready))
+    writer.start()
+    time.sleep(0.2)  # the writer now waits in the turnstile for the first reader
+    lock = FireLock(path)
+    started = time.monotonic()
+    lock.acquire(exclusive=False)  # a new reader queues behind the writer
+    assert writer_ready.is_set(), "a reader got in while a writer was waiting"
+    assert time.monotonic() - started >= 0.6
+    lock.release()
+    reader.join(10)
+    writer.join(10)
+
+
+def test_lock_is_not_reentrant(tmp_path: Path) -> None:
+    lock = FireLock(tmp_path / "fires.lock")
+    lock.acquire(exclusive=False)
+    with pytest.raises(RuntimeError):
+        lock.acquire(exclusive=False)
+    lock.release()
+    assert not lock.held
+
+
+class _Item:
+    def __init__(self, *names: str) -> None:
+        self.fixturenames = list(names)
+
+
+@pytest.mark.parametrize(
+    ("names", "mode"),
+    [
+        (("dcfire", "dcfire_topology"), "exclusive"),
+        (("dcfire_topology",), "shared"),
+        (("tmp_path",), None),
+    ],
+)
+def test_which_tests_take_which_lock(names: tuple[str, ...], mode: str | None) -> None:
+    assert lock_mode(_Item(*names)) == mode  # type: ignore[arg-type]
+
+
+def test_a_fault_marker_takes_the_exclusive_lock(pytester: pytest.Pytester, write_topology) -> None:  # type: ignore[no-untyped-def]
+    """Markers get `dcfire` at collection, so they count as burning tests."""
+    write_topology()
+    pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
+    pytester.makeconftest(
+        """
+        import pytest
+        from pytest_dcfire.share import lock_mode
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_collection_modifyitems(items):
+            for item in items:
+                print("MODE", item.name, lock_mode(item))
+        """
+    )
+    pytester.makepyfile(
+        """
+        from pytest_dcfire import dc_fire, partition
+
+        @dc_fire("pangyo")
+        def test_fire(): pass
+
+        @partition("pangyo", "ansan")
+        def test_partition(): pass
+
+        def test_look(dcfire_topology): pass
+        """
+    )
+    result = pytester.runpytest("--co", "-s")
+    result.stdout.fnmatch_lines(
+        ["MODE test_fire exclusive", "MODE test_partition exclusive", "MODE test_look shared"]
+    )
+
+
+# -- what the controller hands its workers (fakes: pure logic) ------------------------------
+
+
+class _State:
+    def __init__(self, share: str, compose: object = None) -> None:
+        from types import SimpleNamespace
+
+        self.settings = SimpleNamespace(share=share)
+        self.topology = object()
+        self.compose = compose
+        self.serving = False
+        self.started = 0
+
+    def start(self) -> None:
+        from pytest_dcfire.errors import DcfireError
+
+        self.started += 1
+        raise DcfireError("no Docker engine at nowhere")
+
+
+def _controller(state: _State) -> object:
+    from types import SimpleNamespace
+
+    from pytest_dcfire.share import ShareController
+
+    config = SimpleNamespace(option=SimpleNamespace(dcfire_plan=False, collectonly=False))
+    return ShareController(config, state)  # type: ignore[arg-type]
+
+
+def _node() -> object:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(workerinput={})
+
+
+def test_per_worker_mode_hands_out_nothing() -> None:
+    controller, node = _controller(_State("worker")), _node()
+    controller.pytest_configure_node(node)  # type: ignore[attr-defined]
+    assert node.workerinput == {}  # type: ignore[attr-defined]
+
+
+def test_adopted_compose_containers_get_the_lock_in_per_worker_mode() -> None:
+    from pytest_dcfire.share import LOCK_KEY, SHARED_KEY
+
+    controller, node = _controller(_State("worker", compose=object())), _node()
+    controller.pytest_configure_node(node)  # type: ignore[attr-defined]
+    assert Path(node.workerinput[LOCK_KEY]).parent.is_dir()  # type: ignore[attr-defined]
+    assert SHARED_KEY not in node.workerinput  # type: ignore[attr-defined]
+    controller.pytest_unconfigure(None)  # type: ignore[attr-defined]
+    assert not Path(node.workerinput[LOCK_KEY]).parent.exists()  # type: ignore[attr-defined]
+
+
+def test_a_failed_shared_start_is_started_once_and_told_to_every_worker() -> None:
+    from pytest_dcfire.share import LOCK_KEY, SHARED_KEY
+
+    state = _State("session")
+    controller = _controller(state)
+    nodes = [_node(), _node()]
+    for node in nodes:
+        controller.pytest_configure_node(node)  # type: ignore[attr-defined]
+    assert state.started == 1 and state.serving
+    for node in nodes:
+        assert node.workerinput[SHARED_KEY] == {"failure": "no Docker engine at nowhere"}  # type: ignore[attr-defined]
+    assert nodes[0].workerinput[LOCK_KEY] == nodes[1].workerinput[LOCK_KEY]  # type: ignore[attr-defined]
+    controller.pytest_unconfigure(None)  # type: ignore[attr-defined]
+
+
+def test_a_worker_of_a_failed_shared_copy_says_why() -> None:
+    from pytest_dcfire.errors import DcfireError
+    from pytest_dcfire.session import DcfireSession
+
+    state = DcfireSession(None, object(), lambda line: None)  # type: ignore[arg-type]
+    state.share({"failure": "no Docker engine at nowhere"})
+    with pytest.raises(DcfireError, match="did not start in the xdist controller: no Docker"):
+        state.start()
