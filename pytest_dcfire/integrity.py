@@ -11,6 +11,7 @@ one line naming the test whose fire broke it and why, instead of running on a br
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -29,18 +30,37 @@ class Integrity:
         self._session = session
         self._seen = 0
         self.broken: str | None = None
+        #: Under `dcfire_share = session` (share.py): a file in the controller's lock directory
+        #: where a worker that broke the shared copy says so, for every other worker to read.
+        self.shared: Path | None = None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         if not any(f in getattr(item, "fixturenames", ()) for f in FIXTURES):
             return
+        if self.broken is None and self.shared is not None and self.shared.exists():
+            self.broken = self.shared.read_text()
+        if self.broken is None:
+            self._look()
+        if self.broken is not None:
+            pytest.fail(f"dcfire: not run on a half-restored system: {self.broken}", pytrace=False)
+
+    def pytest_fixture_post_finalizer(self, fixturedef: Any, request: Any) -> None:
+        """With a shared copy, look right after a test's restore (the `dcfire` fixture's end,
+        its fire lock still held, the session still up even after the worker's last test):
+        another worker's next test must not be the first to find the copy broken."""
+        if fixturedef.argname == "dcfire" and self.shared is not None and self.broken is None:
+            self._look()
+
+    def _look(self) -> None:
         state = self._session()
         if state is None or state.system is None:
             return
-        if self.broken is None:
-            self.broken = self._check(state)
-        if self.broken is not None:
-            pytest.fail(f"dcfire: not run on a half-restored system: {self.broken}", pytrace=False)
+        self.broken = self._check(state)
+        if self.broken is not None and self.shared is not None:
+            worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+            self.broken = f"{self.broken} (worker {worker})"
+            self.shared.write_text(self.broken)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(

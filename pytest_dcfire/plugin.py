@@ -170,7 +170,6 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest-xdist: the controller may own a copy shared by its workers (share.py).
     if share.is_xdist_controller(config):
         config.pluginmanager.register(share.ShareController(config, state), "dcfire-share")
-    share.configure_worker(config, state)
     if topology is not None:
         from pytest_dcfire.integrity import Integrity
         from pytest_dcfire.interrupts import Guard
@@ -179,6 +178,7 @@ def pytest_configure(config: pytest.Config) -> None:
         guard.install()
         config.pluginmanager.register(guard, "dcfire-interrupts")
         config.pluginmanager.register(Integrity(lambda: state), "dcfire-integrity")
+    share.configure_worker(config, state)  # after Integrity: a shared copy shares its health
 
 
 def _adopt_compose(config: pytest.Config) -> adopt.ComposeProject | None:

@@ -261,6 +261,9 @@ def configure_worker(config: pytest.Config, state: Any) -> None:
     described = workerinput.get(SHARED_KEY)
     if described is not None:
         state.share(described)
+        integrity = config.pluginmanager.get_plugin("dcfire-integrity")
+        if integrity is not None and lock:  # a copy one worker breaks is broken for all
+            integrity.shared = Path(lock).with_name("broken")
 
 
 def is_xdist_controller(config: pytest.Config) -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from dcfire_inner import assert_clean, start_inner
+from dcfire_inner import TOPOLOGY, assert_clean, start_inner
 
 from pytest_dcfire.runtime.engine import L_SHARED
 
@@ -217,4 +217,70 @@ def test_one_shared_copy_fires_serialised_and_a_killed_worker_restored(tmp_path:
     finally:
         if inner.proc.poll() is None:
             inner.proc.kill()
+        client.close()
+
+
+SICK_TOPOLOGY = TOPOLOGY.replace(
+    "healthcheck: {tcp: 7000, timeout: 30}",
+    "healthcheck: {cmd: [sh, -c, 'test ! -e /data/sick'], timeout: 3}",
+)
+assert SICK_TOPOLOGY != TOPOLOGY
+
+BREAKS = """
+import os, pathlib
+
+DIR = pathlib.Path(os.environ["DCFIRE_MARK"]).parent
+
+
+def test_a_fire_that_breaks_east(dcfire, dcfire_topology):
+    pathlib.Path(os.environ["DCFIRE_MARK"]).write_text(dcfire_topology.session_id)
+    with dcfire.fire("east", storage=False, mode="partition"):
+        dcfire_topology.service("echo@east").exec(["sh", "-c", "touch /data/sick"])
+        (DIR / "a-burning").write_text("x")
+"""
+
+WAITS = """
+import os, pathlib, time
+
+DIR = pathlib.Path(os.environ["DCFIRE_MARK"]).parent
+
+
+def test_b1_waits_for_the_fire():  # no dcfire fixture: runs beside the fire
+    deadline = time.monotonic() + 90
+    while not (DIR / "a-burning").exists():
+        assert time.monotonic() < deadline, "the other worker never burned"
+        time.sleep(0.05)
+
+
+def test_b2_on_the_copy_the_other_worker_broke(dcfire_topology):
+    raise AssertionError("ran on a half-restored shared copy")
+"""
+
+
+def test_a_copy_one_worker_broke_is_broken_for_every_worker(tmp_path: Path) -> None:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "test_b.py").write_text(WAITS)
+    inner = start_inner(
+        tmp_path,
+        BREAKS,
+        "-n",
+        "2",
+        "--dist",
+        "loadfile",
+        ini="dcfire_share = session\n",
+        topology=SICK_TOPOLOGY,
+    )
+    code = inner.wait(180)
+    out = inner.output
+    assert code == pytest.ExitCode.TESTS_FAILED, out
+    assert "FAILED test_inner.py::test_a_fire_that_breaks_east" in out, out
+    assert "PASSED test_b.py::test_b1_waits_for_the_fire" in out, out
+    assert "ERROR test_b.py::test_b2_on_the_copy_the_other_worker_broke" in out, out
+    assert "ran on a half-restored shared copy" not in out, out
+    details = out.split("short test summary info")[0]
+    assert "dcfire: not run on a half-restored system: after the fire of east" in details, out
+    client = docker.from_env()
+    try:
+        assert_clean(client, inner.mark.read_text().strip(), out)
+    finally:
         client.close()
