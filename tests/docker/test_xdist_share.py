@@ -1,7 +1,7 @@
 """pytest-xdist with `dcfire_share = session`: one copy of the topology for both workers.
 
 One inner run with `-n 2 --dist loadfile` (file a on one worker, file b on the other):
-each file burns east then west and runs topology-only tests between the fires, recording
+each file burns east then west (one a power loss) and runs topology-only tests between the fires, recording
 the window of every test body. Both workers must see the same containers (one session
 label), no burning window may overlap any other test's window of the other worker, and
 the topology-only tests find both sites reachable (every fire was restored). File a ends by
@@ -86,8 +86,12 @@ def test_a2_look(dcfire_topology):
 
 
 def test_a3_burn_west(dcfire, dcfire_topology):
-    with dcfire.fire("west"):
+    # power-loss: SIGKILLed by this worker's helper, started again through the engine.
+    with dcfire.fire("west", mode="power-loss"):
         burn("a3", "west", dcfire_topology)
+        west = dcfire_topology.service("echo@west").container
+        west.reload()
+        assert west.status == "exited"
 
 
 def test_a4_look(dcfire_topology):
