@@ -1,8 +1,8 @@
 """pytest-xdist with `dcfire_share = session`: one copy of the topology for both workers.
 
 One inner run with `-n 2 --dist loadfile` (file a on one worker, file b on the other):
-each file burns east then west (one a power loss) and runs topology-only tests between the fires, recording
-the window of every test body. Both workers must see the same containers (one session
+each file burns east then west (one of them a power loss) and runs topology-only tests
+between the fires, recording the window of every test body. Both workers must see the same containers (one session
 label), no burning window may overlap any other test's window of the other worker, and
 the topology-only tests find both sites reachable (every fire was restored). File a ends by
 SIGKILLing its own worker in the middle of a fire: while file b waits, this test checks
