@@ -513,3 +513,43 @@ def test_sigkilled_session_and_the_reaper_leave_an_adopted_container_running(
     legacy.reload()
     assert legacy.status == "running"
     assert echo_once(ip_of(legacy)) == b"ping"
+
+
+def test_compose_fires_from_two_workers_take_turns(
+    pytester: pytest.Pytester, compose_project: str
+) -> None:
+    """Every xdist worker adopts the same compose containers (its own copy of nothing else):
+    their fires are serialised by the controller's fire lock, so one worker's restore never
+    heals the site under another worker's test."""
+    burns = """
+        import json, os, pathlib, time
+
+
+        @dc_fire("east")
+        def test_{name}(dcfire_topology):
+            start = time.time()
+            assert is_dark(dcfire_topology.service("db"))
+            time.sleep(0.8)
+            assert is_dark(dcfire_topology.service("db"))
+            (pathlib.Path(__file__).parent / "{name}.json").write_text(json.dumps(
+                {{"start": start, "end": time.time(), "worker": os.environ["PYTEST_XDIST_WORKER"]}}
+            ))
+        """
+    pytester.makepyfile(test_b="from conftest import *\n" + textwrap.dedent(burns.format(name="b")))
+    result = run_inner(
+        pytester,
+        burns.format(name="a"),
+        "",
+        "-n",
+        "2",
+        "--dist",
+        "loadfile",
+        ini=f"dcfire_adopt_compose = {compose_project}\n",
+    )
+    out = result.stdout.str()
+    assert result.ret == 0, out[-5000:]
+    result.assert_outcomes(passed=2)
+    a, b = (json.loads((pytester.path / f"{n}.json").read_text()) for n in "ab")
+    assert a["worker"] != b["worker"], (a, b)
+    overlap = min(a["end"], b["end"]) - max(a["start"], b["start"])
+    assert overlap <= 0, f"the two workers burned east at once for {overlap:.3f} s"
