@@ -24,6 +24,12 @@ Why it is shaped this way:
   cut by itself and no rule can ever leak into a container (adopted ones included).
   Kernels without nf_tables (or the owner flag) fall back to `iptables-restore --noflush`
   run through `nsenter` on a pinned netns fd, journalled and undone explicitly.
+- **Peer cut = one more owned table per target netns** (`inet dcfire_<session>_<name>`, a
+  partition's direct traffic): accept-policy input/output chains with one rule per blocked
+  IPv4 address (`ip saddr` on input, `ip daddr` on output, verdict drop). Its own name, so it
+  sits beside a fire's table in the same netns and each is removed on its own. Journalled
+  under "peers", re-applied by a restarted agent, undone by the dead-man switch; the
+  iptables fallback is a DCFP<name>-<session> chain of DROP rules.
 - **Targets are verified here too**: a target is (container id, pid). The pid is pinned with
   a pidfd, its /proc/<pid>/cgroup must name the container id, and the netns fd is opened
   while the pidfd proves the process is still that one. Anything else is refused, so a
@@ -39,7 +45,7 @@ Why it is shaped this way:
   Each loop device's lo_file_name is tagged `dcfire:<session>:<pool>` so that a reaper can
   find a dead session's devices without its journal.
 - **Journal** (/dcfire/<session>/journal.json on the state volume, replaced atomically) lists
-  pools, which are frozen, and fallback cuts. Every fault is journalled before it is
+  pools, which are frozen, cuts and peer cuts. Every fault is journalled before it is
   applied. A restarted agent (new helper container, same volume) adopts it, so restore
   never depends on memory alone.
 - **Dead-man switch**: when stdin closes (the client died, even by SIGKILL: the engine
@@ -53,6 +59,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import ipaddress
 import json
 import os
 import re
@@ -116,6 +123,15 @@ NFT_REG_1 = 1
 NFT_META_IIF = 4
 NFT_META_OIF = 5
 NFT_CMP_EQ = 0
+NFT_META_NFPROTO = 15
+NFPROTO_IPV4 = 2
+NFT_PAYLOAD_NETWORK_HEADER = 1
+IPV4_SADDR_OFFSET = 12
+IPV4_DADDR_OFFSET = 16
+#: A peer cut's name (the client numbers them): part of its nftables table and iptables chain.
+PEER_RE = re.compile(r"^[a-z0-9]{1,10}$")
+#: Addresses one peer cut may block per target (two rules each; one netlink batch).
+MAX_PEER_ADDRESSES = 1024
 LOOPBACK_IFINDEX = 1
 CHAIN_PRIORITY = -300
 
@@ -241,6 +257,70 @@ def nft_cut_batch(table: str, seq: int) -> tuple[bytes, int]:
     return _batch(seq, msgs), len(msgs)
 
 
+def _drop_ipv4(offset: int, address: bytes) -> bytes:
+    """`meta nfproto ipv4 <saddr|daddr> == address drop` as rule expressions."""
+    nfproto = _expr("meta", _u32(2, NFT_META_NFPROTO), _u32(1, NFT_REG_1))
+    is_ipv4 = _expr(
+        "cmp", _u32(1, NFT_REG_1), _u32(2, NFT_CMP_EQ), _nest(3, _attr(1, bytes([NFPROTO_IPV4])))
+    )
+    load = _expr(
+        "payload",
+        _u32(1, NFT_REG_1),  # DREG
+        _u32(2, NFT_PAYLOAD_NETWORK_HEADER),  # BASE
+        _u32(3, offset),  # OFFSET
+        _u32(4, 4),  # LEN
+    )
+    same = _expr("cmp", _u32(1, NFT_REG_1), _u32(2, NFT_CMP_EQ), _nest(3, _attr(1, address)))
+    verdict = _nest(2, _nest(2, _u32(1, NF_DROP)))
+    drop = _expr("immediate", _u32(1, NFT_REG_VERDICT), verdict)
+    return _nest(4, nfproto, is_ipv4, load, same, drop)
+
+
+def nft_peer_batch(table: str, seq: int, addresses: list[str]) -> tuple[bytes, int]:
+    """One atomic transaction: an owned table whose accept-policy base chains drop what comes
+    from (input) or goes to (output) any of `addresses`, and nothing else."""
+    ack = NLM_F_REQUEST | NLM_F_ACK
+    n = seq
+    msgs = [
+        _msg(
+            _nft(NFT_MSG_NEWTABLE),
+            ack | NLM_F_CREATE | NLM_F_EXCL,
+            n + 1,
+            NFPROTO_INET,
+            _str(1, table) + _u32(2, NFT_TABLE_F_OWNER),
+        )
+    ]
+    packed = [socket.inet_aton(a) for a in addresses]
+    for chain, hook, offset in (
+        ("in", NF_INET_LOCAL_IN, IPV4_SADDR_OFFSET),
+        ("out", NF_INET_LOCAL_OUT, IPV4_DADDR_OFFSET),
+    ):
+        hook_attr = _nest(4, _u32(1, hook), _u32(2, CHAIN_PRIORITY))
+        chain_body = (
+            _str(1, table) + _str(3, chain) + hook_attr + _u32(5, NF_ACCEPT) + _str(7, "filter")
+        )
+        msgs.append(
+            _msg(
+                _nft(NFT_MSG_NEWCHAIN),
+                ack | NLM_F_CREATE,
+                n + 1 + len(msgs),
+                NFPROTO_INET,
+                chain_body,
+            )
+        )
+        for address in packed:
+            msgs.append(
+                _msg(
+                    _nft(NFT_MSG_NEWRULE),
+                    ack | NLM_F_CREATE | NLM_F_APPEND,
+                    n + 1 + len(msgs),
+                    NFPROTO_INET,
+                    _str(1, table) + _str(2, chain) + _drop_ipv4(offset, address),
+                )
+            )
+    return _batch(seq, msgs), len(msgs)
+
+
 def nft_delete_batch(table: str, seq: int) -> tuple[bytes, int]:
     body = _str(1, table)
     msg = _msg(_nft(NFT_MSG_DELTABLE), NLM_F_REQUEST | NLM_F_ACK, seq + 1, NFPROTO_INET, body)
@@ -339,15 +419,29 @@ class NetnsSwitch:
 
 
 class Cut:
-    """One applied cut, kept until it is undone."""
+    """One applied cut (or, with `block`, one peer cut), kept until it is undone."""
 
-    def __init__(self, target: Target, method: str, sock: socket.socket | None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        method: str,
+        sock: socket.socket | None,
+        block: list[str] | None = None,
+    ) -> None:
         self.target = target
         self.method = method
         self.sock = sock
+        self.block = block
 
     def journal(self) -> dict[str, Any]:
-        return {"pid": self.target.pid, "netns": self.target.netns_ino, "method": self.method}
+        entry: dict[str, Any] = {
+            "pid": self.target.pid,
+            "netns": self.target.netns_ino,
+            "method": self.method,
+        }
+        if self.block is not None:
+            entry["block"] = self.block
+        return entry
 
 
 # -- the agent ----------------------------------------------------------------------------
@@ -367,6 +461,8 @@ class Agent:
         self.ns = NetnsSwitch()
         self.seq = int(time.time()) & 0xFFFFFF
         self.cuts: dict[str, Cut] = {}
+        #: Peer cuts (a partition's direct traffic): name -> container id -> its table.
+        self.peers: dict[str, dict[str, Cut]] = {}
         self.pools: dict[str, dict[str, Any]] = {}
         self.nft_ok: bool | None = None
         self.undone = False
@@ -418,6 +514,10 @@ class Agent:
             "session": self.session,
             "pools": self.pools,
             "cuts": {cid: cut.journal() for cid, cut in self.cuts.items()},
+            "peers": {
+                name: {cid: cut.journal() for cid, cut in cuts.items()}
+                for name, cuts in self.peers.items()
+            },
         }
         tmp = f"{self.journal_path}.tmp"
         with open(tmp, "w") as f:
@@ -443,8 +543,9 @@ class Agent:
             except (OSError, KeyError, TypeError, ValueError) as exc:
                 lost.append(f"{name}: {exc}")  # e.g. a crash between image and attach
         cuts = self._adopt_cuts(old.get("cuts") or {})
+        peers = self._adopt_peers(old.get("peers") or {})
         self._write_journal()
-        return {"pools": sorted(self.pools), "lost": lost, "cuts": cuts}
+        return {"pools": sorted(self.pools), "lost": lost, "cuts": cuts, "peers": peers}
 
     def _adopt_cuts(self, journal: dict[str, Any]) -> list[str]:
         """Keep the fire burning across an agent restart.
@@ -472,6 +573,35 @@ class Agent:
                 for t in again:
                     t.close()
         return sorted(self.cuts)
+
+    def _adopt_peers(self, journal: dict[str, Any]) -> list[str]:
+        """Peer cuts go on across an agent restart too, on the same terms as cuts."""
+        for name, cuts in journal.items():
+            if not PEER_RE.match(str(name)) or not isinstance(cuts, dict):
+                continue
+            again: list[tuple[Target, list[str]]] = []
+            kept: dict[str, Cut] = {}
+            for cid, cut in cuts.items():
+                try:
+                    target = Target(str(cid), int(cut["pid"]))
+                    block = _addresses(cut.get("block"))
+                except (Refused, OSError, KeyError, ValueError, TypeError):
+                    continue
+                if target.netns_ino != cut.get("netns"):
+                    target.close()
+                elif cut.get("method") == "iptables":
+                    kept[target.cid] = Cut(target, "iptables", None, block)
+                else:
+                    again.append((target, block))
+            if again:
+                try:
+                    self._nft_peer_cut(str(name), again, kept)
+                except OSError:
+                    for t, _ in again:
+                        t.close()
+            if kept:
+                self.peers[str(name)] = kept
+        return sorted(self.peers)
 
     # -- dispatch ---------------------------------------------------------------------
 
@@ -514,6 +644,10 @@ class Agent:
     def op_status(self, request: dict[str, Any]) -> dict[str, Any]:
         return {
             "cuts": {cid: cut.journal() for cid, cut in self.cuts.items()},
+            "peers": {
+                name: {cid: cut.journal() for cid, cut in cuts.items()}
+                for name, cuts in self.peers.items()
+            },
             "pools": self.pools,
             "loops": self.loops(),
         }
@@ -581,6 +715,23 @@ class Agent:
         answers EINVAL or EOPNOTSUPP and the caller falls back to journalled iptables, so
         an nftables cut can never outlive this agent.
         """
+        times, socks = self._nft_apply(
+            targets, self.table, lambda t: nft_cut_batch(self.table, self._next_seq(5))
+        )
+        for t, sock in zip(targets, socks, strict=True):
+            self.cuts[t.cid] = Cut(t, "nftables", sock)
+        self.nft_ok = True
+        self._write_journal()  # after the cuts: they are in place before this costs time
+        return times
+
+    def _nft_apply(
+        self,
+        targets: list[Target],
+        table: str,
+        build: Callable[[Target], tuple[bytes, int]],
+    ) -> tuple[dict[str, float], list[socket.socket]]:
+        """Send `build(target)` into every target's netns; all or nothing. Returns when each
+        batch was committed, and the sockets that now own the tables (one per target)."""
         socks: list[socket.socket] = []
         try:
             for t in targets:
@@ -592,7 +743,7 @@ class Agent:
         sent: list[tuple[Target, socket.socket, int]] = []
         error: OSError | None = None
         for t, sock in zip(targets, socks, strict=True):
-            batch, n = nft_cut_batch(self.table, self._next_seq(5))
+            batch, n = build(t)
             try:
                 sock.sendall(batch)  # the kernel commits the batch inside this call
             except OSError as exc:
@@ -610,14 +761,10 @@ class Agent:
         if error is not None:  # all or nothing: remove what did go in
             for _, sock, _ in sent:
                 with contextlib.suppress(OSError):
-                    sock.sendall(nft_delete_batch(self.table, self._next_seq(2))[0])
+                    sock.sendall(nft_delete_batch(table, self._next_seq(2))[0])
             self.graveyard.extend(socks)
             raise error
-        for t, sock, _ in sent:
-            self.cuts[t.cid] = Cut(t, "nftables", sock)
-        self.nft_ok = True
-        self._write_journal()  # after the cuts: they are in place before this costs time
-        return times
+        return times, socks
 
     def _ipt(self, netns_fd: int, rules: str) -> None:
         proc = subprocess.run(
@@ -678,26 +825,33 @@ class Agent:
 
     def _undo_cuts(self, ids: list[str]) -> dict[str, float]:
         """Remove the cuts on `ids`; a target whose netns is gone needs nothing."""
+        return self._undo(self.cuts, ids, self.table, self.chain)
+
+    def _undo(
+        self, cuts: dict[str, Cut], ids: list[str], table: str, chain: str
+    ) -> dict[str, float]:
+        """Remove the tables (or chains) `table`/`chain` of `cuts[id]` for `ids`, and forget
+        them; raise Failed naming what could not be removed after trying every one."""
         times: dict[str, float] = {}
         pending: list[tuple[str, socket.socket, int]] = []
         errors: list[str] = []
         for cid in ids:
-            cut = self.cuts[cid]
+            cut = cuts[cid]
             if cut.method == "nftables" and cut.sock is not None:
-                batch, n = nft_delete_batch(self.table, self._next_seq(2))
+                batch, n = nft_delete_batch(table, self._next_seq(2))
                 try:
                     cut.sock.sendall(batch)
                     times[cid] = now_ms()
                     pending.append((cid, cut.sock, n))
                 except OSError as exc:
                     errors.append(f"{cid[:12]}: {exc}")
-        ipt = [cid for cid in ids if self.cuts[cid].method == "iptables"]
+        ipt = [cid for cid in ids if cuts[cid].method == "iptables"]
         if ipt:
-            rules = self._ipt_rules(apply=False)
+            rules = self._ipt_rules(apply=False, chain=chain)
 
             def one(cid: str) -> None:
                 try:
-                    self._ipt(self.cuts[cid].target.netns, rules)
+                    self._ipt(cuts[cid].target.netns, rules)
                 except Failed as exc:
                     if "No chain" not in str(exc) and "does not exist" not in str(exc):
                         errors.append(f"{cid[:12]}: {exc}")
@@ -715,7 +869,7 @@ class Agent:
                 if exc.errno != errno.ENOENT:  # ENOENT: the table is already gone
                     errors.append(f"{cid[:12]}: {exc}")
         for cid in ids:
-            cut = self.cuts.pop(cid)
+            cut = cuts.pop(cid)
             if cut.sock is not None:
                 self.graveyard.append(cut.sock)
             cut.target.close()
@@ -725,22 +879,143 @@ class Agent:
         return times
 
     def op_uncut_foreign(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Undo the iptables cuts of a dead session (its journal, read by `op_reap`)."""
+        """Undo the iptables cuts (and iptables peer cuts named in `peers`) of a dead session
+        (its journal, read by `op_reap`)."""
         session = str(request.get("session", self.session))
         if not SESSION_RE.match(session):
             raise Refused(f"bad session id {session!r}")
-        chain = f"DCFIRE-{session}"[:28]
-        rules = self._ipt_rules(apply=False, chain=chain)
+        peers = request.get("peers") or []
+        if not isinstance(peers, list) or not all(PEER_RE.match(str(p)) for p in peers):
+            raise Refused(f"bad peer cut names {peers!r}")
+        chains = [f"DCFIRE-{session}"[:28]] + [self._peer_chain(str(p), session) for p in peers]
+        undo = [self._ipt_rules(apply=False, chain=chain) for chain in chains]
         done: list[str] = []
         for t in self._targets(request):
             try:
-                self._ipt(t.netns, rules)
-                done.append(t.cid)
-            except Failed:
-                pass  # nothing there any more (a new netns after a restart)
+                for rules in undo:
+                    try:
+                        self._ipt(t.netns, rules)
+                        if t.cid not in done:
+                            done.append(t.cid)
+                    except Failed:
+                        pass  # nothing there any more (a new netns after a restart)
             finally:
                 t.close()
         return {"restored": done}
+
+    # -- peer cuts: a partition's direct traffic ---------------------------------------
+
+    def _peer_table(self, name: str) -> str:
+        return f"{self.table}_{name}"
+
+    def _peer_chain(self, name: str, session: str | None = None) -> str:
+        return f"DCFP{name}-{session or self.session}"[:28]
+
+    def op_peer_cut(self, request: dict[str, Any]) -> dict[str, Any]:
+        """In each target's netns, drop every packet from or to the addresses of its `block`
+        list (dropped, never rejected: connections hang, new ones time out), all targets or
+        none. One table (or chain) per target named after this peer cut, beside a fire's, so
+        each is undone on its own; journalled and undone by the dead-man switch like cuts."""
+        name = str(request.get("name", ""))
+        if not PEER_RE.match(name):
+            raise Refused(f"bad peer cut name {name!r}")
+        if name in self.peers:
+            raise Refused(f"peer cut {name!r} exists")
+        backend = str(request.get("backend", "auto"))
+        if backend not in ("auto", "nftables", "iptables"):
+            raise Refused(f"unknown backend {backend!r}")
+        raw = request.get("targets")
+        if not isinstance(raw, list) or not raw or not all(isinstance(i, dict) for i in raw):
+            raise Refused("no targets")
+        blocks = [_addresses(item.get("block")) for item in raw]
+        targets = self._targets(request)
+        pairs = list(zip(targets, blocks, strict=True))
+        t_prepared = now_ms()
+        if backend != "iptables" and self.nft_ok is not False:
+            done: dict[str, Cut] = {}
+            try:
+                times = self._nft_peer_cut(name, pairs, done)
+                self.peers[name] = done
+                self._write_journal()
+                return {"method": "nftables", "cuts": times, "t_prepared": t_prepared}
+            except OSError as exc:
+                if backend == "nftables" or exc.errno not in (
+                    errno.EPROTONOSUPPORT,
+                    errno.EAFNOSUPPORT,
+                    errno.EOPNOTSUPP,
+                    errno.ENOENT,
+                    errno.EINVAL,
+                ):
+                    for t in targets:
+                        t.close()
+                    raise
+                self.nft_ok = False
+        times = self._ipt_peer_cut(name, pairs)
+        return {"method": "iptables", "cuts": times, "t_prepared": t_prepared}
+
+    def _nft_peer_cut(
+        self, name: str, pairs: list[tuple[Target, list[str]]], into: dict[str, Cut]
+    ) -> dict[str, float]:
+        table = self._peer_table(name)
+        blocks = {t.cid: block for t, block in pairs}
+
+        def build(t: Target) -> tuple[bytes, int]:
+            block = blocks[t.cid]
+            return nft_peer_batch(table, self._next_seq(5 + 2 * len(block)), block)
+
+        times, socks = self._nft_apply([t for t, _ in pairs], table, build)
+        for (t, block), sock in zip(pairs, socks, strict=True):
+            into[t.cid] = Cut(t, "nftables", sock, block)
+        self.nft_ok = True
+        return times
+
+    def _ipt_peer_cut(self, name: str, pairs: list[tuple[Target, list[str]]]) -> dict[str, float]:
+        chain = self._peer_chain(name)
+        self.peers[name] = {t.cid: Cut(t, "iptables", None, block) for t, block in pairs}
+        self._write_journal()  # journalled first: an interrupt must still be undone
+        times: dict[str, float] = {}
+        errors: list[str] = []
+
+        def one(t: Target, block: list[str]) -> None:
+            lines = [f":{chain} - [0:0]"]
+            lines += [f"-A {chain} -s {a}/32 -j DROP" for a in block]
+            lines += [f"-A {chain} -d {a}/32 -j DROP" for a in block]
+            lines += [f"-I INPUT 1 -j {chain}", f"-I OUTPUT 1 -j {chain}"]
+            try:
+                self._ipt(t.netns, "*filter\n" + "\n".join(lines) + "\nCOMMIT\n")
+                times[t.cid] = now_ms()
+            except (Failed, OSError, subprocess.SubprocessError) as exc:
+                errors.append(f"{t.cid[:12]}: {exc}")
+
+        threads = [threading.Thread(target=one, args=pair) for pair in pairs]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        if errors:
+            with contextlib.suppress(Failed):
+                self._undo_peer(name)
+            raise Failed("; ".join(errors))
+        return times
+
+    def _undo_peer(self, name: str) -> dict[str, float]:
+        cuts = self.peers[name]
+        try:
+            return self._undo(cuts, list(cuts), self._peer_table(name), self._peer_chain(name))
+        finally:
+            if not cuts:
+                del self.peers[name]
+                self._write_journal()
+
+    def op_peer_uncut(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Undo one peer cut everywhere (a name never cut, or already undone, is not an
+        error: a helper that died took its owned tables with it)."""
+        name = str(request.get("name", ""))
+        if not PEER_RE.match(name):
+            raise Refused(f"bad peer cut name {name!r}")
+        if name not in self.peers:
+            return {"restored": {}, "not_cut": [name]}
+        return {"restored": self._undo_peer(name), "not_cut": []}
 
     # -- power ------------------------------------------------------------------------
 
@@ -1068,7 +1343,12 @@ class Agent:
                     cid: cut
                     for cid, cut in (journal.get("cuts") or {}).items()
                     if cut.get("method") == "iptables"
-                }
+                },
+                "peers": {
+                    str(name): [cid for cid, cut in cuts.items() if cut.get("method") == "iptables"]
+                    for name, cuts in (journal.get("peers") or {}).items()
+                    if isinstance(cuts, dict)
+                },
             }
         for entry, info in sorted(self.loops(session).items()):
             number = int(entry[4:])
@@ -1129,6 +1409,9 @@ class Agent:
         self.undone = True
         with contextlib.suppress(Exception):
             self._undo_cuts(list(self.cuts))
+        for name in list(self.peers):
+            with contextlib.suppress(Exception):
+                self._undo_peer(name)
         frozen = [(n, p) for n, p in self.pools.items() if p.get("frozen")]
         if frozen:
             with contextlib.suppress(Exception):
@@ -1141,6 +1424,23 @@ class Agent:
     def op_shutdown(self, request: dict[str, Any]) -> dict[str, Any]:
         self.undo_all()
         return {"bye": True}
+
+
+def _addresses(raw: Any) -> list[str]:
+    """A peer cut's block list: IPv4 addresses, never loopback or 0.0.0.0 (that would cut
+    the container off from itself or from everything)."""
+    if not isinstance(raw, list) or len(raw) > MAX_PEER_ADDRESSES:
+        raise Refused(f"block must be a list of at most {MAX_PEER_ADDRESSES} IPv4 addresses")
+    out: set[str] = set()
+    for item in raw:
+        try:
+            address = ipaddress.IPv4Address(str(item))
+        except ValueError:
+            raise Refused(f"{item!r} is not an IPv4 address") from None
+        if address.is_loopback or address.is_unspecified:
+            raise Refused(f"refusing to block {address}")
+        out.add(str(address))
+    return sorted(out, key=lambda a: ipaddress.IPv4Address(a))
 
 
 def _pids_named(comm: str) -> list[int]:
