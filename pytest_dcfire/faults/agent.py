@@ -25,11 +25,12 @@ Why it is shaped this way:
   Kernels without nf_tables (or the owner flag) fall back to `iptables-restore --noflush`
   run through `nsenter` on a pinned netns fd, journalled and undone explicitly.
 - **Peer cut = one more owned table per target netns** (`inet dcfire_<session>_<name>`, a
-  partition's direct traffic): accept-policy input/output chains with one rule per blocked
-  IPv4 address (`ip saddr` on input, `ip daddr` on output, verdict drop). Its own name, so it
-  sits beside a fire's table in the same netns and each is removed on its own. Journalled
-  under "peers", re-applied by a restarted agent, undone by the dead-man switch; the
-  iptables fallback is a DCFP<name>-<session> chain of DROP rules.
+  partition's direct traffic): a hash set of the other side's IPv4 addresses and
+  accept-policy input/output chains with one rule each (`ip saddr @peers drop` on input,
+  `ip daddr @peers drop` on output), so its cost does not grow with the number of peers.
+  Its own name, so it sits beside a fire's table in the same netns and each is removed on
+  its own. Journalled under "peers", re-applied by a restarted agent, undone by the
+  dead-man switch; the iptables fallback is a DCFP<name>-<session> chain of DROP rules.
 - **Targets are verified here too**: a target is (container id, pid). The pid is pinned with
   a pidfd, its /proc/<pid>/cgroup must name the container id, and the netns fd is opened
   while the pidfd proves the process is still that one. Anything else is refused, so a
@@ -97,8 +98,15 @@ LO_FLAGS_AUTOCLEAR = 4
 LOOP_INFO64 = struct.Struct("=QQQQQIIII64s64s32s2Q")
 MNT_DETACH = 2
 
+NETLINK_ROUTE = 0
 NETLINK_NETFILTER = 12
 NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_DUMP = 0x300
+RTM_NEWADDR = 20
+RTM_GETADDR = 22
+IFA_ADDRESS = 1
+IFA_LOCAL = 2
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
 NLM_F_EXCL = 0x200
@@ -112,6 +120,9 @@ NFT_MSG_NEWTABLE = 0
 NFT_MSG_DELTABLE = 2
 NFT_MSG_NEWCHAIN = 3
 NFT_MSG_NEWRULE = 6
+NFT_MSG_NEWSET = 9
+NFT_MSG_NEWSETELEM = 12
+NFT_TYPE_IPADDR = 7
 NFPROTO_INET = 1
 NF_INET_LOCAL_IN = 1
 NF_INET_LOCAL_OUT = 3
@@ -130,8 +141,10 @@ IPV4_SADDR_OFFSET = 12
 IPV4_DADDR_OFFSET = 16
 #: A peer cut's name (the client numbers them): part of its nftables table and iptables chain.
 PEER_RE = re.compile(r"^[a-z0-9]{1,10}$")
-#: Addresses one peer cut may block per target (two rules each; one netlink batch).
+#: Addresses one peer cut may block per target (one set, one netlink batch).
 MAX_PEER_ADDRESSES = 1024
+PEER_SET = "peers"
+PEER_SET_ID = 1
 LOOPBACK_IFINDEX = 1
 CHAIN_PRIORITY = -300
 
@@ -257,8 +270,8 @@ def nft_cut_batch(table: str, seq: int) -> tuple[bytes, int]:
     return _batch(seq, msgs), len(msgs)
 
 
-def _drop_ipv4(offset: int, address: bytes) -> bytes:
-    """`meta nfproto ipv4 <saddr|daddr> == address drop` as rule expressions."""
+def _drop_listed(offset: int) -> bytes:
+    """`meta nfproto ipv4 <saddr|daddr> @peers drop` as rule expressions."""
     nfproto = _expr("meta", _u32(2, NFT_META_NFPROTO), _u32(1, NFT_REG_1))
     is_ipv4 = _expr(
         "cmp", _u32(1, NFT_REG_1), _u32(2, NFT_CMP_EQ), _nest(3, _attr(1, bytes([NFPROTO_IPV4])))
@@ -270,55 +283,65 @@ def _drop_ipv4(offset: int, address: bytes) -> bytes:
         _u32(3, offset),  # OFFSET
         _u32(4, 4),  # LEN
     )
-    same = _expr("cmp", _u32(1, NFT_REG_1), _u32(2, NFT_CMP_EQ), _nest(3, _attr(1, address)))
+    listed = _expr("lookup", _str(1, PEER_SET), _u32(2, NFT_REG_1), _u32(4, PEER_SET_ID))
     verdict = _nest(2, _nest(2, _u32(1, NF_DROP)))
     drop = _expr("immediate", _u32(1, NFT_REG_VERDICT), verdict)
-    return _nest(4, nfproto, is_ipv4, load, same, drop)
+    return _nest(4, nfproto, is_ipv4, load, listed, drop)
 
 
 def nft_peer_batch(table: str, seq: int, addresses: list[str]) -> tuple[bytes, int]:
-    """One atomic transaction: an owned table whose accept-policy base chains drop what comes
-    from (input) or goes to (output) any of `addresses`, and nothing else."""
+    """One atomic transaction: an owned table with a hash set of `addresses` and two
+    accept-policy base chains, each with one rule that drops what comes from (input) or
+    goes to (output) an address in the set: seven messages whatever the number of peers."""
     ack = NLM_F_REQUEST | NLM_F_ACK
-    n = seq
     msgs = [
-        _msg(
-            _nft(NFT_MSG_NEWTABLE),
-            ack | NLM_F_CREATE | NLM_F_EXCL,
-            n + 1,
-            NFPROTO_INET,
+        (
+            NFT_MSG_NEWTABLE,
+            NLM_F_CREATE | NLM_F_EXCL,
             _str(1, table) + _u32(2, NFT_TABLE_F_OWNER),
-        )
+        ),
+        (
+            NFT_MSG_NEWSET,
+            NLM_F_CREATE | NLM_F_EXCL,
+            _str(1, table)  # TABLE
+            + _str(2, PEER_SET)  # NAME
+            + _u32(3, 0)  # FLAGS: a plain hash set
+            + _u32(4, NFT_TYPE_IPADDR)  # KEY_TYPE
+            + _u32(5, 4)  # KEY_LEN
+            + _u32(10, PEER_SET_ID),  # ID (referenced by the rules of this batch)
+        ),
     ]
-    packed = [socket.inet_aton(a) for a in addresses]
+    if addresses:
+        elements = b"".join(
+            _nest(1, _nest(1, _attr(1, socket.inet_aton(a))))  # LIST_ELEM{KEY{VALUE}}
+            for a in addresses
+        )
+        msgs.append(
+            (
+                NFT_MSG_NEWSETELEM,
+                NLM_F_CREATE,
+                _str(1, table) + _str(2, PEER_SET) + _nest(3, elements) + _u32(4, PEER_SET_ID),
+            )
+        )
     for chain, hook, offset in (
         ("in", NF_INET_LOCAL_IN, IPV4_SADDR_OFFSET),
         ("out", NF_INET_LOCAL_OUT, IPV4_DADDR_OFFSET),
     ):
         hook_attr = _nest(4, _u32(1, hook), _u32(2, CHAIN_PRIORITY))
-        chain_body = (
-            _str(1, table) + _str(3, chain) + hook_attr + _u32(5, NF_ACCEPT) + _str(7, "filter")
-        )
+        body = _str(1, table) + _str(3, chain) + hook_attr + _u32(5, NF_ACCEPT) + _str(7, "filter")
+        msgs.append((NFT_MSG_NEWCHAIN, NLM_F_CREATE, body))
         msgs.append(
-            _msg(
-                _nft(NFT_MSG_NEWCHAIN),
-                ack | NLM_F_CREATE,
-                n + 1 + len(msgs),
-                NFPROTO_INET,
-                chain_body,
+            (
+                NFT_MSG_NEWRULE,
+                NLM_F_CREATE | NLM_F_APPEND,
+                _str(1, table) + _str(2, chain) + _drop_listed(offset),
             )
         )
-        for address in packed:
-            msgs.append(
-                _msg(
-                    _nft(NFT_MSG_NEWRULE),
-                    ack | NLM_F_CREATE | NLM_F_APPEND,
-                    n + 1 + len(msgs),
-                    NFPROTO_INET,
-                    _str(1, table) + _str(2, chain) + _drop_ipv4(offset, address),
-                )
-            )
-    return _batch(seq, msgs), len(msgs)
+    out = [
+        _msg(_nft(kind), ack | flags, seq + 1 + i, NFPROTO_INET, body)
+        for i, (kind, flags, body) in enumerate(msgs)
+    ]
+    return _batch(seq, out), len(out)
 
 
 def nft_delete_batch(table: str, seq: int) -> tuple[bytes, int]:
@@ -344,6 +367,44 @@ def nl_acks(sock: socket.socket, expected: int, timeout: float = 2.0) -> None:
                 if code != 0:
                     raise OSError(-code, os.strerror(-code))
                 seen += 1
+            offset += max(16, (length + 3) & ~3)
+
+
+def ipv4_addresses(sock: socket.socket, seq: int, timeout: float = 2.0) -> list[str]:
+    """Every IPv4 address of the netns `sock` (NETLINK_ROUTE) was opened in, loopback
+    excluded: one RTM_GETADDR dump."""
+    body = struct.pack("=BBBBI", socket.AF_INET, 0, 0, 0, 0)  # ifaddrmsg
+    sock.sendall(
+        struct.pack("=IHHII", 16 + len(body), RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
+        + body
+    )
+    found: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([sock], [], [], left)[0]:
+            raise OSError(errno.ETIMEDOUT, "no answer to RTM_GETADDR")
+        data = sock.recv(65536)
+        offset = 0
+        while offset + 16 <= len(data):
+            length, mtype = struct.unpack_from("=IH", data, offset)
+            if mtype == NLMSG_DONE:
+                return found
+            if mtype == NLMSG_ERROR:
+                (code,) = struct.unpack_from("=i", data, offset + 16)
+                raise OSError(-code, os.strerror(-code))
+            if mtype == RTM_NEWADDR:
+                attrs: dict[int, bytes] = {}
+                at = offset + 16 + 8
+                while at + 4 <= offset + length:
+                    alen, kind = struct.unpack_from("=HH", data, at)
+                    if alen < 4:
+                        break
+                    attrs[kind] = data[at + 4 : at + alen]
+                    at += (alen + 3) & ~3
+                raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
+                if raw is not None and len(raw) == 4 and raw[0] != 127:
+                    found.append(socket.inet_ntoa(raw))
             offset += max(16, (length + 3) & ~3)
 
 
@@ -411,9 +472,9 @@ class NetnsSwitch:
                 os.write(2, b"dcfire agent: cannot return to its own netns\n")
                 os._exit(70)
 
-    def netlink(self, netns_fd: int) -> socket.socket:
+    def netlink(self, netns_fd: int, protocol: int = NETLINK_NETFILTER) -> socket.socket:
         with self.inside(netns_fd):
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
         sock.bind((0, 0))
         return sock
 
@@ -912,10 +973,15 @@ class Agent:
         return f"DCFP{name}-{session or self.session}"[:28]
 
     def op_peer_cut(self, request: dict[str, Any]) -> dict[str, Any]:
-        """In each target's netns, drop every packet from or to the addresses of its `block`
-        list (dropped, never rejected: connections hang, new ones time out), all targets or
-        none. One table (or chain) per target named after this peer cut, beside a fire's, so
-        each is undone on its own; journalled and undone by the dead-man switch like cuts."""
+        """Split the targets of side 0 from those of side 1: in each target's netns, drop
+        every packet from or to an address of the other side (dropped, never rejected:
+        connections hang, new ones time out), all targets or none.
+
+        The addresses are read here, from the targets' own netns (RTM_GETADDR: every IPv4
+        address on every interface but loopback), at the moment of the cut. A target may
+        instead carry an explicit `block` list. One table (or chain) per target named after
+        this peer cut, beside a fire's, so each is undone on its own; journalled and undone
+        by the dead-man switch like cuts."""
         name = str(request.get("name", ""))
         if not PEER_RE.match(name):
             raise Refused(f"bad peer cut name {name!r}")
@@ -927,9 +993,27 @@ class Agent:
         raw = request.get("targets")
         if not isinstance(raw, list) or not raw or not all(isinstance(i, dict) for i in raw):
             raise Refused("no targets")
-        blocks = [_addresses(item.get("block")) for item in raw]
+        sides = [item.get("side") for item in raw]
+        explicit = [
+            None if item.get("block") is None else _addresses(item["block"]) for item in raw
+        ]
+        if any(b is None and s not in (0, 1) for b, s in zip(explicit, sides, strict=True)):
+            raise Refused("each target needs a side (0 or 1) or a block list")
         targets = self._targets(request)
-        pairs = list(zip(targets, blocks, strict=True))
+        try:
+            found = {t.cid: self._own_addresses(t) for t in targets}
+        except OSError:
+            for t in targets:
+                t.close()
+            raise
+        pairs: list[tuple[Target, list[str]]] = []
+        for t, side, block in zip(targets, sides, explicit, strict=True):
+            if block is None:
+                others = [
+                    o for o, s in zip(targets, sides, strict=True) if s is not None and s != side
+                ]
+                block = _addresses([a for o in others for a in found[o.cid]])
+            pairs.append((t, block))
         t_prepared = now_ms()
         if backend != "iptables" and self.nft_ok is not False:
             done: dict[str, Cut] = {}
@@ -937,7 +1021,12 @@ class Agent:
                 times = self._nft_peer_cut(name, pairs, done)
                 self.peers[name] = done
                 self._write_journal()
-                return {"method": "nftables", "cuts": times, "t_prepared": t_prepared}
+                return {
+                    "method": "nftables",
+                    "cuts": times,
+                    "t_prepared": t_prepared,
+                    "addresses": found,
+                }
             except OSError as exc:
                 if backend == "nftables" or exc.errno not in (
                     errno.EPROTONOSUPPORT,
@@ -951,7 +1040,19 @@ class Agent:
                     raise
                 self.nft_ok = False
         times = self._ipt_peer_cut(name, pairs)
-        return {"method": "iptables", "cuts": times, "t_prepared": t_prepared}
+        return {
+            "method": "iptables",
+            "cuts": times,
+            "t_prepared": t_prepared,
+            "addresses": found,
+        }
+
+    def _own_addresses(self, target: Target) -> list[str]:
+        sock = self.ns.netlink(target.netns, NETLINK_ROUTE)
+        try:
+            return ipv4_addresses(sock, self._next_seq(1))
+        finally:
+            self.graveyard.append(sock)  # closed after the reply (RCU grace period)
 
     def _nft_peer_cut(
         self, name: str, pairs: list[tuple[Target, list[str]]], into: dict[str, Cut]
@@ -961,7 +1062,7 @@ class Agent:
 
         def build(t: Target) -> tuple[bytes, int]:
             block = blocks[t.cid]
-            return nft_peer_batch(table, self._next_seq(5 + 2 * len(block)), block)
+            return nft_peer_batch(table, self._next_seq(9), block)
 
         times, socks = self._nft_apply([t for t, _ in pairs], table, build)
         for (t, block), sock in zip(pairs, socks, strict=True):
@@ -970,9 +1071,17 @@ class Agent:
         return times
 
     def _ipt_peer_cut(self, name: str, pairs: list[tuple[Target, list[str]]]) -> dict[str, float]:
-        chain = self._peer_chain(name)
         self.peers[name] = {t.cid: Cut(t, "iptables", None, block) for t, block in pairs}
         self._write_journal()  # journalled first: an interrupt must still be undone
+        try:
+            return self._ipt_peer_apply(name, pairs)
+        except Failed:
+            with contextlib.suppress(Failed):
+                self._undo_peer(name)
+            raise
+
+    def _ipt_peer_apply(self, name: str, pairs: list[tuple[Target, list[str]]]) -> dict[str, float]:
+        chain = self._peer_chain(name)
         times: dict[str, float] = {}
         errors: list[str] = []
 
@@ -993,10 +1102,42 @@ class Agent:
         for th in threads:
             th.join()
         if errors:
-            with contextlib.suppress(Failed):
-                self._undo_peer(name)
             raise Failed("; ".join(errors))
         return times
+
+    def op_peer_rejoin(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Cut restarted targets of a peer cut again: a container started again (power loss
+        restored) has a new netns without its table. Targets whose netns is the one already
+        cut are left as they are."""
+        name = str(request.get("name", ""))
+        cuts = self.peers.get(name)
+        if not PEER_RE.match(name) or cuts is None:
+            raise Refused(f"no peer cut {name!r}")
+        targets = self._targets(request)
+        fresh: list[tuple[Target, list[str]]] = []
+        for t in targets:
+            old = cuts.get(t.cid)
+            if old is None or old.target.netns_ino == t.netns_ino:
+                t.close()
+                continue
+            fresh.append((t, list(old.block or [])))
+        if not fresh:
+            return {"cuts": {}}
+        method = cuts[fresh[0][0].cid].method
+        if method == "nftables":
+            into: dict[str, Cut] = {}
+            times = self._nft_peer_cut(name, fresh, into)
+        else:
+            times = self._ipt_peer_apply(name, fresh)
+            into = {t.cid: Cut(t, "iptables", None, block) for t, block in fresh}
+        for cid, cut in into.items():
+            old = cuts[cid]
+            if old.sock is not None:
+                self.graveyard.append(old.sock)
+            old.target.close()
+            cuts[cid] = cut
+        self._write_journal()
+        return {"method": method, "cuts": times}
 
     def _undo_peer(self, name: str) -> dict[str, float]:
         cuts = self.peers[name]

@@ -122,12 +122,18 @@ class FaultBackend:
         if effect == "network":
             return self._counted(effect, containers, self.network.cut, self.network.restore)
         if effect == "kill":
-            return self._counted(effect, containers, self.power.power_off, self.power.power_on)
+            return self._counted(effect, containers, self.power.power_off, self._power_on)
         if effect == "pause":
             return self._counted(effect, containers, self.power.pause, self.power.unpause)
         if effect == "storage":
             return self._storage_step(spec, handles)
         raise FireError(f"unknown effect {effect!r}")
+
+    def _power_on(self, containers: Sequence[Any]) -> FaultTiming:
+        timing = self.power.power_on(containers)
+        # Started again in a new netns: the partitions they are in must cut them again.
+        self.peers.rejoin(containers)
+        return timing
 
     def _peer_step(self, spec: PartitionSpec, handles: Sequence[Any]) -> CallStep:
         """Cut the direct traffic between the two sites' containers (adopted ones included:

@@ -13,9 +13,14 @@ first group), but cutting both sides is what a WAN cut looks like from either bu
 it does not depend on one group's address list being complete.
 
 Addresses are every IPv4 address the containers have, on every network they are on (an
-adopted container may be on networks the plugin did not create), read from the engine at
-the moment of the cut. Each peer cut has its own table name, so it composes with a fire's
-cut of the same containers and with other partitions: undoing one never touches the others.
+adopted container may be on networks the plugin did not create): the agent reads them from
+each container's own netns (RTM_GETADDR) at the moment of the cut, so no engine call sits
+on the ignition path (containers are checked with the engine once, as for fires).
+
+Each peer cut has its own table name, so it composes with a fire's cut of the same
+containers and with other partitions: undoing one never touches the others. A container
+started again during a partition (a power-loss fire restored) gets its table back at once
+(`rejoin`), with the addresses its peers had when the partition began.
 Method `iptables` (kernels without nf_tables) is a DCFP<n>-<session> chain of DROP rules
 jumped to from INPUT and OUTPUT. Without the helper (an engine that refused its
 capabilities) there is no peer cut: `cut()` raises FireError rather than letting a
@@ -31,7 +36,7 @@ from typing import Any
 
 from pytest_dcfire.errors import FireError
 from pytest_dcfire.faults.helper import AgentError, Helper
-from pytest_dcfire.faults.network import Target, Targets
+from pytest_dcfire.faults.network import Target, Targets, container_id
 from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.runtime.engine import Engine, monotonic_ms
 
@@ -68,8 +73,7 @@ class PeerCutter:
         with self._lock:
             name = f"p{next(self._numbers)}"
             containers = [*side_a, *side_b]
-            # Fresh: ownership, pids and the addresses they have now (adopted ones may move).
-            targets = self.targets.resolve(containers, refresh=True)
+            targets = self.targets.resolve(containers)
             try:
                 reply = self.helper.request(
                     "peer_cut", name=name, targets=_wire(targets, len(side_a)), backend=backend
@@ -77,7 +81,7 @@ class PeerCutter:
             except AgentError as exc:
                 if exc.kind != "stale":
                     raise
-                targets = self.targets.resolve(containers, refresh=True)
+                targets = self.targets.resolve(containers, refresh=True)  # restarted since
                 reply = self.helper.request(
                     "peer_cut", name=name, targets=_wire(targets, len(side_a)), backend=backend
                 )
@@ -88,6 +92,19 @@ class PeerCutter:
                 {names[cid]: ms for cid, ms in reply.result["cuts"].items()}, started
             )
             return name, FaultTiming("peers", method, max(offsets.values()), offsets)
+
+    def rejoin(self, containers: Sequence[Any]) -> None:
+        """Cut `containers` again in every peer cut they belong to: started again after a
+        power loss, they have a new netns without the peer table."""
+        if self.helper is None:
+            return
+        with self._lock:
+            for name, (_, names) in self._active.items():
+                hit = [c for c in containers if container_id(c) in names]
+                if hit:
+                    targets = self.targets.resolve(hit, refresh=True)
+                    wire = [{"id": t.id, "pid": t.pid} for t in targets]
+                    self.helper.request("peer_rejoin", name=name, targets=wire)
 
     def restore(self, name: str | None = None) -> FaultTiming:
         """Undo the peer cut `name` (default: every peer cut of this cutter)."""
@@ -111,12 +128,9 @@ class PeerCutter:
 
 
 def _wire(targets: list[Target], split: int) -> list[dict[str, Any]]:
-    """Each target with the addresses of the other side as its block list."""
-    side_a, side_b = targets[:split], targets[split:]
-    block_a = sorted({ip for t in side_b for ip in t.addresses})
-    block_b = sorted({ip for t in side_a for ip in t.addresses})
-    return [{"id": t.id, "pid": t.pid, "block": block_a} for t in side_a] + [
-        {"id": t.id, "pid": t.pid, "block": block_b} for t in side_b
+    """Each target with its side: the agent blocks the other side's addresses in it."""
+    return [
+        {"id": t.id, "pid": t.pid, "side": 0 if i < split else 1} for i, t in enumerate(targets)
     ]
 
 

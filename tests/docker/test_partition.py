@@ -155,6 +155,21 @@ def test_a_fire_inside_a_partition_and_the_reverse(dcfire, dcfire_topology):
     assert_all_reachable(t)
 
 
+def test_a_power_loss_inside_a_partition_keeps_it(dcfire, dcfire_topology):
+    t = dcfire_topology
+    with dcfire.partition("a", "b"):
+        before = t.service("echo@a").container.attrs["State"]["StartedAt"]
+        with dcfire.fire("a", mode="power-loss"):
+            pass  # restored: a's containers start again, in new network namespaces
+        t.service("echo@a").container.reload()
+        assert t.service("echo@a").container.attrs["State"]["StartedAt"] != before
+        for name in ("echo@a", "buddy"):  # b's tables alone would split them: look inside
+            assert "dcfire_" in tables(t.service(name)), name
+        assert_a_and_b_split(t)                             # cut again at once
+        assert connect(t, "echo@c", "echo.a") == "ok"
+    assert_all_reachable(t)
+
+
 def test_an_adopted_container_is_cut_on_all_its_addresses(request, dcfire, dcfire_topology):
     t = dcfire_topology
     client = docker.from_env()
@@ -207,7 +222,7 @@ def outsider() -> Iterator[Any]:
 def test_partition_is_a_wan_cut(pytester: pytest.Pytester, outsider: Any) -> None:
     pytester._monkeypatch.setenv("OUTSIDER", outsider.id)
     result = run_inner(pytester, TOPOLOGY, HELPERS + textwrap.dedent(TESTS))
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
     result.stdout.fnmatch_lines(
         [
             "*dcfire: link faults*",
