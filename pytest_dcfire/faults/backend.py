@@ -144,7 +144,10 @@ class FaultBackend:
         names: list[str] = []
 
         def do() -> FaultTiming:
-            name, timing = self.peers.cut(side_a, side_b)
+            try:
+                name, timing = self.peers.cut(side_a, side_b)
+            except FireError as exc:
+                raise FireError(f"partition {a} | {b}: {exc}") from None
             if name:
                 names.append(name)
             return timing
