@@ -152,7 +152,8 @@ class CallStep:
         self.undo_fn()
 
 
-StepFactory = Callable[[str, FireSpec, Sequence[Any]], Step]
+#: (effect, spec, handles) -> Step; a partition asks for effect "peers" with its PartitionSpec.
+StepFactory = Callable[[str, Any, Sequence[Any]], Step]
 
 
 @dataclass
@@ -351,7 +352,10 @@ class FireController:
         return self.ignite_link_fault(spec)
 
     def partition(self, site_a: str, site_b: str) -> LinkFault:
-        """Cut the links between two sites, and only those; both stay up (split brain)."""
+        """Cut everything between two sites, and only that (split brain): the direct traffic
+        between their containers (blackholed: it hangs) and the links between them. Both
+        sites still reach themselves, the other sites and the test process, and DNS works.
+        Undone by `restore()` and at teardown (or use the record as a context manager)."""
         spec = PartitionSpec.parse(
             (site_a, site_b), {}, self.system.sites, where="dcfire.partition"
         )
@@ -364,7 +368,10 @@ class FireController:
         test = getattr(self._item, "nodeid", "")
         fault: LinkFault
         if isinstance(spec, PartitionSpec):
-            fault = self._links.partition(spec, test)
+            # Every container of both sites as they are now, adopted ones included.
+            handles = [h for site in spec.sites for h in self.system.in_site(site)]
+            direct = self._make_step("peers", spec, handles)
+            fault = self._links.partition(spec, test, direct=direct)
         else:
             if spec.target in self.system.sites:
                 handles = self.system.in_site(spec.target)

@@ -1,11 +1,11 @@
 """Link faults: what a brownout or a partition between two sites asks for, and its record.
 
-A fire takes a whole site down; a link fault degrades or cuts only the Toxiproxy links: a
+A fire takes a whole site down; a link fault degrades or cuts only what joins sites: a
 *brownout* adds latency, jitter and a bandwidth limit to every link that touches a site (or
-one service), the way a failing WAN line looks before it dies; a *partition* cuts only the
-links between two sites, each site staying up and reachable from everywhere else (split
-brain). Specs are validated the same way for the `dcfire` fixture and for the markers
-`@brownout(...)` and `@partition(...)`.
+one service), the way a failing WAN line looks before it dies; a *partition* cuts everything
+between two sites (their containers' direct traffic and the links between them), each site
+staying up and reachable from everywhere else (split brain). Specs are validated the same
+way for the `dcfire` fixture and for the markers `@brownout(...)` and `@partition(...)`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_dcfire.errors import ConfigError, check_keywords, one_of, unknown_name
+from pytest_dcfire.faults.timing import FaultTiming
 
 BROWNOUT_KEYWORDS = ("latency", "jitter", "bandwidth")
 
@@ -71,7 +72,7 @@ class BrownoutSpec:
 
 @dataclass(frozen=True)
 class PartitionSpec:
-    """Cut the links between two sites, and only those."""
+    """Cut everything between two sites (direct traffic and links), and only that."""
 
     sites: tuple[str, str]
 
@@ -114,7 +115,14 @@ class LinkFault:
     restored: float | None = None
     #: (proxy, toxic name) added by a brownout, removed by `lift()`.
     toxics: list[tuple[str, str]] = field(default_factory=list)
+    #: How each part was applied, in order (a partition: the link cut, then the peer cut).
+    steps: list[FaultTiming] = field(default_factory=list)
     undo: Callable[[LinkFault], None] | None = field(default=None, repr=False)
+
+    @property
+    def via(self) -> str:
+        """The methods that ran, for the report: e.g. "blackhole + nftables"."""
+        return " + ".join(f"{s.effect}: {s.method}" for s in self.steps) or "-"
 
     @property
     def active(self) -> bool:

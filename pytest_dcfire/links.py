@@ -451,25 +451,65 @@ class Links:
 
     # -- link faults ----------------------------------------------------------------------
 
-    def partition(self, spec: PartitionSpec, test: str = "") -> LinkFault:
-        """Cut the links between two sites (reference-counted with fires' cuts)."""
+    def partition(self, spec: PartitionSpec, test: str = "", direct: Any = None) -> LinkFault:
+        """Cut the links between two sites (reference-counted with fires' cuts), then apply
+        `direct` (a Step: the fault backend's cut of the direct traffic between the two
+        sites' containers); undone in reverse order by `lift()`."""
         client = self.client
         assert client is not None
         a, b = spec.sites
         proxies = self.between(a, b)
-        if not proxies:
+        if not proxies and direct is None:
             raise FireError(
-                f"partition {a} | {b}: no service-to-service link joins these sites; a "
-                "partition cuts `${link:...}` links only (write one in the topology)"
+                f"partition {a} | {b}: no service-to-service link joins these sites, and "
+                "nothing cuts their direct traffic here"
             )
-        fault = LinkFault("partition", f"{a}|{b}", "links cut", proxies, test)
+        what = ["links cut"] if proxies else []
+        if direct is not None:
+            what.append("direct traffic cut")
+        fault = LinkFault("partition", f"{a}|{b}", " + ".join(what), proxies, test)
         changed: list[str] = []
-        fault.undo = lambda _: self._release(proxies, changed)
+        applied: list[Any] = []
+        held: list[bool] = []
+
+        def undo(_: LinkFault) -> None:
+            """Undo each part once, even if lifting is retried after a failure."""
+            problems: list[BaseException] = []
+            while applied:  # the direct cut first, then the links
+                try:
+                    applied.pop().undo()
+                except Exception as exc:
+                    problems.append(exc)
+            if held:
+                held.clear()
+                try:
+                    self._release(proxies, changed)
+                except Exception as exc:
+                    problems.append(exc)
+            if problems:
+                raise FireError(f"lifting partition {a} | {b}: " + "; ".join(map(str, problems)))
+
+        fault.undo = undo
         try:
             fresh = self._hold(proxies)
+            held.append(True)
             changed.extend(fresh)
+            started = time.monotonic()
+            offsets: dict[str, float] = {}
             for p in fresh:
                 client.cut(p)
+                offsets[p] = (time.monotonic() - started) * 1000.0
+            if proxies:
+                method = (
+                    ("blackhole" if client.embedded else "timeout-0 toxics")
+                    if fresh
+                    else "already cut"
+                )
+                latency = max(offsets.values(), default=0.0)
+                fault.steps.append(FaultTiming("links", method, latency, offsets))
+            if direct is not None:
+                applied.append(direct)  # recorded before it is applied: always undone
+                fault.steps.append(direct.apply())
         except BaseException:
             fault.lift()
             raise

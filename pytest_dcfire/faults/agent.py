@@ -24,6 +24,13 @@ Why it is shaped this way:
   cut by itself and no rule can ever leak into a container (adopted ones included).
   Kernels without nf_tables (or the owner flag) fall back to `iptables-restore --noflush`
   run through `nsenter` on a pinned netns fd, journalled and undone explicitly.
+- **Peer cut = one more owned table per target netns** (`inet dcfire_<session>_<name>`, a
+  partition's direct traffic): a hash set of the other side's IPv4 addresses and
+  accept-policy input/output chains with one rule each (`ip saddr @peers drop` on input,
+  `ip daddr @peers drop` on output), so its cost does not grow with the number of peers.
+  Its own name, so it sits beside a fire's table in the same netns and each is removed on
+  its own. Journalled under "peers", re-applied by a restarted agent, undone by the
+  dead-man switch; the iptables fallback is a DCFP<name>-<session> chain of DROP rules.
 - **Targets are verified here too**: a target is (container id, pid). The pid is pinned with
   a pidfd, its /proc/<pid>/cgroup must name the container id, and the netns fd is opened
   while the pidfd proves the process is still that one. Anything else is refused, so a
@@ -41,7 +48,7 @@ Why it is shaped this way:
   pool here (an xdist worker acting on the shared copy) only if its device carries exactly
   that session's tag; such a pool is frozen and thawed here, never detached or deleted.
 - **Journal** (/dcfire/<session>/journal.json on the state volume, replaced atomically) lists
-  pools, which are frozen, and fallback cuts. Every fault is journalled before it is
+  pools, which are frozen, cuts and peer cuts. Every fault is journalled before it is
   applied. A restarted agent (new helper container, same volume) adopts it, so restore
   never depends on memory alone.
 - **Dead-man switch**: when stdin closes (the client died, even by SIGKILL: the engine
@@ -55,6 +62,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import ipaddress
 import json
 import os
 import re
@@ -92,8 +100,15 @@ LO_FLAGS_AUTOCLEAR = 4
 LOOP_INFO64 = struct.Struct("=QQQQQIIII64s64s32s2Q")
 MNT_DETACH = 2
 
+NETLINK_ROUTE = 0
 NETLINK_NETFILTER = 12
 NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_DUMP = 0x300
+RTM_NEWADDR = 20
+RTM_GETADDR = 22
+IFA_ADDRESS = 1
+IFA_LOCAL = 2
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
 NLM_F_EXCL = 0x200
@@ -107,6 +122,9 @@ NFT_MSG_NEWTABLE = 0
 NFT_MSG_DELTABLE = 2
 NFT_MSG_NEWCHAIN = 3
 NFT_MSG_NEWRULE = 6
+NFT_MSG_NEWSET = 9
+NFT_MSG_NEWSETELEM = 12
+NFT_TYPE_IPADDR = 7
 NFPROTO_INET = 1
 NF_INET_LOCAL_IN = 1
 NF_INET_LOCAL_OUT = 3
@@ -118,6 +136,17 @@ NFT_REG_1 = 1
 NFT_META_IIF = 4
 NFT_META_OIF = 5
 NFT_CMP_EQ = 0
+NFT_META_NFPROTO = 15
+NFPROTO_IPV4 = 2
+NFT_PAYLOAD_NETWORK_HEADER = 1
+IPV4_SADDR_OFFSET = 12
+IPV4_DADDR_OFFSET = 16
+#: A peer cut's name (the client numbers them): part of its nftables table and iptables chain.
+PEER_RE = re.compile(r"^[a-z0-9]{1,10}$")
+#: Addresses one peer cut may block per target (one set, one netlink batch).
+MAX_PEER_ADDRESSES = 1024
+PEER_SET = "peers"
+PEER_SET_ID = 1
 LOOPBACK_IFINDEX = 1
 CHAIN_PRIORITY = -300
 
@@ -243,6 +272,80 @@ def nft_cut_batch(table: str, seq: int) -> tuple[bytes, int]:
     return _batch(seq, msgs), len(msgs)
 
 
+def _drop_listed(offset: int) -> bytes:
+    """`meta nfproto ipv4 <saddr|daddr> @peers drop` as rule expressions."""
+    nfproto = _expr("meta", _u32(2, NFT_META_NFPROTO), _u32(1, NFT_REG_1))
+    is_ipv4 = _expr(
+        "cmp", _u32(1, NFT_REG_1), _u32(2, NFT_CMP_EQ), _nest(3, _attr(1, bytes([NFPROTO_IPV4])))
+    )
+    load = _expr(
+        "payload",
+        _u32(1, NFT_REG_1),  # DREG
+        _u32(2, NFT_PAYLOAD_NETWORK_HEADER),  # BASE
+        _u32(3, offset),  # OFFSET
+        _u32(4, 4),  # LEN
+    )
+    listed = _expr("lookup", _str(1, PEER_SET), _u32(2, NFT_REG_1), _u32(4, PEER_SET_ID))
+    verdict = _nest(2, _nest(2, _u32(1, NF_DROP)))
+    drop = _expr("immediate", _u32(1, NFT_REG_VERDICT), verdict)
+    return _nest(4, nfproto, is_ipv4, load, listed, drop)
+
+
+def nft_peer_batch(table: str, seq: int, addresses: list[str]) -> tuple[bytes, int]:
+    """One atomic transaction: an owned table with a hash set of `addresses` and two
+    accept-policy base chains, each with one rule that drops what comes from (input) or
+    goes to (output) an address in the set: seven messages whatever the number of peers."""
+    ack = NLM_F_REQUEST | NLM_F_ACK
+    msgs = [
+        (
+            NFT_MSG_NEWTABLE,
+            NLM_F_CREATE | NLM_F_EXCL,
+            _str(1, table) + _u32(2, NFT_TABLE_F_OWNER),
+        ),
+        (
+            NFT_MSG_NEWSET,
+            NLM_F_CREATE | NLM_F_EXCL,
+            _str(1, table)  # TABLE
+            + _str(2, PEER_SET)  # NAME
+            + _u32(3, 0)  # FLAGS: a plain hash set
+            + _u32(4, NFT_TYPE_IPADDR)  # KEY_TYPE
+            + _u32(5, 4)  # KEY_LEN
+            + _u32(10, PEER_SET_ID),  # ID (referenced by the rules of this batch)
+        ),
+    ]
+    if addresses:
+        elements = b"".join(
+            _nest(1, _nest(1, _attr(1, socket.inet_aton(a))))  # LIST_ELEM{KEY{VALUE}}
+            for a in addresses
+        )
+        msgs.append(
+            (
+                NFT_MSG_NEWSETELEM,
+                NLM_F_CREATE,
+                _str(1, table) + _str(2, PEER_SET) + _nest(3, elements) + _u32(4, PEER_SET_ID),
+            )
+        )
+    for chain, hook, offset in (
+        ("in", NF_INET_LOCAL_IN, IPV4_SADDR_OFFSET),
+        ("out", NF_INET_LOCAL_OUT, IPV4_DADDR_OFFSET),
+    ):
+        hook_attr = _nest(4, _u32(1, hook), _u32(2, CHAIN_PRIORITY))
+        body = _str(1, table) + _str(3, chain) + hook_attr + _u32(5, NF_ACCEPT) + _str(7, "filter")
+        msgs.append((NFT_MSG_NEWCHAIN, NLM_F_CREATE, body))
+        msgs.append(
+            (
+                NFT_MSG_NEWRULE,
+                NLM_F_CREATE | NLM_F_APPEND,
+                _str(1, table) + _str(2, chain) + _drop_listed(offset),
+            )
+        )
+    out = [
+        _msg(_nft(kind), ack | flags, seq + 1 + i, NFPROTO_INET, body)
+        for i, (kind, flags, body) in enumerate(msgs)
+    ]
+    return _batch(seq, out), len(out)
+
+
 def nft_delete_batch(table: str, seq: int) -> tuple[bytes, int]:
     body = _str(1, table)
     msg = _msg(_nft(NFT_MSG_DELTABLE), NLM_F_REQUEST | NLM_F_ACK, seq + 1, NFPROTO_INET, body)
@@ -266,6 +369,44 @@ def nl_acks(sock: socket.socket, expected: int, timeout: float = 2.0) -> None:
                 if code != 0:
                     raise OSError(-code, os.strerror(-code))
                 seen += 1
+            offset += max(16, (length + 3) & ~3)
+
+
+def ipv4_addresses(sock: socket.socket, seq: int, timeout: float = 2.0) -> list[str]:
+    """Every IPv4 address of the netns `sock` (NETLINK_ROUTE) was opened in, loopback
+    excluded: one RTM_GETADDR dump."""
+    body = struct.pack("=BBBBI", socket.AF_INET, 0, 0, 0, 0)  # ifaddrmsg
+    sock.sendall(
+        struct.pack("=IHHII", 16 + len(body), RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
+        + body
+    )
+    found: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([sock], [], [], left)[0]:
+            raise OSError(errno.ETIMEDOUT, "no answer to RTM_GETADDR")
+        data = sock.recv(65536)
+        offset = 0
+        while offset + 16 <= len(data):
+            length, mtype = struct.unpack_from("=IH", data, offset)
+            if mtype == NLMSG_DONE:
+                return found
+            if mtype == NLMSG_ERROR:
+                (code,) = struct.unpack_from("=i", data, offset + 16)
+                raise OSError(-code, os.strerror(-code))
+            if mtype == RTM_NEWADDR:
+                attrs: dict[int, bytes] = {}
+                at = offset + 16 + 8
+                while at + 4 <= offset + length:
+                    alen, kind = struct.unpack_from("=HH", data, at)
+                    if alen < 4:
+                        break
+                    attrs[kind] = data[at + 4 : at + alen]
+                    at += (alen + 3) & ~3
+                raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
+                if raw is not None and len(raw) == 4 and raw[0] != 127:
+                    found.append(socket.inet_ntoa(raw))
             offset += max(16, (length + 3) & ~3)
 
 
@@ -333,23 +474,37 @@ class NetnsSwitch:
                 os.write(2, b"dcfire agent: cannot return to its own netns\n")
                 os._exit(70)
 
-    def netlink(self, netns_fd: int) -> socket.socket:
+    def netlink(self, netns_fd: int, protocol: int = NETLINK_NETFILTER) -> socket.socket:
         with self.inside(netns_fd):
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
         sock.bind((0, 0))
         return sock
 
 
 class Cut:
-    """One applied cut, kept until it is undone."""
+    """One applied cut (or, with `block`, one peer cut), kept until it is undone."""
 
-    def __init__(self, target: Target, method: str, sock: socket.socket | None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        method: str,
+        sock: socket.socket | None,
+        block: list[str] | None = None,
+    ) -> None:
         self.target = target
         self.method = method
         self.sock = sock
+        self.block = block
 
     def journal(self) -> dict[str, Any]:
-        return {"pid": self.target.pid, "netns": self.target.netns_ino, "method": self.method}
+        entry: dict[str, Any] = {
+            "pid": self.target.pid,
+            "netns": self.target.netns_ino,
+            "method": self.method,
+        }
+        if self.block is not None:
+            entry["block"] = self.block
+        return entry
 
 
 # -- the agent ----------------------------------------------------------------------------
@@ -369,6 +524,8 @@ class Agent:
         self.ns = NetnsSwitch()
         self.seq = int(time.time()) & 0xFFFFFF
         self.cuts: dict[str, Cut] = {}
+        #: Peer cuts (a partition's direct traffic): name -> container id -> its table.
+        self.peers: dict[str, dict[str, Cut]] = {}
         self.pools: dict[str, dict[str, Any]] = {}
         self.nft_ok: bool | None = None
         self.undone = False
@@ -420,6 +577,10 @@ class Agent:
             "session": self.session,
             "pools": self.pools,
             "cuts": {cid: cut.journal() for cid, cut in self.cuts.items()},
+            "peers": {
+                name: {cid: cut.journal() for cid, cut in cuts.items()}
+                for name, cuts in self.peers.items()
+            },
         }
         tmp = f"{self.journal_path}.tmp"
         with open(tmp, "w") as f:
@@ -446,8 +607,9 @@ class Agent:
             except (OSError, KeyError, TypeError, ValueError) as exc:
                 lost.append(f"{name}: {exc}")  # e.g. a crash between image and attach
         cuts = self._adopt_cuts(old.get("cuts") or {})
+        peers = self._adopt_peers(old.get("peers") or {})
         self._write_journal()
-        return {"pools": sorted(self.pools), "lost": lost, "cuts": cuts}
+        return {"pools": sorted(self.pools), "lost": lost, "cuts": cuts, "peers": peers}
 
     def _adopt_cuts(self, journal: dict[str, Any]) -> list[str]:
         """Keep the fire burning across an agent restart.
@@ -475,6 +637,35 @@ class Agent:
                 for t in again:
                     t.close()
         return sorted(self.cuts)
+
+    def _adopt_peers(self, journal: dict[str, Any]) -> list[str]:
+        """Peer cuts go on across an agent restart too, on the same terms as cuts."""
+        for name, cuts in journal.items():
+            if not PEER_RE.match(str(name)) or not isinstance(cuts, dict):
+                continue
+            again: list[tuple[Target, list[str]]] = []
+            kept: dict[str, Cut] = {}
+            for cid, cut in cuts.items():
+                try:
+                    target = Target(str(cid), int(cut["pid"]))
+                    block = _addresses(cut.get("block"))
+                except (Refused, OSError, KeyError, ValueError, TypeError):
+                    continue
+                if target.netns_ino != cut.get("netns"):
+                    target.close()
+                elif cut.get("method") == "iptables":
+                    kept[target.cid] = Cut(target, "iptables", None, block)
+                else:
+                    again.append((target, block))
+            if again:
+                try:
+                    self._nft_peer_cut(str(name), again, kept)
+                except OSError:
+                    for t, _ in again:
+                        t.close()
+            if kept:
+                self.peers[str(name)] = kept
+        return sorted(self.peers)
 
     # -- dispatch ---------------------------------------------------------------------
 
@@ -517,6 +708,10 @@ class Agent:
     def op_status(self, request: dict[str, Any]) -> dict[str, Any]:
         return {
             "cuts": {cid: cut.journal() for cid, cut in self.cuts.items()},
+            "peers": {
+                name: {cid: cut.journal() for cid, cut in cuts.items()}
+                for name, cuts in self.peers.items()
+            },
             "pools": self.pools,
             "loops": self.loops(),
         }
@@ -584,6 +779,23 @@ class Agent:
         answers EINVAL or EOPNOTSUPP and the caller falls back to journalled iptables, so
         an nftables cut can never outlive this agent.
         """
+        times, socks = self._nft_apply(
+            targets, self.table, lambda t: nft_cut_batch(self.table, self._next_seq(5))
+        )
+        for t, sock in zip(targets, socks, strict=True):
+            self.cuts[t.cid] = Cut(t, "nftables", sock)
+        self.nft_ok = True
+        self._write_journal()  # after the cuts: they are in place before this costs time
+        return times
+
+    def _nft_apply(
+        self,
+        targets: list[Target],
+        table: str,
+        build: Callable[[Target], tuple[bytes, int]],
+    ) -> tuple[dict[str, float], list[socket.socket]]:
+        """Send `build(target)` into every target's netns; all or nothing. Returns when each
+        batch was committed, and the sockets that now own the tables (one per target)."""
         socks: list[socket.socket] = []
         try:
             for t in targets:
@@ -595,7 +807,7 @@ class Agent:
         sent: list[tuple[Target, socket.socket, int]] = []
         error: OSError | None = None
         for t, sock in zip(targets, socks, strict=True):
-            batch, n = nft_cut_batch(self.table, self._next_seq(5))
+            batch, n = build(t)
             try:
                 sock.sendall(batch)  # the kernel commits the batch inside this call
             except OSError as exc:
@@ -613,14 +825,10 @@ class Agent:
         if error is not None:  # all or nothing: remove what did go in
             for _, sock, _ in sent:
                 with contextlib.suppress(OSError):
-                    sock.sendall(nft_delete_batch(self.table, self._next_seq(2))[0])
+                    sock.sendall(nft_delete_batch(table, self._next_seq(2))[0])
             self.graveyard.extend(socks)
             raise error
-        for t, sock, _ in sent:
-            self.cuts[t.cid] = Cut(t, "nftables", sock)
-        self.nft_ok = True
-        self._write_journal()  # after the cuts: they are in place before this costs time
-        return times
+        return times, socks
 
     def _ipt(self, netns_fd: int, rules: str) -> None:
         proc = subprocess.run(
@@ -681,26 +889,33 @@ class Agent:
 
     def _undo_cuts(self, ids: list[str]) -> dict[str, float]:
         """Remove the cuts on `ids`; a target whose netns is gone needs nothing."""
+        return self._undo(self.cuts, ids, self.table, self.chain)
+
+    def _undo(
+        self, cuts: dict[str, Cut], ids: list[str], table: str, chain: str
+    ) -> dict[str, float]:
+        """Remove the tables (or chains) `table`/`chain` of `cuts[id]` for `ids`, and forget
+        them; raise Failed naming what could not be removed after trying every one."""
         times: dict[str, float] = {}
         pending: list[tuple[str, socket.socket, int]] = []
         errors: list[str] = []
         for cid in ids:
-            cut = self.cuts[cid]
+            cut = cuts[cid]
             if cut.method == "nftables" and cut.sock is not None:
-                batch, n = nft_delete_batch(self.table, self._next_seq(2))
+                batch, n = nft_delete_batch(table, self._next_seq(2))
                 try:
                     cut.sock.sendall(batch)
                     times[cid] = now_ms()
                     pending.append((cid, cut.sock, n))
                 except OSError as exc:
                     errors.append(f"{cid[:12]}: {exc}")
-        ipt = [cid for cid in ids if self.cuts[cid].method == "iptables"]
+        ipt = [cid for cid in ids if cuts[cid].method == "iptables"]
         if ipt:
-            rules = self._ipt_rules(apply=False)
+            rules = self._ipt_rules(apply=False, chain=chain)
 
             def one(cid: str) -> None:
                 try:
-                    self._ipt(self.cuts[cid].target.netns, rules)
+                    self._ipt(cuts[cid].target.netns, rules)
                 except Failed as exc:
                     if "No chain" not in str(exc) and "does not exist" not in str(exc):
                         errors.append(f"{cid[:12]}: {exc}")
@@ -718,7 +933,7 @@ class Agent:
                 if exc.errno != errno.ENOENT:  # ENOENT: the table is already gone
                     errors.append(f"{cid[:12]}: {exc}")
         for cid in ids:
-            cut = self.cuts.pop(cid)
+            cut = cuts.pop(cid)
             if cut.sock is not None:
                 self.graveyard.append(cut.sock)
             cut.target.close()
@@ -728,22 +943,223 @@ class Agent:
         return times
 
     def op_uncut_foreign(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Undo the iptables cuts of a dead session (its journal, read by `op_reap`)."""
+        """Undo the iptables cuts (and iptables peer cuts named in `peers`) of a dead session
+        (its journal, read by `op_reap`)."""
         session = str(request.get("session", self.session))
         if not SESSION_RE.match(session):
             raise Refused(f"bad session id {session!r}")
-        chain = f"DCFIRE-{session}"[:28]
-        rules = self._ipt_rules(apply=False, chain=chain)
+        peers = request.get("peers") or []
+        if not isinstance(peers, list) or not all(PEER_RE.match(str(p)) for p in peers):
+            raise Refused(f"bad peer cut names {peers!r}")
+        chains = [f"DCFIRE-{session}"[:28]] + [self._peer_chain(str(p), session) for p in peers]
+        undo = [self._ipt_rules(apply=False, chain=chain) for chain in chains]
         done: list[str] = []
         for t in self._targets(request):
             try:
-                self._ipt(t.netns, rules)
-                done.append(t.cid)
-            except Failed:
-                pass  # nothing there any more (a new netns after a restart)
+                for rules in undo:
+                    try:
+                        self._ipt(t.netns, rules)
+                        if t.cid not in done:
+                            done.append(t.cid)
+                    except Failed:
+                        pass  # nothing there any more (a new netns after a restart)
             finally:
                 t.close()
         return {"restored": done}
+
+    # -- peer cuts: a partition's direct traffic ---------------------------------------
+
+    def _peer_table(self, name: str) -> str:
+        return f"{self.table}_{name}"
+
+    def _peer_chain(self, name: str, session: str | None = None) -> str:
+        return f"DCFP{name}-{session or self.session}"[:28]
+
+    def op_peer_cut(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Split the targets of side 0 from those of side 1: in each target's netns, drop
+        every packet from or to an address of the other side (dropped, never rejected:
+        connections hang, new ones time out), all targets or none.
+
+        The addresses are read here, from the targets' own netns (RTM_GETADDR: every IPv4
+        address on every interface but loopback), at the moment of the cut. A target may
+        instead carry an explicit `block` list. One table (or chain) per target named after
+        this peer cut, beside a fire's, so each is undone on its own; journalled and undone
+        by the dead-man switch like cuts."""
+        name = str(request.get("name", ""))
+        if not PEER_RE.match(name):
+            raise Refused(f"bad peer cut name {name!r}")
+        if name in self.peers:
+            raise Refused(f"peer cut {name!r} exists")
+        backend = str(request.get("backend", "auto"))
+        if backend not in ("auto", "nftables", "iptables"):
+            raise Refused(f"unknown backend {backend!r}")
+        raw = request.get("targets")
+        if not isinstance(raw, list) or not raw or not all(isinstance(i, dict) for i in raw):
+            raise Refused("no targets")
+        sides = [item.get("side") for item in raw]
+        explicit = [
+            None if item.get("block") is None else _addresses(item["block"]) for item in raw
+        ]
+        if any(b is None and s not in (0, 1) for b, s in zip(explicit, sides, strict=True)):
+            raise Refused("each target needs a side (0 or 1) or a block list")
+        targets = self._targets(request)
+        try:
+            found = {t.cid: self._own_addresses(t) for t in targets}
+        except OSError:
+            for t in targets:
+                t.close()
+            raise
+        pairs: list[tuple[Target, list[str]]] = []
+        for t, side, block in zip(targets, sides, explicit, strict=True):
+            if block is None:
+                others = [
+                    o for o, s in zip(targets, sides, strict=True) if s is not None and s != side
+                ]
+                block = _addresses([a for o in others for a in found[o.cid]])
+            pairs.append((t, block))
+        t_prepared = now_ms()
+        if backend != "iptables" and self.nft_ok is not False:
+            done: dict[str, Cut] = {}
+            try:
+                times = self._nft_peer_cut(name, pairs, done)
+                self.peers[name] = done
+                self._write_journal()
+                return {
+                    "method": "nftables",
+                    "cuts": times,
+                    "t_prepared": t_prepared,
+                    "addresses": found,
+                }
+            except OSError as exc:
+                if backend == "nftables" or exc.errno not in (
+                    errno.EPROTONOSUPPORT,
+                    errno.EAFNOSUPPORT,
+                    errno.EOPNOTSUPP,
+                    errno.ENOENT,
+                    errno.EINVAL,
+                ):
+                    for t in targets:
+                        t.close()
+                    raise
+                self.nft_ok = False
+        times = self._ipt_peer_cut(name, pairs)
+        return {
+            "method": "iptables",
+            "cuts": times,
+            "t_prepared": t_prepared,
+            "addresses": found,
+        }
+
+    def _own_addresses(self, target: Target) -> list[str]:
+        sock = self.ns.netlink(target.netns, NETLINK_ROUTE)
+        try:
+            return ipv4_addresses(sock, self._next_seq(1))
+        finally:
+            self.graveyard.append(sock)  # closed after the reply (RCU grace period)
+
+    def _nft_peer_cut(
+        self, name: str, pairs: list[tuple[Target, list[str]]], into: dict[str, Cut]
+    ) -> dict[str, float]:
+        table = self._peer_table(name)
+        blocks = {t.cid: block for t, block in pairs}
+
+        def build(t: Target) -> tuple[bytes, int]:
+            block = blocks[t.cid]
+            return nft_peer_batch(table, self._next_seq(9), block)
+
+        times, socks = self._nft_apply([t for t, _ in pairs], table, build)
+        for (t, block), sock in zip(pairs, socks, strict=True):
+            into[t.cid] = Cut(t, "nftables", sock, block)
+        self.nft_ok = True
+        return times
+
+    def _ipt_peer_cut(self, name: str, pairs: list[tuple[Target, list[str]]]) -> dict[str, float]:
+        self.peers[name] = {t.cid: Cut(t, "iptables", None, block) for t, block in pairs}
+        self._write_journal()  # journalled first: an interrupt must still be undone
+        try:
+            return self._ipt_peer_apply(name, pairs)
+        except Failed:
+            with contextlib.suppress(Failed):
+                self._undo_peer(name)
+            raise
+
+    def _ipt_peer_apply(self, name: str, pairs: list[tuple[Target, list[str]]]) -> dict[str, float]:
+        chain = self._peer_chain(name)
+        times: dict[str, float] = {}
+        errors: list[str] = []
+
+        def one(t: Target, block: list[str]) -> None:
+            lines = [f":{chain} - [0:0]"]
+            lines += [f"-A {chain} -s {a}/32 -j DROP" for a in block]
+            lines += [f"-A {chain} -d {a}/32 -j DROP" for a in block]
+            lines += [f"-I INPUT 1 -j {chain}", f"-I OUTPUT 1 -j {chain}"]
+            try:
+                self._ipt(t.netns, "*filter\n" + "\n".join(lines) + "\nCOMMIT\n")
+                times[t.cid] = now_ms()
+            except (Failed, OSError, subprocess.SubprocessError) as exc:
+                errors.append(f"{t.cid[:12]}: {exc}")
+
+        threads = [threading.Thread(target=one, args=pair) for pair in pairs]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        if errors:
+            raise Failed("; ".join(errors))
+        return times
+
+    def op_peer_rejoin(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Cut restarted targets of a peer cut again: a container started again (power loss
+        restored) has a new netns without its table. Targets whose netns is the one already
+        cut are left as they are."""
+        name = str(request.get("name", ""))
+        cuts = self.peers.get(name)
+        if not PEER_RE.match(name) or cuts is None:
+            raise Refused(f"no peer cut {name!r}")
+        targets = self._targets(request)
+        fresh: list[tuple[Target, list[str]]] = []
+        for t in targets:
+            old = cuts.get(t.cid)
+            if old is None or old.target.netns_ino == t.netns_ino:
+                t.close()
+                continue
+            fresh.append((t, list(old.block or [])))
+        if not fresh:
+            return {"cuts": {}}
+        method = cuts[fresh[0][0].cid].method
+        if method == "nftables":
+            into: dict[str, Cut] = {}
+            times = self._nft_peer_cut(name, fresh, into)
+        else:
+            times = self._ipt_peer_apply(name, fresh)
+            into = {t.cid: Cut(t, "iptables", None, block) for t, block in fresh}
+        for cid, cut in into.items():
+            old = cuts[cid]
+            if old.sock is not None:
+                self.graveyard.append(old.sock)
+            old.target.close()
+            cuts[cid] = cut
+        self._write_journal()
+        return {"method": method, "cuts": times}
+
+    def _undo_peer(self, name: str) -> dict[str, float]:
+        cuts = self.peers[name]
+        try:
+            return self._undo(cuts, list(cuts), self._peer_table(name), self._peer_chain(name))
+        finally:
+            if not cuts:
+                del self.peers[name]
+                self._write_journal()
+
+    def op_peer_uncut(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Undo one peer cut everywhere (a name never cut, or already undone, is not an
+        error: a helper that died took its owned tables with it)."""
+        name = str(request.get("name", ""))
+        if not PEER_RE.match(name):
+            raise Refused(f"bad peer cut name {name!r}")
+        if name not in self.peers:
+            return {"restored": {}, "not_cut": [name]}
+        return {"restored": self._undo_peer(name), "not_cut": []}
 
     # -- power ------------------------------------------------------------------------
 
@@ -1123,7 +1539,12 @@ class Agent:
                     cid: cut
                     for cid, cut in (journal.get("cuts") or {}).items()
                     if cut.get("method") == "iptables"
-                }
+                },
+                "peers": {
+                    str(name): [cid for cid, cut in cuts.items() if cut.get("method") == "iptables"]
+                    for name, cuts in (journal.get("peers") or {}).items()
+                    if isinstance(cuts, dict)
+                },
             }
         for entry, info in sorted(self.loops(session).items()):
             number = int(entry[4:])
@@ -1184,6 +1605,9 @@ class Agent:
         self.undone = True
         with contextlib.suppress(Exception):
             self._undo_cuts(list(self.cuts))
+        for name in list(self.peers):
+            with contextlib.suppress(Exception):
+                self._undo_peer(name)
         frozen = [(n, p) for n, p in self.pools.items() if p.get("frozen")]
         if frozen:
             with contextlib.suppress(Exception):
@@ -1196,6 +1620,23 @@ class Agent:
     def op_shutdown(self, request: dict[str, Any]) -> dict[str, Any]:
         self.undo_all()
         return {"bye": True}
+
+
+def _addresses(raw: Any) -> list[str]:
+    """A peer cut's block list: IPv4 addresses, never loopback or 0.0.0.0 (that would cut
+    the container off from itself or from everything)."""
+    if not isinstance(raw, list) or len(raw) > MAX_PEER_ADDRESSES:
+        raise Refused(f"block must be a list of at most {MAX_PEER_ADDRESSES} IPv4 addresses")
+    out: set[str] = set()
+    for item in raw:
+        try:
+            address = ipaddress.IPv4Address(str(item))
+        except ValueError:
+            raise Refused(f"{item!r} is not an IPv4 address") from None
+        if address.is_loopback or address.is_unspecified:
+            raise Refused(f"refusing to block {address}")
+        out.add(str(address))
+    return sorted(out, key=lambda a: ipaddress.IPv4Address(a))
 
 
 def _pids_named(comm: str) -> list[int]:

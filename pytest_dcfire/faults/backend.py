@@ -19,10 +19,12 @@ import docker.errors
 from pytest_dcfire.errors import FireError
 from pytest_dcfire.faults.helper import Helper, HelperUnavailable, thawer
 from pytest_dcfire.faults.network import NetworkCutter, Targets, container_id
+from pytest_dcfire.faults.peers import PeerCutter
 from pytest_dcfire.faults.power import PowerSwitch
 from pytest_dcfire.faults.storage import Pool, PoolVolumes, StoragePools
 from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.fire import CallStep, FireSpec
+from pytest_dcfire.linkfaults import PartitionSpec
 from pytest_dcfire.runtime.adopt import STORAGE_NOT_OURS
 from pytest_dcfire.runtime.engine import Engine, SessionIdentity
 from pytest_dcfire.topology.model import Service, Topology, Volume
@@ -88,6 +90,7 @@ class FaultBackend:
         self.targets = Targets(engine, owner)
         self.network = NetworkCutter(engine, self.targets, self.helper)
         self.power = PowerSwitch(engine, self.targets, self.helper)
+        self.peers = PeerCutter(engine, self.targets, self.helper)
         self.pools = StoragePools(engine, self.helper) if self.helper is not None else None
         self.volumes: Any = (
             PoolVolumes(self.pools, topology) if self.pools is not None else UnfrozenVolumes(engine)
@@ -131,17 +134,53 @@ class FaultBackend:
 
     # -- steps ----------------------------------------------------------------------------
 
-    def make_step(self, effect: str, spec: FireSpec, handles: Sequence[Any]) -> CallStep:
+    def make_step(
+        self, effect: str, spec: FireSpec | PartitionSpec, handles: Sequence[Any]
+    ) -> CallStep:
+        if isinstance(spec, PartitionSpec):
+            if effect != "peers":
+                raise FireError(f"a partition has no {effect!r} effect")
+            return self._peer_step(spec, handles)
         containers = [h.container for h in handles]
         if effect == "network":
             return self._counted(effect, containers, self.network.cut, self.network.restore)
         if effect == "kill":
-            return self._counted(effect, containers, self.power.power_off, self.power.power_on)
+            return self._counted(effect, containers, self.power.power_off, self._power_on)
         if effect == "pause":
             return self._counted(effect, containers, self.power.pause, self.power.unpause)
         if effect == "storage":
             return self._storage_step(spec, handles)
         raise FireError(f"unknown effect {effect!r}")
+
+    def _power_on(self, containers: Sequence[Any]) -> FaultTiming:
+        timing = self.power.power_on(containers)
+        # Started again in a new netns: the partitions they are in must cut them again.
+        self.peers.rejoin(containers)
+        return timing
+
+    def _peer_step(self, spec: PartitionSpec, handles: Sequence[Any]) -> CallStep:
+        """Cut the direct traffic between the two sites' containers (adopted ones included:
+        `handles` are every container of both sites at the moment of the partition)."""
+        a, b = spec.sites
+        side_a = [h for h in handles if h.site == a]  # handles: timings name instances
+        side_b = [h for h in handles if h.site == b]
+        names: list[str] = []
+
+        def do() -> FaultTiming:
+            try:
+                name, timing = self.peers.cut(side_a, side_b)
+            except FireError as exc:
+                raise FireError(f"partition {a} | {b}: {exc}") from None
+            if name:
+                names.append(name)
+            return timing
+
+        def undo_fn() -> None:
+            for name in names:
+                self.peers.restore(name)
+            names.clear()
+
+        return CallStep("peers", do, undo_fn)
 
     def _counted(
         self,
@@ -227,6 +266,7 @@ class FaultBackend:
         """For --dcfire-keep: undo every fault but keep the helper and the pools."""
         problems: list[str] = []
         undos: list[tuple[str, Callable[[], object]]] = [
+            ("peers", self.peers.restore),
             ("network", self.network.restore),
             ("pause", self.power.unpause),
         ]

@@ -441,7 +441,8 @@ class Helper:
 
 
 def thaw_dead_session(helper: Helper, session: str, containers: Iterable[Any] = ()) -> list[str]:
-    """Thaw and detach every pool of a dead `session`, and undo its fallback cuts.
+    """Thaw and detach every pool of a dead `session`, and undo its fallback (iptables) cuts
+    and peer cuts (nftables ones went with the dead agent: their tables were owned by it).
 
     For the runtime's reaper (`reap_dead_sessions(client, thaw=...)`): it runs before the
     dead session's containers and volumes are removed, so that no removal ever waits on a
@@ -466,7 +467,9 @@ def thaw_dead_session(helper: Helper, session: str, containers: Iterable[Any] = 
     done = [f"thawed pool {p}" for p in result.get("thawed", [])]
     done += [f"detached {d}" for d in result.get("detached", [])]
     done += [f"problem: {e}" for e in result.get("errors", [])]
-    cuts = ((result.get("journal") or {}).get("cuts") or {}).keys()
+    journal = result.get("journal") or {}
+    peers = {str(name): cids for name, cids in (journal.get("peers") or {}).items() if cids}
+    cuts = dict.fromkeys([*(journal.get("cuts") or {}), *(c for v in peers.values() for c in v)])
     targets = []
     for cid in cuts:
         try:
@@ -478,7 +481,9 @@ def thaw_dead_session(helper: Helper, session: str, containers: Iterable[Any] = 
             targets.append({"id": info["Id"], "pid": pid})
     if targets:
         with contextlib.suppress(AgentError):
-            undone = helper.request("uncut_foreign", session=session, targets=targets).result
+            undone = helper.request(
+                "uncut_foreign", session=session, targets=targets, peers=sorted(peers)
+            ).result
             done += [f"removed cut on {c[:12]}" for c in undone.get("restored", [])]
     return done
 

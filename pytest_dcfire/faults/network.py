@@ -29,6 +29,7 @@ pid is cached and re-inspected when the agent reports it stale (a restart).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -49,11 +50,13 @@ MAX_PARALLEL = 16
 
 @dataclass(frozen=True)
 class Target:
-    """A container the session may burn: full id, display name, current pid."""
+    """A container the session may burn: full id, display name, current pid, and its IPv4
+    addresses on every network it is on (as of the last inspection)."""
 
     id: str
     name: str
     pid: int
+    addresses: tuple[str, ...] = ()
 
 
 def container_id(obj: Any) -> str:
@@ -142,7 +145,7 @@ class Targets:
             target = cached[cid]
             assert target is not None
             if name and name != target.name:
-                target = Target(target.id, name, target.pid)
+                target = dataclasses.replace(target, name=name)
             out.append(target)
         with self._lock:
             self._cache.update({t.id: t for t in out})
@@ -161,7 +164,11 @@ class Targets:
         state = info.get("State") or {}
         if not state.get("Running"):
             raise FireError(f"container {name} is not running ({state.get('Status')})")
-        return Target(full, name, int(state.get("Pid") or 0))
+        networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
+        addresses = tuple(
+            sorted({str(n["IPAddress"]) for n in networks.values() if n and n.get("IPAddress")})
+        )
+        return Target(full, name, int(state.get("Pid") or 0), addresses)
 
     def check_owned(self, cid: str, name: str, labels: dict[str, str]) -> None:
         if cid in self._adopted:

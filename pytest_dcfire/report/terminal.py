@@ -56,9 +56,10 @@ def fire_table(records_in: Iterable[FireRecord]) -> list[str]:
 
 
 def link_fault_table(faults_in: Iterable[LinkFault]) -> list[str]:
-    """Rows: test, kind, target, what was done, links touched, set-up ms, seconds active."""
+    """Rows: test, kind, target, what was done, links touched, how (each part's method),
+    set-up ms, seconds active."""
     faults = list(faults_in)
-    header = ("test", "link fault", "target", "what", "links", "set-up ms", "lasted s")
+    header = ("test", "link fault", "target", "what", "links", "via", "set-up ms", "lasted s")
     rows = [header]
     for f in faults:
         lasted = "-" if f.restored is None else f"{f.restored - f.started:.2f}"
@@ -69,6 +70,7 @@ def link_fault_table(faults_in: Iterable[LinkFault]) -> list[str]:
                 f.target,
                 f.detail,
                 str(len(f.proxies)),
+                f.via,
                 _ms(f.setup_ms),
                 lasted,
             )

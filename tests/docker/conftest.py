@@ -23,6 +23,7 @@ from inner_session import build_test_image
 
 from pytest_dcfire.faults.helper import Helper
 from pytest_dcfire.faults.network import NetworkCutter, Targets
+from pytest_dcfire.faults.peers import PeerCutter
 from pytest_dcfire.faults.power import PowerSwitch
 from pytest_dcfire.faults.storage import StoragePools
 from pytest_dcfire.runtime.engine import Engine, SessionIdentity
@@ -181,6 +182,7 @@ class Faults:
     def __init__(self, engine: Engine, helper: Helper | None) -> None:
         self.targets = Targets(engine)
         self.network = NetworkCutter(engine, self.targets, helper)
+        self.peers = PeerCutter(engine, self.targets, helper)
         self.power = PowerSwitch(engine, self.targets, helper)
         self.storage = StoragePools(engine, helper) if helper is not None else None
 
@@ -189,6 +191,8 @@ class Faults:
 def faults(faults_engine: Engine, faults_helper: Helper) -> Iterator[Faults]:
     machinery = Faults(faults_engine, faults_helper)
     yield machinery
+    with contextlib.suppress(Exception):
+        machinery.peers.restore()
     with contextlib.suppress(Exception):
         machinery.network.restore()
     with contextlib.suppress(Exception):

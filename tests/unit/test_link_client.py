@@ -14,9 +14,11 @@ import pytest
 
 from pytest_dcfire.config import Settings
 from pytest_dcfire.errors import ConfigError, FireError
+from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.fire import FireSpec
 from pytest_dcfire.linkfaults import BrownoutSpec, PartitionSpec
 from pytest_dcfire.links import LinkClient, Links, proxy_name
+from pytest_dcfire.topology.model import Link
 from pytest_dcfire.toxiproxy import EmbeddedToxiproxy
 
 
@@ -161,5 +163,78 @@ def test_unreachable_url_and_image_mode_name_the_ini_key() -> None:
 
 def test_a_partition_needs_a_link_between_the_two_sites(links: tuple[Links, Handle]) -> None:
     manager, _ = links
-    with pytest.raises(FireError, match="no service-to-service link joins these sites"):
+    with pytest.raises(FireError, match="no service-to-service link joins these sites, and"):
         manager.partition(PartitionSpec(("east", "west")))
+
+
+class DirectStep:
+    """A stand-in for the fault backend's peer cut: records what happened, in order."""
+
+    effect = "peers"
+
+    def __init__(self, log: list[str], fail: bool = False) -> None:
+        self.log, self.fail = log, fail
+
+    def apply(self) -> FaultTiming:
+        self.log.append("direct cut")
+        if self.fail:
+            raise FireError("the helper said no")
+        return FaultTiming("peers", "nftables", 1.5, {"echo@east": 1.0, "echo@west": 1.5})
+
+    def undo(self) -> None:
+        self.log.append("direct restored")
+
+
+def with_link(manager: Links, echo: tuple[str, int], log: list[str]) -> str:
+    """Add a link proxy between east and west, and log when it is healed."""
+    assert manager.client is not None
+    address = manager.client.create("dcfT-link", f"{echo[0]}:{echo[1]}")
+    link = Link("client@east", "echo@west", "echo@west", 7000)
+    manager.links[link] = ("dcfT-link", address)
+    manager._site_of.update({"client@east": "east", "echo@west": "west"})
+    heal = manager.client.heal
+
+    def logged_heal(proxy: str) -> None:
+        log.append(f"healed {proxy}")
+        heal(proxy)
+
+    manager.client.heal = logged_heal  # type: ignore[method-assign]
+    return "dcfT-link"
+
+
+def test_a_partition_cuts_direct_traffic_without_links(links: tuple[Links, Handle]) -> None:
+    manager, _ = links
+    log: list[str] = []
+    fault = manager.partition(PartitionSpec(("east", "west")), direct=DirectStep(log))
+    assert (fault.detail, fault.proxies, fault.via) == ("direct traffic cut", [], "peers: nftables")
+    assert log == ["direct cut"]
+    fault.lift()
+    fault.lift()
+    assert log == ["direct cut", "direct restored"]
+
+
+def test_a_partition_undoes_the_direct_cut_then_the_links(
+    links: tuple[Links, Handle], echo: tuple[str, int]
+) -> None:
+    manager, _ = links
+    log: list[str] = []
+    proxy = with_link(manager, echo, log)
+    with manager.partition(PartitionSpec(("west", "east")), direct=DirectStep(log)) as fault:
+        assert fault.detail == "links cut + direct traffic cut"
+        assert fault.via == "links: blackhole + peers: nftables"
+        assert fault.proxies == [proxy]
+        assert manager.client is not None
+        assert manager.client.proxies()[proxy].get("blackhole") is True
+    assert log == ["direct cut", "direct restored", f"healed {proxy}"]
+
+
+def test_a_failed_direct_cut_heals_the_links_it_cut(
+    links: tuple[Links, Handle], echo: tuple[str, int]
+) -> None:
+    manager, _ = links
+    log: list[str] = []
+    proxy = with_link(manager, echo, log)
+    with pytest.raises(FireError, match="the helper said no"):
+        manager.partition(PartitionSpec(("east", "west")), direct=DirectStep(log, fail=True))
+    assert log == ["direct cut", "direct restored", f"healed {proxy}"]
+    assert manager._held == {}

@@ -1,0 +1,137 @@
+"""Peer cuts: the direct traffic between two groups of containers, for `partition(a, b)`.
+
+A partition between two sites must be a real WAN cut: every packet between a container of
+one site and a container of the other vanishes, both ways, while each site still reaches
+itself, the other sites, the test process and Docker's DNS. The helper's agent does it the
+way it cuts a site (method `nftables`: one owned table per container netns, one atomic
+netlink batch each, all in one request), except that the table's chains accept everything
+and drop only packets from (input) or to (output) the other group's addresses.
+
+Both groups get a table, each blocking the other's addresses. One side would suffice for
+packets between the two groups' known addresses (each such packet crosses a netns of the
+first group), but cutting both sides is what a WAN cut looks like from either building and
+it does not depend on one group's address list being complete.
+
+Addresses are every IPv4 address the containers have, on every network they are on (an
+adopted container may be on networks the plugin did not create): the agent reads them from
+each container's own netns (RTM_GETADDR) at the moment of the cut, so no engine call sits
+on the ignition path (containers are checked with the engine once, as for fires).
+
+Each peer cut has its own table name, so it composes with a fire's cut of the same
+containers and with other partitions: undoing one never touches the others. A container
+started again during a partition (a power-loss fire restored) gets its table back at once
+(`rejoin`), with the addresses its peers had when the partition began.
+Method `iptables` (kernels without nf_tables) is a DCFP<n>-<session> chain of DROP rules
+jumped to from INPUT and OUTPUT. Without the helper (an engine that refused its
+capabilities) there is no peer cut: `cut()` raises FireError rather than letting a
+partition silently leave the direct paths open.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from pytest_dcfire.errors import FireError
+from pytest_dcfire.faults.helper import AgentError, Helper
+from pytest_dcfire.faults.network import Target, Targets, container_id
+from pytest_dcfire.faults.timing import FaultTiming
+from pytest_dcfire.runtime.engine import Engine, monotonic_ms
+
+
+class PeerCutter:
+    """Cuts and restores the direct traffic between two groups of containers."""
+
+    def __init__(self, engine: Engine, targets: Targets, helper: Helper | None) -> None:
+        self.engine = engine
+        self.targets = targets
+        self.helper = helper
+        #: peer cut name -> (method, container id -> display name)
+        self._active: dict[str, tuple[str, dict[str, str]]] = {}
+        self._numbers = itertools.count(1)
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> list[str]:
+        return list(self._active)
+
+    def cut(
+        self, side_a: Sequence[Any], side_b: Sequence[Any], backend: str = "auto"
+    ) -> tuple[str, FaultTiming]:
+        """Drop everything between `side_a` and `side_b`; returns the cut's name (for
+        `restore`) and when it was in place in each container, from the start of this call."""
+        started = monotonic_ms()
+        if not side_a or not side_b:
+            return "", FaultTiming("peers", "no containers", 0.0, {})
+        if self.helper is None:
+            raise FireError(
+                "cannot cut the direct traffic between the two sites: the engine refused the "
+                "dcfire helper container, and only the helper can filter inside containers"
+            )
+        with self._lock:
+            name = f"p{next(self._numbers)}"
+            containers = [*side_a, *side_b]
+            targets = self.targets.resolve(containers)
+            try:
+                reply = self.helper.request(
+                    "peer_cut", name=name, targets=_wire(targets, len(side_a)), backend=backend
+                )
+            except AgentError as exc:
+                if exc.kind != "stale":
+                    raise
+                targets = self.targets.resolve(containers, refresh=True)  # restarted since
+                reply = self.helper.request(
+                    "peer_cut", name=name, targets=_wire(targets, len(side_a)), backend=backend
+                )
+            names = {t.id: t.name for t in targets}
+            method = str(reply.result["method"])
+            self._active[name] = (method, names)
+            offsets = reply.offsets(
+                {names[cid]: ms for cid, ms in reply.result["cuts"].items()}, started
+            )
+            return name, FaultTiming("peers", method, max(offsets.values()), offsets)
+
+    def rejoin(self, containers: Sequence[Any]) -> None:
+        """Cut `containers` again in every peer cut they belong to: started again after a
+        power loss, they have a new netns without the peer table."""
+        if self.helper is None:
+            return
+        with self._lock:
+            for name, (_, names) in self._active.items():
+                hit = [c for c in containers if container_id(c) in names]
+                if hit:
+                    targets = self.targets.resolve(hit, refresh=True)
+                    wire = [{"id": t.id, "pid": t.pid} for t in targets]
+                    self.helper.request("peer_rejoin", name=name, targets=wire)
+
+    def restore(self, name: str | None = None) -> FaultTiming:
+        """Undo the peer cut `name` (default: every peer cut of this cutter)."""
+        started = monotonic_ms()
+        with self._lock:
+            names = list(self._active) if name is None else [name]
+            offsets: dict[str, float] = {}
+            method = "nothing to undo"
+            for each in names:
+                entry = self._active.pop(each, None)
+                if entry is None or self.helper is None:
+                    continue
+                method, display = entry
+                reply = self.helper.request("peer_uncut", name=each)
+                restored = reply.result["restored"].items()
+                times = {display.get(cid, cid[:12]): ms for cid, ms in restored}
+                if times:
+                    offsets.update(reply.offsets(times, started))
+            latency = max(offsets.values()) if offsets else monotonic_ms() - started
+            return FaultTiming("peers", method, latency, offsets)
+
+
+def _wire(targets: list[Target], split: int) -> list[dict[str, Any]]:
+    """Each target with its side: the agent blocks the other side's addresses in it."""
+    return [
+        {"id": t.id, "pid": t.pid, "side": 0 if i < split else 1} for i, t in enumerate(targets)
+    ]
+
+
+__all__ = ["PeerCutter"]
