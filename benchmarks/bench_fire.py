@@ -153,9 +153,17 @@ COLUMNS = [
 ]
 
 
-def main(argv: list[str]) -> int:
+def run(
+    argv: list[str],
+    columns: list[tuple[str, str]],
+    row: Callable[[Bench, int], dict[str, float]],
+    default_sizes: str = "1,5,10,20",
+    first: str = "N",
+    note: str = "",
+) -> int:
+    """Measure `row(bench, n)` for each size on one helper, then print a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1,5,10,20")
+    parser.add_argument("--sizes", default=default_sizes)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -165,24 +173,31 @@ def main(argv: list[str]) -> int:
     rows: dict[int, dict[str, float]] = {}
     try:
         for n in sizes:
-            print(f"measuring {n} container(s)...", file=sys.stderr)
-            rows[n] = bench.row(n)
+            print(f"measuring {n} ({first})...", file=sys.stderr)
+            rows[n] = row(bench, n)
     finally:
         bench.close()
         helper.close()
         engine.close()
-    head = ["N", *[title for _, title in COLUMNS]]
-    table = [head] + [[str(n), *[f"{rows[n][key]:.1f}" for key, _ in COLUMNS]] for n in sizes]
+    head = [first, *[title for _, title in columns]]
+    table = [head] + [[str(n), *[f"{rows[n][key]:.1f}" for key, _ in columns]] for n in sizes]
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-    print(
-        f"\nmilliseconds, median of {args.repeat} (nftables through the helper; baselines "
-        "are the engine API called one container at a time)"
-    )
+    print(f"\nmilliseconds, median of {args.repeat}{note}")
     print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in table[1:]:
         print("| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |")
     return 0
+
+
+def main(argv: list[str]) -> int:
+    return run(
+        argv,
+        COLUMNS,
+        Bench.row,
+        note=" (nftables through the helper; baselines are the engine API called one "
+        "container at a time)",
+    )
 
 
 if __name__ == "__main__":

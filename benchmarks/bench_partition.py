@@ -18,16 +18,13 @@ Everything it creates carries its own session's labels and is removed at the end
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
-from bench_fire import Bench, median
+from bench_fire import Bench, median, run
 
-from pytest_dcfire.faults.helper import Helper
 from pytest_dcfire.faults.network import NetworkCutter, Targets
 from pytest_dcfire.faults.peers import PeerCutter
-from pytest_dcfire.runtime.engine import Engine, SessionIdentity
 
 COLUMNS = [
     ("peer", "peer cut"),
@@ -62,32 +59,14 @@ def row(bench: Bench, n: int) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1,10,20")
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
-    engine = Engine.connect(SessionIdentity.new(worker="bench"))
-    helper = Helper(engine, progress=lambda m: print(m, file=sys.stderr)).start()
-    bench = Bench(engine, helper, args.repeat)
-    rows: dict[int, dict[str, float]] = {}
-    try:
-        for n in sizes:
-            print(f"measuring {n} vs {n} container(s)...", file=sys.stderr)
-            rows[n] = row(bench, n)
-    finally:
-        bench.close()
-        helper.close()
-        engine.close()
-    head = ["N vs N", *[title for _, title in COLUMNS]]
-    table = [head] + [[str(n), *[f"{rows[n][key]:.1f}" for key, _ in COLUMNS]] for n in sizes]
-    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-    print(f"\nmilliseconds, median of {args.repeat} (nftables through the helper)")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in table[1:]:
-        print("| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |")
-    return 0
+    return run(
+        argv,
+        COLUMNS,
+        row,
+        default_sizes="1,10,20",
+        first="N vs N",
+        note=" (nftables through the helper)",
+    )
 
 
 if __name__ == "__main__":

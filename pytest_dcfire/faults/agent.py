@@ -82,6 +82,14 @@ PROTOCOL = 1
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,95}$")
 SESSION_RE = re.compile(r"^[a-z0-9]{1,32}$")
 CONTAINER_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+#: What a kernel without nf_tables answers: fall back to iptables (unless nftables was asked).
+NO_NFTABLES = (
+    errno.EPROTONOSUPPORT,
+    errno.EAFNOSUPPORT,
+    errno.EOPNOTSUPP,
+    errno.ENOENT,
+    errno.EINVAL,
+)
 ROOT = "/dcfire"
 MNT_ROOT = f"{ROOT}/mnt"
 
@@ -753,13 +761,7 @@ class Agent:
                 times = self._nft_cut(targets)
                 return {"method": "nftables", "cuts": times, "t_prepared": t_prepared}
             except OSError as exc:
-                if backend == "nftables" or exc.errno not in (
-                    errno.EPROTONOSUPPORT,
-                    errno.EAFNOSUPPORT,
-                    errno.EOPNOTSUPP,
-                    errno.ENOENT,
-                    errno.EINVAL,
-                ):
+                if backend == "nftables" or exc.errno not in NO_NFTABLES:
                     for t in targets:
                         t.close()
                     raise
@@ -1031,13 +1033,7 @@ class Agent:
                     "addresses": found,
                 }
             except OSError as exc:
-                if backend == "nftables" or exc.errno not in (
-                    errno.EPROTONOSUPPORT,
-                    errno.EAFNOSUPPORT,
-                    errno.EOPNOTSUPP,
-                    errno.ENOENT,
-                    errno.EINVAL,
-                ):
+                if backend == "nftables" or exc.errno not in NO_NFTABLES:
                     for t in targets:
                         t.close()
                     raise
