@@ -360,24 +360,42 @@ def nft_delete_batch(table: str, seq: int) -> tuple[bytes, int]:
     return _batch(seq, [msg]), 1
 
 
-def nl_acks(sock: socket.socket, expected: int, timeout: float = 2.0) -> None:
-    """Read `expected` acks; raise OSError with the kernel's errno on the first error."""
+def nl_messages(
+    sock: socket.socket, timeout: float, what: str
+) -> Iterator[tuple[int, bytes, int, int]]:
+    """Each netlink message read from `sock` as (type, datagram, offset, length); raise
+    ETIMEDOUT when nothing comes for `timeout` seconds. The caller stops the iteration."""
     deadline = time.monotonic() + timeout
-    seen = 0
-    while seen < expected:
+    while True:
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([sock], [], [], left)[0]:
-            raise OSError(errno.ETIMEDOUT, "no answer from nf_tables")
+            raise OSError(errno.ETIMEDOUT, f"no answer {what}")
         data = sock.recv(65536)
         offset = 0
         while offset + 16 <= len(data):
             length, mtype = struct.unpack_from("=IH", data, offset)
-            if mtype == NLMSG_ERROR:
-                (code,) = struct.unpack_from("=i", data, offset + 16)
-                if code != 0:
-                    raise OSError(-code, os.strerror(-code))
-                seen += 1
+            yield mtype, data, offset, length
             offset += max(16, (length + 3) & ~3)
+
+
+def _nl_error(data: bytes, offset: int) -> int:
+    (code,) = struct.unpack_from("=i", data, offset + 16)
+    return -int(code)
+
+
+def nl_acks(sock: socket.socket, expected: int, timeout: float = 2.0) -> None:
+    """Read `expected` acks; raise OSError with the kernel's errno on the first error."""
+    seen = 0
+    if expected <= 0:
+        return
+    for mtype, data, offset, _ in nl_messages(sock, timeout, "from nf_tables"):
+        if mtype == NLMSG_ERROR:
+            code = _nl_error(data, offset)
+            if code != 0:
+                raise OSError(code, os.strerror(code))
+            seen += 1
+            if seen >= expected:
+                return
 
 
 def ipv4_addresses(sock: socket.socket, seq: int, timeout: float = 2.0) -> list[str]:
@@ -389,33 +407,25 @@ def ipv4_addresses(sock: socket.socket, seq: int, timeout: float = 2.0) -> list[
         + body
     )
     found: list[str] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([sock], [], [], left)[0]:
-            raise OSError(errno.ETIMEDOUT, "no answer to RTM_GETADDR")
-        data = sock.recv(65536)
-        offset = 0
-        while offset + 16 <= len(data):
-            length, mtype = struct.unpack_from("=IH", data, offset)
-            if mtype == NLMSG_DONE:
-                return found
-            if mtype == NLMSG_ERROR:
-                (code,) = struct.unpack_from("=i", data, offset + 16)
-                raise OSError(-code, os.strerror(-code))
-            if mtype == RTM_NEWADDR:
-                attrs: dict[int, bytes] = {}
-                at = offset + 16 + 8
-                while at + 4 <= offset + length:
-                    alen, kind = struct.unpack_from("=HH", data, at)
-                    if alen < 4:
-                        break
-                    attrs[kind] = data[at + 4 : at + alen]
-                    at += (alen + 3) & ~3
-                raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
-                if raw is not None and len(raw) == 4 and raw[0] != 127:
-                    found.append(socket.inet_ntoa(raw))
-            offset += max(16, (length + 3) & ~3)
+    for mtype, data, offset, length in nl_messages(sock, timeout, "to RTM_GETADDR"):
+        if mtype == NLMSG_DONE:
+            return found
+        if mtype == NLMSG_ERROR:
+            code = _nl_error(data, offset)
+            raise OSError(code, os.strerror(code))
+        if mtype == RTM_NEWADDR:
+            attrs: dict[int, bytes] = {}
+            at = offset + 16 + 8
+            while at + 4 <= offset + length:
+                alen, kind = struct.unpack_from("=HH", data, at)
+                if alen < 4:
+                    break
+                attrs[kind] = data[at + 4 : at + alen]
+                at += (alen + 3) & ~3
+            raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
+            if raw is not None and len(raw) == 4 and raw[0] != 127:
+                found.append(socket.inet_ntoa(raw))
+    return found  # unreachable: nl_messages ends only by raising
 
 
 # -- targets ------------------------------------------------------------------------------
