@@ -21,6 +21,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench_table import print_table
+
 from pytest_dcfire.history import History, Op, check, load
 from pytest_dcfire.history.formats import shared_histories
 from pytest_dcfire.history.linearizability import _events, _items, _OutOfBudget
@@ -39,13 +41,7 @@ def timed(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
-def table(title: str, header: Sequence[str], rows: list[Sequence[object]]) -> None:
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
-    print(f"\n{title}\n")
-    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
-    print("| " + " | ".join("-" * w for w in widths) + " |")
-    for row in rows:
-        print("| " + " | ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)) + " |")
+table = print_table
 
 
 def ms(seconds: float) -> str:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 import docker.errors
+from bench_table import print_table
 
 from pytest_dcfire.faults.helper import Helper
 from pytest_dcfire.faults.network import NetworkCutter, Targets, parallel
@@ -180,13 +181,8 @@ def run(
         helper.close()
         engine.close()
     head = [first, *[title for _, title in columns]]
-    table = [head] + [[str(n), *[f"{rows[n][key]:.1f}" for key, _ in columns]] for n in sizes]
-    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-    print(f"\nmilliseconds, median of {args.repeat}{note}")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in table[1:]:
-        print("| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |")
+    table = [[str(n), *[f"{rows[n][key]:.1f}" for key, _ in columns]] for n in sizes]
+    print_table(f"milliseconds, median of {args.repeat}{note}", head, table, numbers=True)
     return 0
 
 

@@ -17,6 +17,8 @@ import threading
 import time
 from collections.abc import Sequence
 
+from bench_table import print_table
+
 from pytest_dcfire.history import Workload
 
 
@@ -60,13 +62,7 @@ def recorded(threads: int, seconds: float, op: object = trivial) -> int:
     return len(workload.history)
 
 
-def table(title: str, header: Sequence[str], rows: list[Sequence[object]]) -> None:
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
-    print(f"\n{title}\n")
-    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
-    print("| " + " | ".join("-" * w for w in widths) + " |")
-    for row in rows:
-        print("| " + " | ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)) + " |")
+table = print_table
 
 
 def main() -> None:
