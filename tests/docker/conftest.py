@@ -231,8 +231,15 @@ class Probe:
 
     @staticmethod
     def run_py(container: Any, code: str) -> tuple[int, str]:
-        exit_code, out = container.exec_run(["python3", "-c", code])
-        return int(exit_code), out.decode(errors="replace").strip()
+        """Run `code` in the container; an exec the engine itself failed to start ("OCI
+        runtime exec failed", exit 126: seen once in ~50 runs) is tried again, twice."""
+        for _ in range(3):
+            exit_code, out = container.exec_run(["python3", "-c", code])
+            text = out.decode(errors="replace").strip()
+            if not (exit_code == 126 and "OCI runtime exec failed" in text):
+                break
+            time.sleep(0.2)
+        return int(exit_code), text
 
     @staticmethod
     def resolve_in(container: Any, name: str) -> str:
