@@ -360,6 +360,13 @@ def nft_delete_batch(table: str, seq: int) -> tuple[bytes, int]:
     return _batch(seq, [msg]), 1
 
 
+def _backend(request: dict[str, Any]) -> str:
+    backend = str(request.get("backend", "auto"))
+    if backend not in ("auto", "nftables", "iptables"):
+        raise Refused(f"unknown backend {backend!r}")
+    return backend
+
+
 def nl_messages(
     sock: socket.socket, timeout: float, what: str
 ) -> Iterator[tuple[int, bytes, int, int]]:
@@ -756,9 +763,7 @@ class Agent:
 
     def op_cut(self, request: dict[str, Any]) -> dict[str, Any]:
         """Cut every target, all or nothing; report when each cut was in place."""
-        backend = str(request.get("backend", "auto"))
-        if backend not in ("auto", "nftables", "iptables"):
-            raise Refused(f"unknown backend {backend!r}")
+        backend = _backend(request)
         targets = self._targets(request)
         already = [t.cid[:12] for t in targets if t.cid in self.cuts]
         if already:
@@ -766,18 +771,30 @@ class Agent:
                 t.close()
             raise Refused(f"already cut: {', '.join(already)}")
         t_prepared = now_ms()
+        method, times = self._nft_or_ipt(
+            backend, targets, lambda: self._nft_cut(targets), lambda: self._ipt_cut(targets)
+        )
+        return {"method": method, "cuts": times, "t_prepared": t_prepared}
+
+    def _nft_or_ipt(
+        self,
+        backend: str,
+        targets: list[Target],
+        nft: Callable[[], dict[str, float]],
+        ipt: Callable[[], dict[str, float]],
+    ) -> tuple[str, dict[str, float]]:
+        """nftables unless iptables was asked for or the kernel has no nf_tables (then
+        iptables, unless nftables was demanded); the targets are closed if it fails."""
         if backend != "iptables" and self.nft_ok is not False:
             try:
-                times = self._nft_cut(targets)
-                return {"method": "nftables", "cuts": times, "t_prepared": t_prepared}
+                return "nftables", nft()
             except OSError as exc:
                 if backend == "nftables" or exc.errno not in NO_NFTABLES:
                     for t in targets:
                         t.close()
                     raise
                 self.nft_ok = False
-        times = self._ipt_cut(targets)
-        return {"method": "iptables", "cuts": times, "t_prepared": t_prepared}
+        return "iptables", ipt()
 
     def _next_seq(self, n: int) -> int:
         seq = self.seq
@@ -1002,9 +1019,7 @@ class Agent:
             raise Refused(f"bad peer cut name {name!r}")
         if name in self.peers:
             raise Refused(f"peer cut {name!r} exists")
-        backend = str(request.get("backend", "auto"))
-        if backend not in ("auto", "nftables", "iptables"):
-            raise Refused(f"unknown backend {backend!r}")
+        backend = _backend(request)
         raw = request.get("targets")
         if not isinstance(raw, list) or not raw or not all(isinstance(i, dict) for i in raw):
             raise Refused("no targets")
@@ -1030,31 +1045,18 @@ class Agent:
                 block = _addresses([a for o in others for a in found[o.cid]])
             pairs.append((t, block))
         t_prepared = now_ms()
-        if backend != "iptables" and self.nft_ok is not False:
+
+        def nft() -> dict[str, float]:
             done: dict[str, Cut] = {}
-            try:
-                times = self._nft_peer_cut(name, pairs, done)
-                self.peers[name] = done
-                self._write_journal()
-                return {
-                    "method": "nftables",
-                    "cuts": times,
-                    "t_prepared": t_prepared,
-                    "addresses": found,
-                }
-            except OSError as exc:
-                if backend == "nftables" or exc.errno not in NO_NFTABLES:
-                    for t in targets:
-                        t.close()
-                    raise
-                self.nft_ok = False
-        times = self._ipt_peer_cut(name, pairs)
-        return {
-            "method": "iptables",
-            "cuts": times,
-            "t_prepared": t_prepared,
-            "addresses": found,
-        }
+            times = self._nft_peer_cut(name, pairs, done)
+            self.peers[name] = done
+            self._write_journal()
+            return times
+
+        method, times = self._nft_or_ipt(
+            backend, targets, nft, lambda: self._ipt_peer_cut(name, pairs)
+        )
+        return {"method": method, "cuts": times, "t_prepared": t_prepared, "addresses": found}
 
     def _own_addresses(self, target: Target) -> list[str]:
         sock = self.ns.netlink(target.netns, NETLINK_ROUTE)
