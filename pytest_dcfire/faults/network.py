@@ -75,6 +75,13 @@ def display_name(obj: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def user_aliases(cid: str, aliases: Sequence[str]) -> list[str]:
+    """A container's network aliases without the short id the engine adds by itself (it
+    comes back on reconnect). Compared whole: an alias such as `a2` is a prefix of every id
+    that starts with a2 (one in 256), and must not be dropped with it."""
+    return [a for a in aliases if a not in (cid, cid[:12])]
+
+
 def parallel(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
     """Run `fn` over `items` side by side; raise the first error after all have finished."""
     if len(items) <= 1:
@@ -267,7 +274,7 @@ class NetworkCutter:
             saved: dict[str, dict[str, Any]] = {}
             for net_name, cfg in nets.items():
                 ipam = cfg.get("IPAMConfig") or {}
-                aliases = [a for a in (cfg.get("Aliases") or []) if not t.id.startswith(a)]
+                aliases = user_aliases(t.id, cfg.get("Aliases") or [])
                 saved[str(cfg.get("NetworkID") or net_name)] = {
                     "ip": ipam.get("IPv4Address") or cfg.get("IPAddress") or None,
                     "aliases": aliases,
@@ -328,4 +335,4 @@ def _wire(targets: list[Target]) -> list[dict[str, Any]]:
     return [{"id": t.id, "pid": t.pid} for t in targets]
 
 
-__all__ = ["NetworkCutter", "Target", "Targets", "container_id", "parallel"]
+__all__ = ["NetworkCutter", "Target", "Targets", "container_id", "parallel", "user_aliases"]
