@@ -15,6 +15,10 @@ from pytest_dcfire.share import FireLock, lock_mode
 
 pytestmark = pytest.mark.usefixtures("write_topology")
 
+# Lock holders in other processes: spawned, since forking a multi-threaded pytest warns
+# (Python 3.12+) and may deadlock.
+_SPAWN = multiprocessing.get_context("spawn")
+
 
 def _show_share(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(
@@ -89,8 +93,16 @@ def test_share_session_without_xdist_workers_runs_as_before(
 # -- the lock -----------------------------------------------------------------------------
 
 
-def _hold(path: str, exclusive: bool, seconds: float, ready: multiprocessing.Event) -> None:  # type: ignore[type-arg]
+def _hold(
+    path: str,
+    exclusive: bool,
+    seconds: float,
+    ready: multiprocessing.Event,  # type: ignore[type-arg]
+    asking: multiprocessing.Event | None = None,  # type: ignore[type-arg]
+) -> None:
     lock = FireLock(path)
+    if asking is not None:
+        asking.set()
     lock.acquire(exclusive)
     ready.set()
     time.sleep(seconds)
@@ -98,8 +110,8 @@ def _hold(path: str, exclusive: bool, seconds: float, ready: multiprocessing.Eve
 
 
 def _held_by_other(path: Path, exclusive: bool, seconds: float) -> multiprocessing.Process:
-    ready = multiprocessing.Event()
-    proc = multiprocessing.Process(target=_hold, args=(str(path), exclusive, seconds, ready))
+    ready = _SPAWN.Event()
+    proc = _SPAWN.Process(target=_hold, args=(str(path), exclusive, seconds, ready))
     proc.start()
     assert ready.wait(10)
     return proc
@@ -137,12 +149,16 @@ def test_a_dead_holder_releases_the_lock(tmp_path: Path) -> None:
 
 def test_a_waiting_writer_is_not_starved_by_new_readers(tmp_path: Path) -> None:
     path = tmp_path / "fires.lock"
-    reader = _held_by_other(path, exclusive=False, seconds=0.6)
-    writer_ready = multiprocessing.Event()
-    writer = multiprocessing.Process(target=_hold, args=(str(path), True, 0.6, writer_ready))
+    # The reader holds long enough for the writer's process to start and queue (spawning
+    # takes a while on a loaded machine); the new reader then asks while the writer waits.
+    reader = _held_by_other(path, exclusive=False, seconds=3)
+    writer_ready, writer_asking = _SPAWN.Event(), _SPAWN.Event()
+    writer = _SPAWN.Process(target=_hold, args=(str(path), True, 0.6, writer_ready, writer_asking))
     writer.start()
+    assert writer_asking.wait(30)
     time.sleep(0.2)  # the writer now waits in the turnstile for the first reader
     lock = FireLock(path)
+    assert not writer_ready.is_set(), "the first reader let go before the writer queued"
     started = time.monotonic()
     lock.acquire(exclusive=False)  # a new reader queues behind the writer
     assert writer_ready.is_set(), "a reader got in while a writer was waiting"

