@@ -109,6 +109,8 @@ class DrillEvidence:
     verdicts: list[Verdict] = field(default_factory=list)
     link_faults: list[Any] = field(default_factory=list)  # linkfaults.LinkFault records
     outcome: str = ""
+    #: Why the test is expected to fail (`xfail(reason=...)`), when it is.
+    reason: str = ""
     _running: list[DrillWorkload] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -310,6 +312,7 @@ class SessionEvidence:
         if report.when == "call" or (report.when == "setup" and not report.passed):
             if hasattr(report, "wasxfail"):
                 evidence.outcome = "xfailed" if report.skipped else "xpassed"
+                evidence.reason = str(report.wasxfail or "")
             elif report.when == "setup" and report.failed:
                 evidence.outcome = "error"
             else:
