@@ -258,10 +258,14 @@ class DrillWorkload(Workload):
         return super().stop()
 
     def lost_writes(
-        self, present: Iterable[Any] | Mapping[Any, Any], writes: Iterable[str] | None = None
+        self,
+        present: Iterable[Any] | Mapping[Any, Any],
+        writes: Iterable[str] | None = None,
+        key: Callable[[Any], Any] | None = None,
     ) -> LostWrites:
-        """`History.lost_writes`, recorded for the report (and `dcfire_lost_writes`)."""
-        result = self.history.lost_writes(present, writes=writes)
+        """`History.lost_writes`, recorded for the report (and `dcfire_lost_writes`):
+        `present` holds the values read back (the workload wrote its `n`: 1, 2, 3, ...)."""
+        result = self.history.lost_writes(present, writes=writes, key=key)
         self.record.lost = result
         verdict = to_verdict(result, workload=self.name)
         assert verdict is not None
