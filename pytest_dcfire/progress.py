@@ -44,8 +44,9 @@ class TerminalProgress:
 
     def _write(self, reporter: Any, line: str) -> None:
         current = getattr(reporter, "currentfspath", None)
-        if isinstance(current, Path):
-            self._interrupted = current
+        if current:  # write_line ends pytest's line (a file's path, or -v's test id)
+            if isinstance(current, Path):
+                self._interrupted = current
         elif getattr(reporter._tw, "width_of_current_line", 0):
             reporter._tw.line()  # -q: letters without a file prefix, which write_line ignores
         reporter.write_line(f"dcfire: {strip_ansi(line)}")  # ends pytest's line first

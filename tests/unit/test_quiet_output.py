@@ -85,8 +85,9 @@ def test_build_output_and_startup_errors_carry_no_escape_codes() -> None:
     assert "\x1b" not in str(StartupError(f"building the image failed: {coloured}"))
 
 
+@pytest.mark.parametrize("verbosity", ["", "-q", "-v"])
 def test_progress_lines_stay_out_of_captured_output_and_off_pytests_line(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, verbosity: str
 ) -> None:
     """Progress from many threads during a test's setup (as when the system starts): each
     line on its own terminal line, none in the test's captured output, and the test's
@@ -112,6 +113,9 @@ def test_progress_lines_stay_out_of_captured_output_and_off_pytests_line(
     )
     pytester.makepyfile(
         test_first="""
+        def test_a_letter_first():
+            pass
+
         def test_first(starting):
             print("first test speaking")
 
@@ -119,8 +123,8 @@ def test_progress_lines_stay_out_of_captured_output_and_off_pytests_line(
             print("second test speaking")
         """
     )
-    result = pytester.runpytest("-rP", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
+    result = pytester.runpytest("-rP", "-p", "no:cacheprovider", *filter(None, [verbosity]))
+    result.assert_outcomes(passed=3)
     lines = result.outlines
     assert len([line for line in lines if line.startswith("dcfire: line ")]) == 120
     captured, inside = [], False
@@ -133,5 +137,10 @@ def test_progress_lines_stay_out_of_captured_output_and_off_pytests_line(
             captured.append(line)
     assert "setup speaking" in captured and "first test speaking" in captured
     assert [line for line in captured if "dcfire" in line] == []
-    result.stdout.fnmatch_lines(["dcfire: line *", "test_first.py ..*[[]100%[]]"])
-    assert "." not in [line.strip() for line in lines]
+    assert not [line for line in lines if "dcfire: line" in line[1:]]  # never mid-line
+    if verbosity == "":
+        result.stdout.fnmatch_lines(["dcfire: line *", "test_first.py ..*[[]100%[]]"])
+        assert "." not in [line.strip() for line in lines]
+    elif verbosity == "-v":
+        result.stdout.fnmatch_lines(["dcfire: line *", "test_first.py::test_first PASSED*"])
+        assert "" not in lines[lines.index("test_first.py::test_first ") + 1 :][:120]
