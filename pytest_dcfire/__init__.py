@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pytest
 
 from pytest_dcfire.errors import (
@@ -17,6 +19,9 @@ from pytest_dcfire.fire import Fire, FireSpec
 from pytest_dcfire.linkfaults import BrownoutSpec, LinkFault, PartitionSpec
 from pytest_dcfire.recovery import Recovery
 
+if TYPE_CHECKING:
+    from pytest_dcfire.history.workload import Fail, Indeterminate
+
 #: `@dc_fire("site-a")` is `@pytest.mark.dc_fire("site-a")`.
 dc_fire = pytest.mark.dc_fire
 #: `@brownout("ansan", latency=100)` is `@pytest.mark.brownout(...)`.
@@ -29,9 +34,11 @@ __all__ = [
     "ConfigError",
     "DcfireError",
     "EngineUnavailable",
+    "Fail",
     "Fire",
     "FireError",
     "FireSpec",
+    "Indeterminate",
     "LinkFault",
     "PartitionSpec",
     "Recovery",
@@ -42,3 +49,13 @@ __all__ = [
     "dc_fire",
     "partition",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`Fail` and `Indeterminate` (raised by workload operations) on first use: importing
+    the plugin does not load the history checkers."""
+    if name in ("Fail", "Indeterminate"):
+        from pytest_dcfire.history import workload
+
+        return getattr(workload, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,20 @@ that a user can act on it without reading a traceback.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Sequence
+
+#: ANSI escape sequences (colours, cursor moves) that build tools and servers print.
+ANSI = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC: window titles, links
+    r"|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_]"  # charsets, other two-byte escapes
+)
+
+
+def strip_ansi(text: str) -> str:
+    """`text` without terminal escape codes: an error is read in a log, not on a tty."""
+    return ANSI.sub("", text)
 
 
 class DcfireError(Exception):
@@ -34,7 +47,11 @@ class EngineUnavailable(DcfireError):
 
 
 class StartupError(DcfireError):
-    """The system under test did not come up (build failed, a health check timed out)."""
+    """The system under test did not come up (build failed, a health check timed out).
+    Its message quotes build output and container logs, so escape codes are removed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(strip_ansi(message))
 
 
 class FireError(DcfireError):

@@ -109,6 +109,8 @@ class DrillEvidence:
     verdicts: list[Verdict] = field(default_factory=list)
     link_faults: list[Any] = field(default_factory=list)  # linkfaults.LinkFault records
     outcome: str = ""
+    #: Why the test is expected to fail (`xfail(reason=...)`), when it is.
+    reason: str = ""
     _running: list[DrillWorkload] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -256,10 +258,14 @@ class DrillWorkload(Workload):
         return super().stop()
 
     def lost_writes(
-        self, present: Iterable[Any] | Mapping[Any, Any], writes: Iterable[str] | None = None
+        self,
+        present: Iterable[Any] | Mapping[Any, Any],
+        writes: Iterable[str] | None = None,
+        key: Callable[[Any], Any] | None = None,
     ) -> LostWrites:
-        """`History.lost_writes`, recorded for the report (and `dcfire_lost_writes`)."""
-        result = self.history.lost_writes(present, writes=writes)
+        """`History.lost_writes`, recorded for the report (and `dcfire_lost_writes`):
+        `present` holds the values read back (the workload wrote its `n`: 1, 2, 3, ...)."""
+        result = self.history.lost_writes(present, writes=writes, key=key)
         self.record.lost = result
         verdict = to_verdict(result, workload=self.name)
         assert verdict is not None
@@ -310,6 +316,7 @@ class SessionEvidence:
         if report.when == "call" or (report.when == "setup" and not report.passed):
             if hasattr(report, "wasxfail"):
                 evidence.outcome = "xfailed" if report.skipped else "xpassed"
+                evidence.reason = str(report.wasxfail or "")
             elif report.when == "setup" and report.failed:
                 evidence.outcome = "error"
             else:

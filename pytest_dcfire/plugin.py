@@ -27,6 +27,7 @@ from pytest_dcfire.errors import ConfigError, DcfireError, TopologyError
 from pytest_dcfire.evidence import session_evidence
 from pytest_dcfire.fire import MODES, FireController, service_names
 from pytest_dcfire.linkfaults import BrownoutSpec, PartitionSpec
+from pytest_dcfire.progress import TerminalProgress
 from pytest_dcfire.report.html import INI_REPORT, report_path
 from pytest_dcfire.runtime import adopt
 from pytest_dcfire.session import DcfireSession
@@ -164,7 +165,9 @@ def pytest_configure(config: pytest.Config) -> None:
             "--dcfire-plan needs a topology: set dcfire_topology in pytest.ini, pass "
             "--dcfire-topology PATH or adopt a running compose project (dcfire_adopt_compose)"
         )
-    state = DcfireSession(settings, topology, _progress_writer(config))
+    progress = TerminalProgress(config)
+    config.pluginmanager.register(progress, "dcfire-progress")
+    state = DcfireSession(settings, topology, progress, verbose=progress.verbose)
     state.burn, state.compose, state.hooks = suite_burn, compose, config.hook
     config.stash[SESSION_KEY] = state
     # pytest-xdist: the controller may own a copy shared by its workers (share.py).
@@ -189,23 +192,6 @@ def _adopt_compose(config: pytest.Config) -> adopt.ComposeProject | None:
     cli = config.getoption("dcfire_adopt_compose")
     where = adopt.OPTION_ADOPT_COMPOSE if cli else adopt.INI_ADOPT_COMPOSE
     return adopt.discover_compose(str(project), where)
-
-
-def _progress_writer(config: pytest.Config) -> Any:
-    """Lines that reach the terminal even while pytest captures a fixture's output."""
-
-    def write(line: str) -> None:
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        capman = config.pluginmanager.get_plugin("capturemanager")
-        if reporter is None:
-            return
-        if capman is not None:
-            with capman.global_and_fixture_disabled():
-                reporter.write_line(f"dcfire: {line}")
-        else:
-            reporter.write_line(f"dcfire: {line}")
-
-    return write
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -24,10 +24,18 @@ Progress = Callable[[str], None]
 class DcfireSession:
     """Owns the engine connection, the system under test, the fault backend and the timeline."""
 
-    def __init__(self, settings: Settings, topology: Topology | None, progress: Progress) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topology: Topology | None,
+        progress: Progress,
+        verbose: bool = False,
+    ) -> None:
         self.settings = settings
         self.topology = topology
         self.progress = progress
+        #: -v: every build step, even of a cached image.
+        self.verbose = verbose
         self.identity = SessionIdentity.new(worker=os.environ.get("PYTEST_XDIST_WORKER", "main"))
         self.timeline = Timeline()
         self.engine: Engine | None = None
@@ -106,6 +114,7 @@ class DcfireSession:
             self.progress,
             keep=self.settings.keep,
             wiring=self.links,
+            verbose=self.verbose,
         )
         self.faults.attach(system)
         system.start()

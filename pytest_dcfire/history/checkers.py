@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,9 @@ class LostWrites:
     revived: tuple[Op, ...]
     duplicates: tuple[Value, ...]
     origin: float = 0.0
+    #: How the values were compared when it is not plain equality (a `key=`, or values read
+    #: back as strings matched to the integers written), or why nothing matched.
+    compared: str = ""
 
     @property
     def ok(self) -> bool:
@@ -128,27 +131,93 @@ class LostWrites:
         if self.duplicates:
             shown = ", ".join(repr(v) for v in self.duplicates[:10])
             lines.append(f"  read back more than once: {shown}")
+        if self.compared:
+            lines.append(f"  compared: {self.compared}")
         return "\n".join(lines)
+
+
+def _int_form(value: Value) -> int | None:
+    """The integer whose string form `value` is ("17", b"17"), else None ("017", "a")."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if not isinstance(value, str) or not value.lstrip("-").isdigit():
+        return None
+    number = int(value)
+    return number if str(number) == value else None
+
+
+def _is_int(value: Value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _types(values: Iterable[Value]) -> str:
+    names = sorted({type(v).__name__ for v in values})
+    return " and ".join(names) if names else "nothing"
+
+
+def _mapper(
+    key: Callable[[Any], Any] | None, written: list[Value], read: list[Value]
+) -> tuple[Callable[[Value], Value], str]:
+    """How a value is turned into what is compared, and how to say so.
+
+    With `key`, both sides go through it (a value it refuses stays as it is). Without, the
+    string forms of integers read back ("17", b"17", as Redis or HTTP return them) are
+    compared as integers when every value written is one: the workload's `n`."""
+    if key is not None:
+
+        def keyed(value: Value) -> Value:
+            try:
+                return freeze(key(value))
+            except Exception:
+                return value
+
+        name = getattr(key, "__name__", repr(key))
+        return keyed, f"written and read values through key={name}"
+    if written and all(_is_int(v) for v in written):
+        strings = [v for v in read if isinstance(v, (str, bytes)) and _int_form(v) is not None]
+        if strings:
+
+            def as_int(value: Value) -> Value:
+                number = _int_form(value) if isinstance(value, (str, bytes)) else None
+                return value if number is None else number
+
+            kind = _types(strings)
+            return as_int, (
+                f"{len(strings)} value(s) read back as {kind} compared as the integers "
+                f"written (e.g. {strings[0]!r} as {as_int(strings[0])!r})"
+            )
+    return (lambda value: value), ""
 
 
 def lost_writes(
     history: History | Iterable[Op],
     present: Iterable[Any] | Mapping[Any, Any],
     writes: Iterable[str] | None = None,
+    key: Callable[[Any], Any] | None = None,
 ) -> LostWrites:
     """Compare the writes of `history` (operations named in `writes`, default `WRITE_FS`)
     with `present`, what a final read returned: an iterable of values, or a mapping of key
-    to value(s) to match writes by key and value."""
+    to value(s) to match writes by key and value.
+
+    A workload's writes are its `n` (1, 2, 3, ...), so `present` holds the values read back,
+    e.g. `[int(v) for v in redis.lrange("log", 0, -1)]`. Strings or bytes that are the
+    decimal form of the integers written are matched to them; `key` (a callable applied to
+    both sides, e.g. `key=int` or `key=lambda v: v["id"]`) maps anything else. When nothing
+    matches and the types differ, `compared` says what was compared with what."""
     hist = history if isinstance(history, History) else History(history)
     names = frozenset(WRITE_FS if writes is None else writes)
     by_key = isinstance(present, Mapping)
     pairs = _flatten(present)
-    counts = Counter((k, _key(v)) for k, v in pairs)
+    ops = [op for op in hist.ops if op.f in names]
+    norm, compared = _mapper(key, [op.value for op in ops], [v for _, v in pairs])
+    counts = Counter((k, _key(norm(v))) for k, v in pairs)
 
     def ident(op: Op) -> tuple[Any, Any]:
-        return (_key(freeze(op.key)) if by_key else None, _key(op.value))
+        return (_key(freeze(op.key)) if by_key else None, _key(norm(op.value)))
 
-    ops = [op for op in hist.ops if op.f in names]
     attempted = {ident(op) for op in ops}
     lost = tuple(op for op in ops if op.type == "ok" and ident(op) not in counts)
     maybe = tuple(op for op in ops if op.type == "info" and ident(op) not in counts)
@@ -164,7 +233,7 @@ def lost_writes(
     duplicates: list[Value] = []
     seen: set[tuple[Any, Any]] = set()
     for k, v in pairs:
-        ident_v = (k, _key(v))
+        ident_v = (k, _key(norm(v)))
         if ident_v in seen:
             continue
         seen.add(ident_v)
@@ -173,6 +242,27 @@ def lost_writes(
             phantoms.append(shown)
         if counts[ident_v] > 1:
             duplicates.append(shown)
+    if ops and pairs and len(phantoms) == len(seen):  # not one value read back matched
+        written = [norm(op.value) for op in ops]
+        read = [norm(v) for _, v in pairs]
+        if {type(v) for v in written}.isdisjoint({type(v) for v in read}):
+            compared = (
+                f"nothing matched: the values written are {_types(written)} "
+                f"(e.g. {written[0]!r}), the values read back are {_types(read)} "
+                f"(e.g. {read[0]!r}), and values of different types are never equal; "
+                "convert what you read back, or pass key= to map both sides to one form "
+                "(e.g. key=int)"
+            )
+        elif by_key:
+            written_keys = [freeze(op.key) for op in ops]
+            read_keys = [k for k, _ in pairs]
+            if {type(k) for k in written_keys}.isdisjoint({type(k) for k in read_keys}):
+                compared = (
+                    f"nothing matched: the writes' keys are {_types(written_keys)} "
+                    f"(e.g. {written_keys[0]!r}), the keys read back are {_types(read_keys)} "
+                    f"(e.g. {read_keys[0]!r}); give `present` keys of the type the "
+                    "workload wrote"
+                )
     return LostWrites(
         acknowledged=sum(1 for op in ops if op.type == "ok"),
         indeterminate=sum(1 for op in ops if op.type == "info"),
@@ -184,6 +274,7 @@ def lost_writes(
         revived=revived,
         duplicates=tuple(duplicates),
         origin=hist.origin,
+        compared=compared,
     )
 
 

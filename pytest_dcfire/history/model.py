@@ -11,7 +11,7 @@ import json
 import math
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
@@ -411,11 +411,12 @@ class History:
         self,
         present: Iterable[Any] | Mapping[Any, Any],
         writes: Iterable[str] | None = None,
+        key: Callable[[Any], Any] | None = None,
     ) -> LostWrites:
         """Acknowledged writes missing from `present` (see `checkers.lost_writes`)."""
         from pytest_dcfire.history.checkers import lost_writes
 
-        return lost_writes(self, present, writes=writes)
+        return lost_writes(self, present, writes=writes, key=key)
 
     def availability(
         self,

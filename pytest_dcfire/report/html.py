@@ -2,9 +2,10 @@
 network): what a reviewer opens from a CI artifact to see what each fire cost.
 
 - a table of the session's fires: cut latency, skew, restore, RTO, RPO, lost writes;
-- per test: an SVG timeline (the fires as bands, ignition and restore, every workload call
-  as a segment coloured ok / fail / info, the lost writes, the RTO), each container's cut
-  offset, and the checkers' verdicts.
+- beside it, a table of its link faults (brownouts, partitions), as the terminal shows them;
+- per test: an SVG timeline (the fires and link faults as bands, ignition and restore, every
+  workload call as a segment coloured ok / fail / info, the lost writes, the RTO), each
+  container's cut offset, the checkers' verdicts, and why an xfail test is expected to fail.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
     from pytest_dcfire.evidence import DrillEvidence, SessionEvidence, WorkloadRecord
     from pytest_dcfire.fire import FireRecord
+    from pytest_dcfire.linkfaults import LinkFault
 
 INI_REPORT = "dcfire_report"
 DASH = "\u2013"  # an en dash: "not measured"
@@ -32,9 +34,12 @@ COLORS = {"ok": "#2f9e44", "fail": "#e03131", "info": "#f59f00"}
 MODE_COLORS = {
     "fire": "#e8590c",
     "power-loss": "#c92a2a",
+    "crash": "#a61e4d",
     "partition": "#7048e8",
     "freeze": "#1c7ed6",
 }
+#: Link faults' bands (a partition of two sites is a WAN cut: the colour of a partition).
+LINK_COLORS = {"brownout": "#868e96", "partition": "#7048e8"}
 OUTCOME_CLASS = {
     "passed": "ok",
     "xfailed": "warn",
@@ -70,6 +75,7 @@ details pre{background:#f8f9fa;padding:8px;border-radius:4px;overflow-x:auto;fon
  margin:4px 0}
 summary{cursor:pointer;color:#495057}
 .lost{color:#c92a2a;font-weight:600}
+.reason{color:#e67700;margin:0 0 8px}
 """
 
 
@@ -151,16 +157,20 @@ def parts(evidence: SessionEvidence, timeline: Iterable[FireRecord], prefix: str
     drills = list(evidence.drills.values())
     outcome = {d.nodeid: d.outcome for d in drills}
     shown = [d for d in drills if d.fires or d.workloads or d.link_faults]
+    faults = [f for d in drills for f in d.link_faults]
+    reasons = {d.nodeid: d.reason for d in drills if d.reason}
     return {
-        "rows": [_fire_row(r, outcome) for r in records],
+        "rows": [_fire_row(r, outcome, reasons) for r in records],
+        "link_rows": [_link_row(f, outcome, reasons) for f in faults],
         "sections": [_drill_section(f"{prefix}{n}", d) for n, d in enumerate(shown)],
-        "tests": sorted({r.test for r in records}),
+        "tests": sorted({r.test for r in records} | {f.test for f in faults if f.test}),
         "lost": sum(r.lost_writes or 0 for r in records),
     }
 
 
 def page(shares: Sequence[Parts]) -> str:
     rows = [row for share in shares for row in share["rows"]]
+    link_rows = [row for share in shares for row in share.get("link_rows", ())]
     sections = [section for share in shares for section in share["sections"]]
     tests = {test for share in shares for test in share["tests"]}
     lost_total = sum(share["lost"] for share in shares)
@@ -171,8 +181,9 @@ def page(shares: Sequence[Parts]) -> str:
         "<title>pytest-dcfire report</title>",
         f"<style>{CSS}</style></head><body>",
         "<h1>pytest-dcfire report</h1>",
-        f'<p class="meta">{_e(time.strftime("%Y-%m-%d %H:%M:%S %Z"))} · {len(rows)} fire(s) '
-        f"in {len(tests)} test(s) · "
+        f'<p class="meta">{_e(time.strftime("%Y-%m-%d %H:%M:%S %Z"))} · {len(rows)} fire(s)'
+        + (f", {len(link_rows)} link fault(s)" if link_rows else "")
+        + f" in {len(tests)} test(s) · "
         + (
             f'<span class="lost">{lost_total} acknowledged write(s) lost</span>'
             if lost_total
@@ -184,6 +195,8 @@ def page(shares: Sequence[Parts]) -> str:
         if rows
         else '<p class="meta">No fire burned in this session.</p>',
     ]
+    if link_rows:
+        out += ["<h2>Link faults</h2>", f"<table>{LINKS_HEAD}{''.join(link_rows)}</table>"]
     if sections:
         out.append("<h2>Tests</h2>")
         out += sections
@@ -191,10 +204,12 @@ def page(shares: Sequence[Parts]) -> str:
     return "\n".join(out)
 
 
-def _outcome_badge(outcome: str) -> str:
+def _outcome_badge(outcome: str, reason: str = "") -> str:
+    """The outcome as a badge; an xfail's reason is its tooltip (and shown in the section)."""
     if not outcome:
         return ""
-    return f'<span class="badge {OUTCOME_CLASS.get(outcome, "muted")}">{_e(outcome)}</span>'
+    title = f' title="{_e(reason)}"' if reason else ""
+    return f'<span class="badge {OUTCOME_CLASS.get(outcome, "muted")}"{title}>{_e(outcome)}</span>'
 
 
 FIRES_HEAD = (
@@ -205,14 +220,34 @@ FIRES_HEAD = (
 )
 
 
-def _fire_row(r: FireRecord, outcome: dict[str, str]) -> str:
+LINKS_HEAD = (
+    "<tr><th>test</th><th>link fault</th><th>outcome</th><th>target</th><th>what</th>"
+    "<th class=num>links</th><th>via</th><th class=num>set-up ms</th>"
+    "<th class=num>lasted s</th></tr>"
+)
+
+
+def _link_row(f: LinkFault, outcome: dict[str, str], reasons: dict[str, str]) -> str:
+    """The terminal's "dcfire: link faults" row of a brownout or a partition."""
+    lasted = DASH if f.restored is None else f"{f.restored - f.started:.2f}"
+    return (
+        f'<tr><td class="test" title="{_e(f.test)}">{_breakable(_short(f.test) or DASH)}</td>'
+        f'<td class="nowrap">{_e(f.kind)}</td>'
+        f"<td>{_outcome_badge(outcome.get(f.test, ''), reasons.get(f.test, ''))}</td>"
+        f"<td>{_e(f.target)}</td><td>{_e(f.detail or DASH)}</td>"
+        f"<td class=num>{len(f.proxies)}</td><td>{_e(f.via)}</td>"
+        f"<td class=num>{_num(f.setup_ms)}</td><td class=num>{lasted}</td></tr>"
+    )
+
+
+def _fire_row(r: FireRecord, outcome: dict[str, str], reasons: dict[str, str]) -> str:
     lost = DASH if r.lost_writes is None else str(r.lost_writes)
     lost_cell = f'<span class="lost">{lost}</span>' if r.lost_writes else lost
     errors = "".join(f'<div class="lost">{_e(e)}</div>' for e in r.errors)
     return (
         f'<tr><td class="test" title="{_e(r.test)}">{_breakable(_short(r.test))}</td>'
         f'<td class="nowrap">{_e(r.spec.describe())}{errors}</td>'
-        f"<td>{_outcome_badge(outcome.get(r.test, ''))}</td>"
+        f"<td>{_outcome_badge(outcome.get(r.test, ''), reasons.get(r.test, ''))}</td>"
         f"<td class=num>{len(r.targets)}</td><td class=num>{_num(r.cut_ms)}</td>"
         f"<td class=num>{_num(r.skew_ms, 1)}</td><td class=num>{_num(r.restore_ms)}</td>"
         f"<td class=num>{_num(r.healthy_ms)}</td><td class=num>{_num(r.rto_s, 2)}</td>"
@@ -222,7 +257,12 @@ def _fire_row(r: FireRecord, outcome: dict[str, str]) -> str:
 
 
 def _drill_section(index: str, drill: DrillEvidence) -> str:
-    facts = [f"<b>{len(drill.fires)}</b> fire(s)"]
+    facts = []
+    if drill.fires or not drill.link_faults:
+        facts.append(f"<b>{len(drill.fires)}</b> fire(s)")
+    if drill.link_faults:
+        kinds = ", ".join(f"{f.kind} {f.target}" for f in drill.link_faults)
+        facts.append(f"<b>{len(drill.link_faults)}</b> link fault(s) ({_e(kinds)})")
     if drill.rto_s is not None:
         facts.append(f"RTO <b>{drill.rto_s:.2f} s</b>")
     if drill.skew_ms is not None:
@@ -234,10 +274,12 @@ def _drill_section(index: str, drill: DrillEvidence) -> str:
         facts.append(f"workload <b>{_e(w.name)}</b>: {len(w.history)} calls")
     out = [
         f'<section class="test" id="test-{index}">',
-        f"<h3>{_e(drill.nodeid)} {_outcome_badge(drill.outcome)}</h3>",
+        f"<h3>{_e(drill.nodeid)} {_outcome_badge(drill.outcome, drill.reason)}</h3>",
         f'<p class="facts">{" · ".join(facts)}</p>',
-        timeline_svg(drill),
     ]
+    if drill.reason:
+        out.append(f'<p class="reason">expected to fail: {_e(drill.reason)}</p>')
+    out.append(timeline_svg(drill))
     out += [cut_svg(r) for r in drill.fires if any(s.offsets_ms for s in r.steps)]
     out.append(_verdicts(drill))
     out.append("</section>")
@@ -351,18 +393,30 @@ def timeline_svg(drill: DrillEvidence) -> str:
         )
         fire_rows.append((r, y))
         y += 24
-    for b in drill.link_faults:  # brownouts and partitions: a grey band, like a fire's
+    link_rows: list[LinkFault] = []
+    for b in drill.link_faults:  # brownouts and partitions: a band each, like a fire's
         end = b.restored if b.restored is not None else t1
         x0, x1 = x(b.started), max(x(end), x(b.started) + 2)
         label = f"{b.kind} {b.target}" + (f" ({b.detail})" if b.detail else "")
+        color = LINK_COLORS.get(b.kind, "#868e96")
+        inside = x1 - x0 > 7 * len(label)
         body.append(
             f'<rect x="{x0:.1f}" y="{y}" width="{x1 - x0:.1f}" height="18" rx="3" '
-            f'fill="#868e96" fill-opacity="0.6"><title>{_e(label)}</title></rect>'
-            f'<text x="{x0 + 6:.1f}" y="{y + 13}" font-size="12" fill="#212529">{_e(label)}</text>'
+            f'fill="{color}" fill-opacity="0.6"><title>{_e(label)}: from '
+            f"t={b.started - origin:.3f} s, lifted at "
+            f"{DASH if b.restored is None else f't={b.restored - origin:.3f} s'}</title></rect>"
+            f'<text x="{(x0 + 6 if inside else x1 + 6):.1f}" y="{y + 13}" font-size="12" '
+            f'fill="#212529">{_e(label)}</text>'
         )
+        link_rows.append(b)
         y += 24
-    if drill.fires or drill.link_faults:
+    if drill.fires:
         body.insert(0, f'<text x="8" y="{top + 13}" font-size="12" fill="#495057">fires</text>')
+    if drill.link_faults:
+        link_top = top + 24 * len(drill.fires)
+        body.insert(
+            0, f'<text x="8" y="{link_top + 13}" font-size="12" fill="#495057">link faults</text>'
+        )
     y += 6
 
     # workloads: a row per thread, a segment per call
@@ -401,6 +455,19 @@ def timeline_svg(drill: DrillEvidence) -> str:
         if r.restored is not None:
             xr = x(r.restored)
             over.append(_vline(xr, top, bottom, "#2b8a3e", "restore", label_row(xr)))
+    for b in link_rows:
+        end = b.restored if b.restored is not None else t1
+        color = LINK_COLORS.get(b.kind, "#868e96")
+        under.append(
+            f'<rect x="{x(b.started):.1f}" y="{top}" '
+            f'width="{max(1.0, x(end) - x(b.started)):.1f}" height="{bottom - top}" '
+            f'fill="{color}" fill-opacity="0.07"/>'
+        )
+        xs = x(b.started)
+        over.append(_vline(xs, top, bottom, color, b.kind, label_row(xs)))
+        if b.restored is not None:
+            xl = x(b.restored)
+            over.append(_vline(xl, top, bottom, "#2b8a3e", "lifted", label_row(xl)))
     for n, (ignited, recovered, name) in enumerate(rto_marks):
         yy = bottom + 30 + 18 * n  # below the axis labels
         x0, x1 = x(ignited), x(recovered)
@@ -417,7 +484,7 @@ def timeline_svg(drill: DrillEvidence) -> str:
     height = bottom + 30 + 18 * len(rto_marks) + 34
 
     axis = _axis(t0, t1, origin, x, top, bottom)
-    legend = _legend(height - 16)
+    legend = _legend(height - 16, drill)
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
         f'viewBox="0 0 {WIDTH} {height}" role="img" aria-label="timeline of {_e(drill.nodeid)}">'
@@ -453,15 +520,25 @@ def _axis(t0: float, t1: float, origin: float, x: Any, top: float, bottom: float
     return "".join(out)
 
 
-def _legend(y: float) -> str:
-    items = [
-        ("ok", COLORS["ok"], "rect"),
-        ("fail (not done)", COLORS["fail"], "rect"),
-        ("info (indeterminate)", COLORS["info"], "rect"),
-        ("lost write", "#c92a2a", "cross"),
-        ("maybe lost (info)", COLORS["info"], "circle"),
-        ("RTO", "#1971c2", "rect"),
-    ]
+def _legend(y: float, drill: DrillEvidence) -> str:
+    """What this timeline draws, and only that."""
+    items: list[tuple[str, str, str]] = []
+    for mode in dict.fromkeys(r.spec.mode for r in drill.fires):
+        items.append((f"{mode}", MODE_COLORS.get(mode, "#e8590c"), "rect"))
+    for kind in dict.fromkeys(f.kind for f in drill.link_faults):
+        items.append((kind, LINK_COLORS.get(kind, "#868e96"), "rect"))
+    if drill.workloads:
+        items += [
+            ("ok", COLORS["ok"], "rect"),
+            ("fail (not done)", COLORS["fail"], "rect"),
+            ("info (indeterminate)", COLORS["info"], "rect"),
+        ]
+    if any(w.lost is not None and w.lost.lost for w in drill.workloads):
+        items.append(("lost write", "#c92a2a", "cross"))
+    if any(w.lost is not None and w.lost.maybe_lost for w in drill.workloads):
+        items.append(("maybe lost (info)", COLORS["info"], "circle"))
+    if any(w.availability is not None and w.availability.rto is not None for w in drill.workloads):
+        items.append(("RTO", "#1971c2", "rect"))
     out = []
     xv = float(LEFT)
     for label, color, shape in items:
@@ -558,8 +635,10 @@ def cut_svg(r: FireRecord) -> str:
     if not names:
         return ""
     row_h = 16
-    left = 200
-    width = 760
+    # The name column fits the longest name (about 6.5 px a character at 11 px), so an
+    # adopted container's long name is not cut off at the left edge.
+    left = max(200, int(16 + 6.5 * max(len(n) for n in names)))
+    width = left + 560
     shapes = {"network": "circle", "pause": "circle", "links": "diamond", "storage": "square"}
     colors = {
         "network": "#c92a2a",

@@ -1,7 +1,8 @@
 """Images for the topology: found locally or built from `build:` contexts, with progress.
 
 A build can take minutes (apt-get inside a Dockerfile); the user sees each step and a
-heartbeat, never a silent terminal. Built images are kept between sessions as a cache.
+heartbeat, never a silent terminal. Built images are kept between sessions as a cache, and
+a build the engine answers from its cache prints nothing (every step with `-v`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import docker.errors
 
-from pytest_dcfire.errors import StartupError
+from pytest_dcfire.errors import StartupError, strip_ansi
 from pytest_dcfire.runtime.engine import LABEL, Engine
 from pytest_dcfire.topology.model import Build, Service
 
@@ -33,9 +34,12 @@ def build_tag(build: Build) -> str:
 class ImageResolver:
     """Turns each service's `image:` or `build:` into an image id present on the engine."""
 
-    def __init__(self, engine: Engine, progress: Progress) -> None:
+    def __init__(self, engine: Engine, progress: Progress, verbose: bool = False) -> None:
         self.engine = engine
         self.progress = progress
+        self.verbose = verbose
+        #: The services whose image was really built (not answered from the cache).
+        self.built: list[str] = []
 
     def resolve(self, services: Iterable[Service]) -> dict[str, str]:
         """Return {service instance name: image reference}, building each recipe once."""
@@ -82,14 +86,16 @@ class ImageResolver:
     def _build(self, build: Build, users: list[Service]) -> str:
         tag = build_tag(build)
         names = ", ".join(sorted({s.base for s in users}))
-        self.progress(f"building image for {names} from {build.context}")
+        steps = BuildSteps(
+            self.progress, f"building image for {names} from {build.context}", names, self.verbose
+        )
         started = time.monotonic()
         last_output = [started]
         done = threading.Event()
 
         def heartbeat() -> None:
             while not done.wait(1.0):
-                if time.monotonic() - last_output[0] >= HEARTBEAT_S:
+                if steps.ran and time.monotonic() - last_output[0] >= HEARTBEAT_S:
                     self.progress(
                         f"still building {names} ({time.monotonic() - started:.0f} s so far)"
                     )
@@ -97,7 +103,6 @@ class ImageResolver:
 
         beat = threading.Thread(target=heartbeat, name="dcfire-build-heartbeat", daemon=True)
         beat.start()
-        tail: list[str] = []
         try:
             stream = self.engine.client.api.build(
                 path=build.context,
@@ -111,23 +116,78 @@ class ImageResolver:
             )
             for chunk in stream:
                 if "error" in chunk:
-                    detail = str(chunk.get("error", "")).strip()
-                    log = "\n".join(tail[-15:])
+                    detail = strip_ansi(str(chunk.get("error", ""))).strip()
+                    log = "\n".join(steps.tail[-15:])
                     raise StartupError(
                         f"building the image for {names} from {build.context} failed: {detail}"
                         + (f"\nlast build output:\n{log}" if log else "")
                     )
-                line = str(chunk.get("stream", "")).rstrip()
-                if line:
-                    tail.append(line)
-                    if line.startswith("Step "):
-                        self.progress(f"  {names}: {line}")
-                        last_output[0] = time.monotonic()
+                if steps.feed(str(chunk.get("stream", ""))):
+                    last_output[0] = time.monotonic()
         except docker.errors.DockerException as exc:
             raise StartupError(
-                f"building the image for {names} from {build.context} failed: {exc}"
+                f"building the image for {names} from {build.context} failed: "
+                f"{strip_ansi(str(exc))}"
             ) from None
         finally:
             done.set()
-        self.progress(f"built {names} in {time.monotonic() - started:.1f} s")
+        if steps.ran:
+            self.built.append(names)
+            self.progress(f"built {names} in {time.monotonic() - started:.1f} s")
+        elif self.verbose:
+            self.progress(f"image for {names}: every step cached")
         return tag
+
+
+class BuildSteps:
+    """Reads a legacy build's output and decides what the user sees: nothing while every
+    step comes from the cache; from the first step that really runs, the header and each
+    step (with `verbose`, everything from the start)."""
+
+    def __init__(self, progress: Progress, header: str, names: str, verbose: bool) -> None:
+        self.progress = progress
+        self.names = names
+        self.live = False
+        #: A step really ran (not answered from the cache).
+        self.ran = False
+        self.tail: list[str] = []
+        self._pending: list[str] = [header]
+        self._step: str | None = None  # the instruction of a step whose fate is not known
+        if verbose:
+            self._go_live()
+
+    def _go_live(self) -> None:
+        self.live = True
+        for line in self._pending:
+            self.progress(line)
+        self._pending = []
+
+    def feed(self, text: str) -> bool:
+        """Take one chunk of build output; True when something was printed."""
+        printed = False
+        for raw in text.splitlines():
+            line = strip_ansi(raw).rstrip()
+            if not line:
+                continue
+            self.tail.append(line)
+            del self.tail[:-50]
+            if line.startswith("Step "):
+                shown = f"  {self.names}: {line}"
+                instruction = line.partition(" : ")[2].split(" ", 1)[0].upper()
+                self._step = instruction
+                if self.live:
+                    self.progress(shown)
+                    printed = True
+                else:
+                    self._pending.append(shown)
+                continue
+            if self._step is None:
+                continue
+            step, self._step = self._step, None
+            cached = line.strip() == "---> Using cache" or step == "FROM"
+            if not cached:
+                self.ran = True
+                if not self.live:
+                    self._go_live()
+                    printed = True
+        return printed

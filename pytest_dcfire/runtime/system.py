@@ -73,8 +73,10 @@ class System:
         progress: Progress,
         keep: bool = False,
         wiring: Wiring | None = None,
+        verbose: bool = False,
     ) -> None:
         self.engine = engine
+        self.verbose = verbose
         self._wiring = wiring
         self.topology = topology
         self.keep = keep
@@ -84,7 +86,11 @@ class System:
         self.network: Any = None
         self.subnet: ipaddress.IPv4Network | None = None
         self.health: dict[str, HealthResult] = {}
+        #: Seconds from the first container created to every instance healthy (images
+        #: excluded: a build is paid once, not by every session).
         self.start_seconds: float = 0.0
+        #: Seconds spent finding or building the images first.
+        self.image_seconds: float = 0.0
         self._stopped = False
         #: Adopts containers the plugin did not start (runtime/adopt.py; set by the session).
         self.adopter: Any = None
@@ -181,7 +187,10 @@ class System:
         started = time.monotonic()
         try:
             self._create_network()
-            images = ImageResolver(self.engine, self._progress).resolve(self.topology.services)
+            resolver = ImageResolver(self.engine, self._progress, verbose=self.verbose)
+            images = resolver.resolve(self.topology.services)
+            self.image_seconds = time.monotonic() - started
+            started = time.monotonic()
             addresses = self._addresses()
             if self._wiring is not None:
                 self._wiring.prepare(self, addresses)
@@ -200,8 +209,10 @@ class System:
                 self.stop()
             raise
         self.start_seconds = time.monotonic() - started
+        built = f"; images built first in {self.image_seconds:.1f} s" if resolver.built else ""
         self._progress(
             f"{len(self._handles)} service instance(s) healthy in {self.start_seconds:.1f} s"
+            + built
         )
 
     def wait_healthy(self, handles: Sequence[ServiceHandle]) -> list[HealthResult]:
