@@ -21,7 +21,18 @@ Checked side by side against toxiproxy-server 2.12.0 (``DCFIRE_TOXIPROXY_URL`` r
 JSON (a Go struct field Toxiproxy leaks); a client's half-close reaches the upstream as a
 half-close (Toxiproxy closes the upstream socket, so the reply races the close; likewise a
 ``limit_data`` upstream toxic here always ends both sides at once, one of the two outcomes of
-that race); smaller buffers behind a slow reader; lookup errors without the nameserver.
+that race); smaller buffers behind a slow reader; lookup errors without the nameserver; a negative
+``bandwidth`` rate or a ``slicer`` that would split below one byte holds or stops here where
+Toxiproxy's goroutine panics and takes the server down.
+
+Data-plane corners that follow Toxiproxy's source rather than its README (tests in
+``tests/toxiproxy/test_toxiproxy_parity.py``, all run against toxiproxy-server 2.12):
+``bandwidth`` with ``rate: 0`` passes nothing (the data and the end of stream wait until the
+toxic is updated or removed), not "no limit"; ``timeout`` closes the link ``timeout`` ms after
+the last chunk it dropped (each chunk restarts the timer), not after the toxic started; a
+``reset_peer`` resets only connections that started with one in their chain (they get
+SO_LINGER 0 on both sockets and keep it: any later close of theirs is a reset, even after
+the toxic is removed), while one added to an open connection closes it with a FIN.
 """
 
 from __future__ import annotations

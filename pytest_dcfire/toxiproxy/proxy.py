@@ -24,6 +24,7 @@ from pytest_dcfire.toxiproxy.toxics import (
     Eof,
     EofKind,
     Item,
+    ResetPeerToxic,
     Stub,
     ToxicSpec,
     noop_pipe,
@@ -427,8 +428,7 @@ class Link:
     def update_toxic(self, spec: ToxicSpec) -> None:
         for stage_spec, stub in self.stages:
             if stage_spec is spec:
-                if stub.task is not None:
-                    stub.task.cancel()
+                stub.interrupt(spec.toxic)
                 if not self.finished:
                     self._run(spec, stub)
                 return
@@ -472,6 +472,8 @@ class Connection:
         self.dial_task: asyncio.Task[None] | None = None
         self.waiting = False
         self.closed = False
+        #: Started with a reset_peer toxic: every close is a reset (see ``_wire``).
+        self.linger_zero = False
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -528,9 +530,25 @@ class Connection:
             assert transport is not None
             # The selector transports' read size; other transports ignore the attribute.
             transport.max_size = READ_SIZE  # type: ignore[attr-defined]
+        if any(isinstance(spec.toxic, ResetPeerToxic) for spec in self.proxy.toxics):
+            self._set_linger_zero()
         gated = self.proxy.blackhole
         up.start(self.proxy.chain(Direction.UPSTREAM), gated)
         down.start(self.proxy.chain(Direction.DOWNSTREAM), gated)
+
+    def _set_linger_zero(self) -> None:
+        """SO_LINGER 0 on both sockets, for the connection's life, so that closing either
+        sends a TCP RST. Toxiproxy does this when a link starts with a reset_peer toxic in its
+        chain (whatever its toxicity draw, and whichever the direction), and only then: the
+        sockets keep it after the toxic is removed, and a reset_peer added to an open
+        connection closes it with a FIN. Like Toxiproxy, every end of stream then closes the
+        connection rather than passing a half-close on, so the peers see the reset."""
+        self.linger_zero = True
+        for side in (self.client, self.upstream):
+            sock = side.transport.get_extra_info("socket") if side.transport else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
 
     def links(self) -> tuple[Link, ...]:
         return tuple(link for link in (self.up, self.down) if link is not None)
@@ -551,11 +569,8 @@ class Connection:
     def link_finished(self, link: Link, kind: EofKind) -> None:
         if self.closed:
             return
-        if kind is EofKind.RESET:
-            self.reset()
-            return
         other = self.down if link is self.up else self.up
-        if kind is EofKind.HARD or other is None or other.finished:
+        if kind is EofKind.HARD or self.linger_zero or other is None or other.finished:
             self.close()
             return
         transport = link.dst.transport
@@ -610,17 +625,6 @@ class Connection:
         if self.closed:
             return
         for transport in self._end():
-            transport.abort()
-
-    def reset(self) -> None:
-        """Close both sockets with SO_LINGER 0, so both peers get a TCP RST."""
-        if self.closed:
-            return
-        for transport in self._end():
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
             transport.abort()
 
 
