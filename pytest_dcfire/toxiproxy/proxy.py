@@ -419,17 +419,25 @@ class Link:
             log.exception("toxic %s failed on a link of proxy %s", spec.name, self.conn.proxy.name)
             self.conn.close()
 
+    # Toxiproxy interrupts the toxic before the one it adds or removes, to rewire its
+    # output, and runs it again: that toxic passes on the chunk it was working on, restarts
+    # (a timeout's timer, a bandwidth's pacing) and draws its toxicity anew, as on an update.
+
     def add_toxic(self, spec: ToxicSpec) -> None:
         if self.finished:
             return
+        last = self.stages[-1] if self.stages else None
+        # Interrupted before the rewiring, the last toxic flushes past the new one.
+        restart = last is not None and last[1].interrupt(last[0].toxic)
         self._append(spec)
+        if restart and last is not None and not self.finished:
+            self._run(*last)
         self._route()
 
     def update_toxic(self, spec: ToxicSpec) -> None:
         for stage_spec, stub in self.stages:
             if stage_spec is spec:
-                stub.interrupt(spec.toxic)
-                if not self.finished:
+                if stub.interrupt(spec.toxic) and not self.finished:
                     self._run(spec, stub)
                 return
 
@@ -438,15 +446,19 @@ class Link:
         if index is None:
             return
         stub = self.stages[index][1]
-        stub.cancel()
+        if not stub.interrupt(spec.toxic):
+            return  # it is about to end the link, as it does in Toxiproxy
         del self.stages[index]
-        if index > 0:
-            self.stages[index - 1][1].out = stub.out
+        before = self.stages[index - 1] if index > 0 else None
+        if before is not None:
+            before[1].out = stub.out
         if not self.finished and not spec.toxic.on_remove(stub):
             # What the toxic still held moves on, in order, behind what already passed it.
             out = stub.out
             while stub.inq:
                 out(stub.inq.popleft())
+            if before is not None and before[1].interrupt(before[0].toxic) and not self.finished:
+                self._run(*before)
         self._route()
 
     def stop(self) -> None:

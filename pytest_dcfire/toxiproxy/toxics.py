@@ -130,14 +130,20 @@ class Stub:
             self.task.cancel()
         self.task = None
 
-    def interrupt(self, toxic: Toxic) -> None:
+    def interrupt(self, toxic: Toxic) -> bool:
         """Stop the toxic's task, as Toxiproxy's ``InterruptToxic`` does before it re-runs,
-        rewires or removes the toxic; a toxic that never drops data passes on the chunk it
-        was working on ("Don't drop any data on the floor")."""
+        rewires or removes the toxic; False if the toxic does not listen any more.
+
+        A toxic that never drops data passes on the chunk it was working on ("Don't drop any
+        data on the floor"); one that ends the link once it has data is left to do so.
+        """
+        if self.taken and toxic.ends_once_taken:
+            return False
         self.cancel()
         if self.taken and toxic.flush_on_interrupt and self.inq:
             self.forward()
         self.taken = False
+        return True
 
     # -- used by toxics ---------------------------------------------------------------------
 
@@ -222,6 +228,8 @@ class Toxic:
     fields: ClassVar[tuple[str, ...]] = ()
     #: Interrupted while working on a chunk, the toxic passes it on whole (see Stub.interrupt).
     flush_on_interrupt: ClassVar[bool] = False
+    #: Once it has data the toxic cannot be interrupted: it ends the link (see Stub.interrupt).
+    ends_once_taken: ClassVar[bool] = False
 
     def __init__(self, attributes: dict[str, int]) -> None:
         self.attributes = attributes
@@ -385,9 +393,13 @@ class ResetPeerToxic(Toxic):
     type_name = "reset_peer"
     go_name = "ResetToxic"
     fields = ("timeout",)
+    # Toxiproxy's toxic waits out its timeout without listening for interrupts: updating or
+    # removing it then does not stop the close.
+    ends_once_taken = True
 
     async def pipe(self, stub: Stub) -> None:
-        await stub.peek()
+        await stub.peek()  # data or the end of the stream, as Toxiproxy's <-stub.Input
+        stub.taken = True
         timeout = self.attr("timeout")
         if timeout > 0:
             await asyncio.sleep(timeout / 1000.0)
@@ -403,9 +415,10 @@ class SlicerToxic(Toxic):
     flush_on_interrupt = True
 
     def slice_sizes(self, total: int, rng: random.Random) -> list[int]:
-        """Split ``total`` bytes around the middle, recursively, as Toxiproxy's slicer does."""
+        """Split ``total`` bytes around the middle, recursively, as Toxiproxy's slicer does
+        (a negative variation lowers the size it stops at; pieces stay at least a byte)."""
         average = self.attr("average_size")
-        variation = max(self.attr("size_variation"), 0)
+        variation = self.attr("size_variation")
         sizes: list[int] = []
         stack = [(0, total)]
         while stack:

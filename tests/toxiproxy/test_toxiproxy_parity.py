@@ -138,3 +138,101 @@ def test_a_connection_opened_after_reset_peer_is_removed_closes_cleanly(
     with connect(proxy) as sock:
         assert len(recv_exactly(sock, 1000)) == 1000
         assert sock.recv(1) == b""
+
+
+def test_removing_reset_peer_once_it_has_data_does_not_stop_the_reset(
+    api: Api, echo: Upstream
+) -> None:
+    # Its goroutine waits out the timeout without listening for the interrupt.
+    proxy = api.create("p", echo.port)
+    api.toxic("p", type="reset_peer", attributes={"timeout": 500})
+    with connect(proxy) as sock:
+        sock.sendall(b"x")
+        time.sleep(0.2)  # the echoed "x" has reached the toxic
+        api.delete("/proxies/p/toxics/reset_peer_downstream")
+        with pytest.raises(ConnectionResetError):
+            sock.recv(1)
+
+
+# -- the toxic before one that is added or removed is interrupted and run again -------------
+# link.go rewires a toxic's output by interrupting it (InterruptToxic) and starting it again:
+# the last toxic when one is added, the one before when one is removed. Interrupted, latency,
+# bandwidth and slicer pass on the chunk they were working on; run again, the toxic draws its
+# toxicity anew.
+
+
+def test_adding_a_toxic_passes_on_the_chunk_the_last_one_was_delaying(
+    api: Api, echo: Upstream
+) -> None:
+    proxy = api.create("p", echo.port)
+    api.toxic("p", type="latency", attributes={"latency": 3000})
+    with connect(proxy) as sock:
+        sock.sendall(b"a")
+        time.sleep(0.3)  # "a" is being delayed
+        start = time.monotonic()
+        api.toxic("p", type="noop", name="n")
+        assert recv_exactly(sock, 1) == b"a"
+        assert time.monotonic() - start < 1
+
+
+def test_removing_a_toxic_passes_on_the_chunk_the_one_before_was_delaying(
+    api: Api, echo: Upstream
+) -> None:
+    proxy = api.create("p", echo.port)
+    api.toxic("p", type="latency", attributes={"latency": 3000})
+    api.toxic("p", type="noop", name="n")
+    with connect(proxy) as sock:
+        sock.sendall(b"a")
+        time.sleep(0.3)
+        start = time.monotonic()
+        api.delete("/proxies/p/toxics/n")
+        assert recv_exactly(sock, 1) == b"a"
+        assert time.monotonic() - start < 1
+
+
+def test_updating_a_latency_toxic_passes_on_the_chunk_it_was_delaying(
+    api: Api, echo: Upstream
+) -> None:
+    proxy = api.create("p", echo.port)
+    api.toxic("p", type="latency", attributes={"latency": 3000})
+    with connect(proxy) as sock:
+        sock.sendall(b"a")
+        time.sleep(0.3)
+        start = time.monotonic()
+        api.patch("/proxies/p/toxics/latency_downstream", {"attributes": {"latency": 3000}})
+        assert recv_exactly(sock, 1) == b"a"
+        assert time.monotonic() - start < 1
+        sock.sendall(b"b")  # what comes after is delayed as before
+        assert_hangs(sock, 0.5)
+
+
+def test_toxicity_is_drawn_again_when_a_toxic_is_added_after_it(api: Api, echo: Upstream) -> None:
+    proxy = api.create("p", echo.port)
+    api.toxic("p", type="latency", toxicity=0.5, attributes={"latency": 100})
+    slow = 0
+    with connect(proxy) as sock:
+        for _ in range(16):  # one connection: all slow or all fast if drawn only once
+            api.toxic("p", type="noop", name="n")
+            slow += round_trip(sock) >= 0.09
+            api.delete("/proxies/p/toxics/n")
+    assert 0 < slow < 16
+
+
+# -- slicer ------------------------------------------------------------------------------------
+
+
+def test_slicer_negative_variation_lowers_the_size_it_stops_at(
+    api: Api, upstream_factory: UpstreamFactory
+) -> None:
+    # Toxiproxy splits while size - average > variation: 10 bytes, average 10, variation -5
+    # make two slices of 5 (300 ms apart), where a variation taken as 0 would make one.
+    upstream = upstream_factory(_source(b"0123456789"))
+    proxy = api.create("p", upstream.port)
+    api.toxic(
+        "p",
+        type="slicer",
+        attributes={"average_size": 10, "size_variation": -5, "delay": 300_000},
+    )
+    with connect(proxy) as sock:
+        assert sock.recv(100) == b"01234"
+        assert recv_exactly(sock, 5) == b"56789"
