@@ -206,6 +206,18 @@ def test_updating_a_latency_toxic_passes_on_the_chunk_it_was_delaying(
         assert_hangs(sock, 0.5)
 
 
+def test_adding_a_toxic_restarts_the_timer_of_a_timeout_before_it(api: Api, echo: Upstream) -> None:
+    proxy = api.create("p", echo.port)
+    api.toxic("p", type="timeout", attributes={"timeout": 1000})
+    with connect(proxy) as sock:
+        time.sleep(0.3)
+        added = time.monotonic()
+        api.toxic("p", type="noop", name="n")
+        assert_hangs(sock, 0.9)  # past the first timer's second
+        assert sock.recv(1) == b""
+        assert 0.95 <= time.monotonic() - added < 2
+
+
 def test_toxicity_is_drawn_again_when_a_toxic_is_added_after_it(api: Api, echo: Upstream) -> None:
     proxy = api.create("p", echo.port)
     api.toxic("p", type="latency", toxicity=0.5, attributes={"latency": 100})
