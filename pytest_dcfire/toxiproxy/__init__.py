@@ -24,7 +24,9 @@ half-close (Toxiproxy closes the upstream socket, so the reply races the close; 
 that race); smaller buffers behind a slow reader; lookup errors without the nameserver;
 where a toxic's goroutine panics and takes Toxiproxy down (a negative ``bandwidth`` rate; a
 ``slicer`` whose split would fall outside the chunk or below one byte) this server holds
-like rate 0, or keeps the pieces within the chunk and at least a byte long.
+like rate 0, or keeps the pieces within the chunk and at least a byte long; and Toxiproxy
+dials each upstream connection inside its accept loop, so a slow dial holds up the proxy's
+later clients, where this server dials for each client at once.
 
 Data-plane corners that follow Toxiproxy's source rather than its README (tests in
 ``tests/toxiproxy/test_toxiproxy_parity.py``, all run against toxiproxy-server 2.12):
