@@ -22,9 +22,10 @@ JSON (a Go struct field Toxiproxy leaks); a client's half-close reaches the upst
 half-close (Toxiproxy closes the upstream socket, so the reply races the close; likewise a
 ``limit_data`` upstream toxic here always ends both sides at once, one of the two outcomes of
 that race); smaller buffers behind a slow reader; lookup errors without the nameserver;
-where a toxic's goroutine panics and takes Toxiproxy down (a negative ``bandwidth`` rate; a
-``slicer`` whose split would fall outside the chunk or below one byte) this server holds
-like rate 0, or keeps the pieces within the chunk and at least a byte long; and Toxiproxy
+where a toxic takes Toxiproxy down (a negative ``bandwidth`` rate panics on the first data; a
+``slicer`` panics when a random split falls outside the chunk, and recurses without end,
+growing its stack to gigabytes, when ``average_size + size_variation`` is below 1) this
+server holds like rate 0, or keeps the pieces within the chunk and a byte long; and Toxiproxy
 dials each upstream connection inside its accept loop, so a slow dial holds up the proxy's
 later clients, where this server dials for each client at once.
 
