@@ -24,6 +24,7 @@ from pytest_dcfire.toxiproxy.toxics import (
     Eof,
     EofKind,
     Item,
+    ResetPeerToxic,
     Stub,
     ToxicSpec,
     noop_pipe,
@@ -418,18 +419,25 @@ class Link:
             log.exception("toxic %s failed on a link of proxy %s", spec.name, self.conn.proxy.name)
             self.conn.close()
 
+    # Toxiproxy interrupts the toxic before the one it adds or removes, to rewire its
+    # output, and runs it again: that toxic passes on the chunk it was working on, restarts
+    # (a timeout's timer, a bandwidth's pacing) and draws its toxicity anew, as on an update.
+
     def add_toxic(self, spec: ToxicSpec) -> None:
         if self.finished:
             return
+        last = self.stages[-1] if self.stages else None
+        # Interrupted before the rewiring, the last toxic flushes past the new one.
+        restart = last is not None and last[1].interrupt(last[0].toxic)
         self._append(spec)
+        if restart and last is not None and not self.finished:
+            self._run(*last)
         self._route()
 
     def update_toxic(self, spec: ToxicSpec) -> None:
         for stage_spec, stub in self.stages:
             if stage_spec is spec:
-                if stub.task is not None:
-                    stub.task.cancel()
-                if not self.finished:
+                if stub.interrupt(spec.toxic) and not self.finished:
                     self._run(spec, stub)
                 return
 
@@ -438,15 +446,19 @@ class Link:
         if index is None:
             return
         stub = self.stages[index][1]
-        stub.cancel()
+        if not stub.interrupt(spec.toxic):
+            return  # it is about to end the link, as it does in Toxiproxy
         del self.stages[index]
-        if index > 0:
-            self.stages[index - 1][1].out = stub.out
+        before = self.stages[index - 1] if index > 0 else None
+        if before is not None:
+            before[1].out = stub.out
         if not self.finished and not spec.toxic.on_remove(stub):
             # What the toxic still held moves on, in order, behind what already passed it.
             out = stub.out
             while stub.inq:
                 out(stub.inq.popleft())
+            if before is not None and before[1].interrupt(before[0].toxic) and not self.finished:
+                self._run(*before)
         self._route()
 
     def stop(self) -> None:
@@ -472,6 +484,8 @@ class Connection:
         self.dial_task: asyncio.Task[None] | None = None
         self.waiting = False
         self.closed = False
+        #: Started with a reset_peer toxic: every close is a reset (see ``_wire``).
+        self.linger_zero = False
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -528,9 +542,25 @@ class Connection:
             assert transport is not None
             # The selector transports' read size; other transports ignore the attribute.
             transport.max_size = READ_SIZE  # type: ignore[attr-defined]
+        if any(isinstance(spec.toxic, ResetPeerToxic) for spec in self.proxy.toxics):
+            self._set_linger_zero()
         gated = self.proxy.blackhole
         up.start(self.proxy.chain(Direction.UPSTREAM), gated)
         down.start(self.proxy.chain(Direction.DOWNSTREAM), gated)
+
+    def _set_linger_zero(self) -> None:
+        """SO_LINGER 0 on both sockets, for the connection's life, so that closing either
+        sends a TCP RST. Toxiproxy does this when a link starts with a reset_peer toxic in its
+        chain (whatever its toxicity draw, and whichever the direction), and only then: the
+        sockets keep it after the toxic is removed, and a reset_peer added to an open
+        connection closes it with a FIN. Like Toxiproxy, every end of stream then closes the
+        connection rather than passing a half-close on, so the peers see the reset."""
+        self.linger_zero = True
+        for side in (self.client, self.upstream):
+            sock = side.transport.get_extra_info("socket") if side.transport else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
 
     def links(self) -> tuple[Link, ...]:
         return tuple(link for link in (self.up, self.down) if link is not None)
@@ -551,11 +581,8 @@ class Connection:
     def link_finished(self, link: Link, kind: EofKind) -> None:
         if self.closed:
             return
-        if kind is EofKind.RESET:
-            self.reset()
-            return
         other = self.down if link is self.up else self.up
-        if kind is EofKind.HARD or other is None or other.finished:
+        if kind is EofKind.HARD or self.linger_zero or other is None or other.finished:
             self.close()
             return
         transport = link.dst.transport
@@ -610,17 +637,6 @@ class Connection:
         if self.closed:
             return
         for transport in self._end():
-            transport.abort()
-
-    def reset(self) -> None:
-        """Close both sockets with SO_LINGER 0, so both peers get a TCP RST."""
-        if self.closed:
-            return
-        for transport in self._end():
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
             transport.abort()
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "Eof",
     "EofKind",
     "Item",
+    "ResetPeerToxic",
     "Stub",
     "Toxic",
     "ToxicSpec",
@@ -55,11 +56,10 @@ class Chunk:
 
 
 class EofKind(enum.IntEnum):
-    """How a link ends: a half-close passed on, a full close, or a TCP reset."""
+    """How a link ends: a half-close passed on, or a full close of both sockets."""
 
     SOFT = 0
     HARD = 1
-    RESET = 2
 
 
 class Eof:
@@ -90,6 +90,7 @@ class Stub:
         "release",
         "rng",
         "state",
+        "taken",
         "task",
         "waiter",
     )
@@ -110,6 +111,9 @@ class Stub:
         self.closer = closer
         self.rng = rng
         self.state = state
+        #: The toxic is working on the head chunk (Toxiproxy's toxic would have taken it off
+        #: its input channel), so interrupting a toxic that flushes passes it on at once.
+        self.taken = False
         self.waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
 
@@ -125,6 +129,21 @@ class Stub:
         if self.task is not None and not self.task.done():
             self.task.cancel()
         self.task = None
+
+    def interrupt(self, toxic: Toxic) -> bool:
+        """Stop the toxic's task, as Toxiproxy's ``InterruptToxic`` does before it re-runs,
+        rewires or removes the toxic; False if the toxic does not listen any more.
+
+        A toxic that never drops data passes on the chunk it was working on ("Don't drop any
+        data on the floor"); one that ends the link once it has data is left to do so.
+        """
+        if self.taken and toxic.ends_once_taken:
+            return False
+        self.cancel()
+        if self.taken and toxic.flush_on_interrupt and self.inq:
+            self.forward()
+        self.taken = False
+        return True
 
     # -- used by toxics ---------------------------------------------------------------------
 
@@ -156,6 +175,7 @@ class Stub:
 
     def forward(self) -> None:
         """Pass the head item on unchanged."""
+        self.taken = False
         self.out(self.inq.popleft())
 
     def forward_all(self) -> bool:
@@ -181,6 +201,7 @@ class Stub:
 
     def drop(self) -> None:
         """Discard the head chunk (its bytes are released from the link's accounting)."""
+        self.taken = False
         head = self.inq.popleft()
         if isinstance(head, Chunk):
             self.release(len(head.data))
@@ -205,6 +226,10 @@ class Toxic:
     #: The name Toxiproxy's error messages give the type.
     go_name: ClassVar[str]
     fields: ClassVar[tuple[str, ...]] = ()
+    #: Interrupted while working on a chunk, the toxic passes it on whole (see Stub.interrupt).
+    flush_on_interrupt: ClassVar[bool] = False
+    #: Once it has data the toxic cannot be interrupted: it ends the link (see Stub.interrupt).
+    ends_once_taken: ClassVar[bool] = False
 
     def __init__(self, attributes: dict[str, int]) -> None:
         self.attributes = attributes
@@ -245,12 +270,14 @@ class LatencyToxic(Toxic):
     type_name = "latency"
     go_name = "LatencyToxic"
     fields = ("latency", "jitter")
+    flush_on_interrupt = True
 
     async def pipe(self, stub: Stub) -> None:
         loop = stub.loop
         while True:
             item = await stub.peek()
             if isinstance(item, Chunk):
+                stub.taken = True
                 delay = self.attr("latency") / 1000.0
                 jitter = self.attr("jitter")
                 if jitter > 0:
@@ -267,11 +294,18 @@ class LatencyToxic(Toxic):
 
 
 class BandwidthToxic(Toxic):
-    """Lets ``rate`` KB/s through (1 KB = 1000 bytes, as in Toxiproxy); 0 means no limit."""
+    """Lets ``rate`` KB/s through (1 KB = 1000 bytes, as in Toxiproxy); 0 lets nothing through.
+
+    Toxiproxy passes ``rate * 100`` bytes of a chunk every 100 ms, so at rate 0 the first chunk
+    (and everything behind it, the end of the stream too) waits until the toxic is updated
+    or removed, which passes that chunk on whole. (A negative rate crashes Toxiproxy, in a
+    slice with a negative bound; here it holds like 0.)
+    """
 
     type_name = "bandwidth"
     go_name = "BandwidthToxic"
     fields = ("rate",)
+    flush_on_interrupt = True
 
     async def pipe(self, stub: Stub) -> None:
         loop = stub.loop
@@ -281,11 +315,10 @@ class BandwidthToxic(Toxic):
             if isinstance(item, Eof):
                 stub.forward()
                 return
+            stub.taken = True
             rate = self.attr("rate")  # KB/s, 1 KB = 1000 bytes, as in Toxiproxy
             if rate <= 0:
-                debt = 0.0
-                stub.forward()
-                continue
+                await loop.create_future()  # held until the toxic is interrupted
             debt += len(item.data) / (rate * 1000.0)
             slice_size = rate * 100  # what may pass every 100 ms
             while len(item.data) > slice_size:
@@ -319,16 +352,21 @@ class SlowCloseToxic(Toxic):
 
 
 class TimeoutToxic(Toxic):
-    """Drops all data; closes the link after ``timeout`` ms, never when it is 0."""
+    """Drops all data; closes the link after ``timeout`` ms without data, never when it is 0.
+
+    As in Toxiproxy (a new ``time.After`` each time round its loop), every chunk dropped
+    starts the wait again, so a link that keeps sending is never closed.
+    """
 
     type_name = "timeout"
     go_name = "TimeoutToxic"
     fields = ("timeout",)
 
     async def pipe(self, stub: Stub) -> None:
-        timeout = self.attr("timeout")
-        deadline = stub.loop.time() + timeout / 1000.0 if timeout > 0 else None
+        timeout = self.attr("timeout") / 1000.0
+        loop = stub.loop
         while True:
+            deadline = loop.time() + timeout if timeout > 0 else None
             item = await stub.peek_until(deadline)
             if item is None:
                 stub.end(EofKind.HARD)
@@ -345,18 +383,27 @@ class TimeoutToxic(Toxic):
 
 
 class ResetPeerToxic(Toxic):
-    """On the first data (after ``timeout`` ms), resets both sockets with SO_LINGER 0."""
+    """On the first data (after ``timeout`` ms), closes the connection.
+
+    The close is a reset because a connection that starts with a reset_peer toxic in its
+    chain has SO_LINGER 0 on both sockets (``Connection``); as in Toxiproxy, one added to an
+    open connection closes it with a FIN.
+    """
 
     type_name = "reset_peer"
     go_name = "ResetToxic"
     fields = ("timeout",)
+    # Toxiproxy's toxic waits out its timeout without listening for interrupts: updating or
+    # removing it then does not stop the close.
+    ends_once_taken = True
 
     async def pipe(self, stub: Stub) -> None:
-        await stub.peek()
+        await stub.peek()  # data or the end of the stream, as Toxiproxy's <-stub.Input
+        stub.taken = True
         timeout = self.attr("timeout")
         if timeout > 0:
             await asyncio.sleep(timeout / 1000.0)
-        stub.end(EofKind.RESET)
+        stub.end(EofKind.HARD)
 
 
 class SlicerToxic(Toxic):
@@ -365,11 +412,13 @@ class SlicerToxic(Toxic):
     type_name = "slicer"
     go_name = "SlicerToxic"
     fields = ("average_size", "size_variation", "delay")
+    flush_on_interrupt = True
 
     def slice_sizes(self, total: int, rng: random.Random) -> list[int]:
-        """Split ``total`` bytes around the middle, recursively, as Toxiproxy's slicer does."""
+        """Split ``total`` bytes around the middle, recursively, as Toxiproxy's slicer does
+        (a negative variation lowers the size it stops at; pieces stay at least a byte)."""
         average = self.attr("average_size")
-        variation = max(self.attr("size_variation"), 0)
+        variation = self.attr("size_variation")
         sizes: list[int] = []
         stack = [(0, total)]
         while stack:
@@ -391,6 +440,7 @@ class SlicerToxic(Toxic):
             if isinstance(item, Eof):
                 stub.forward()
                 return
+            stub.taken = True
             delay = self.attr("delay") / 1_000_000.0
             for size in self.slice_sizes(len(item.data), stub.rng):
                 stub.forward_part(size)
