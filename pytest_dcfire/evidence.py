@@ -109,6 +109,8 @@ class DrillEvidence:
     verdicts: list[Verdict] = field(default_factory=list)
     link_faults: list[Any] = field(default_factory=list)  # linkfaults.LinkFault records
     outcome: str = ""
+    #: The seeds of the test's `dcfire.chaos()` schedules (printed for replay).
+    seeds: list[int] = field(default_factory=list)
     _running: list[DrillWorkload] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
