@@ -38,7 +38,7 @@ class Step:
     kind: str
     targets: tuple[str, ...]
     hold: float | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def lift_at(self) -> float | None:
