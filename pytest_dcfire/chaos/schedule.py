@@ -56,11 +56,13 @@ class Step:
 
 @dataclass
 class Event:
-    """A step as it happened: due and applied (the fault in place) and lifted, in seconds
-    after the schedule started; `late_ms` is how long after its due time it was in place."""
+    """A step as it happened: due, woke (the runner began applying it), applied (the fault
+    in place) and lifted, in seconds after the schedule started; `late_ms` is how long after
+    its due time it was in place, `wake_ms` the runner's own part of that."""
 
     step: Step
     due: float
+    woke: float | None = None
     applied: float | None = None
     lifted: float | None = None
     error: str = ""
@@ -76,6 +78,10 @@ class Event:
     @property
     def late_ms(self) -> float | None:
         return None if self.applied is None else (self.applied - self.due) * 1000.0
+
+    @property
+    def wake_ms(self) -> float | None:
+        return None if self.woke is None else (self.woke - self.due) * 1000.0
 
     def __str__(self) -> str:
         text = self.step.describe()
@@ -219,7 +225,7 @@ class Schedule:
     def _apply(self, index: int, due: float) -> bool:
         assert self.started is not None
         step = self.steps[index]
-        event = Event(step, due)
+        event = Event(step, due, woke=time.monotonic() - self.started)
         try:
             handle = KINDS[step.kind].apply(self.controller, step.targets, step.options)
         except Exception as exc:
