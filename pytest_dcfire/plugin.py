@@ -347,8 +347,9 @@ def dcfire_topology(pytestconfig: pytest.Config) -> Iterator[Any]:
 @pytest.fixture
 def dcfire(request: pytest.FixtureRequest, dcfire_topology: Any) -> Iterator[FireController]:
     """The fire controller of this test: `fire()`, `restore()`, `burning`, `workload()`,
-    `eventually()`, `measure_recovery()`. Everything it burned is restored at teardown,
-    always; its workloads' verdicts go to the report and the JUnit properties."""
+    `eventually()`, `measure_recovery()`, `schedule(steps)`, `chaos(...)`. Everything it
+    burned is restored at teardown, always; its workloads' verdicts go to the report and the
+    JUnit properties."""
     state = request.config.stash[SESSION_KEY]
     controller = FireController(
         dcfire_topology,
