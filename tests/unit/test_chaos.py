@@ -343,6 +343,7 @@ def test_context_manager_keeps_the_block_exception() -> None:
 class Svc:
     def __init__(self, name: str, base: str, site: str) -> None:
         self.name, self.base, self.site = name, base, site
+        self.spec = self  # a handle's spec names its base service too
 
 
 class Topo:
@@ -358,6 +359,9 @@ class ControllerSystem:
 
     def in_site(self, site: str) -> list[Svc]:
         return [s for s in self.topology.services if s.site == site]
+
+    def __iter__(self) -> Any:
+        return iter(self.topology.services)
 
     def wait_healthy(self, handles: Sequence[Svc]) -> list[Any]:
         self.healthy.append([h.name for h in handles])
@@ -417,3 +421,51 @@ def test_controller_chaos_uses_the_replay_seed() -> None:
     explicit = dc.chaos(faults="fire", duration=1, seed=5, quiet=0)
     explicit.halt()
     assert explicit.seed == 5
+
+
+class FakeLinks:
+    """Link faults as the controller records them, without a Toxiproxy."""
+
+    def partition(self, spec: Any, test: str, direct: Any) -> Any:
+        from pytest_dcfire.linkfaults import LinkFault
+
+        return LinkFault("partition", spec.describe(), "cut", [], test)
+
+    def brownout(self, spec: Any, handles: Any, test: str) -> Any:
+        from pytest_dcfire.linkfaults import LinkFault
+
+        return LinkFault("brownout", spec.target, spec.describe(), [], test)
+
+
+def test_every_event_is_a_mark_in_the_workload_history() -> None:
+    dc = FireController(ControllerSystem(), make_step, Timeline(), 1.0, links=FakeLinks())
+    steps = [
+        (0.0, "fire", "a", {"for": 0.1}),
+        (0.15, "partition", ("a", "b"), {"for": 0.1}),
+        (0.3, "brownout", "x@b", {"latency": 100, "for": 0.1}),
+        (0.45, "freeze", "b", {"for": 0.1}),
+    ]
+    with dc.workload(lambda n: n, threads=1, interval=0.01) as wl:
+        with dc.schedule(steps, quiet=0) as s:
+            s.wait()
+        time.sleep(0.05)
+    dc.restore()
+    dc.evidence.finish(None, None)
+    marks = [(m.name, m.label) for m in wl.history.marks]
+    assert marks == [
+        ("ignite", "a [fire]"),
+        ("restore", "a [fire]"),
+        ("partition", "a | b"),
+        ("partition-lifted", "a | b"),
+        ("brownout", "x@b"),
+        ("brownout-lifted", "x@b"),
+        ("ignite", "b [freeze]"),
+        ("restore", "b [freeze]"),
+    ], marks
+    t0 = s.started
+    assert t0 is not None
+    by_name = {(m.name, m.label): m.time - t0 for m in wl.history.marks}
+    for event in s.events:
+        assert event.applied is not None and event.lifted is not None
+        start = [v for (n, label), v in by_name.items() if n in ("ignite", event.kind)]
+        assert any(abs(v - event.applied) < 0.05 for v in start), (str(event), by_name)
