@@ -21,6 +21,7 @@ from pytest_dcfire.chaos.schedule import parse_steps
 from pytest_dcfire.errors import ConfigError
 from pytest_dcfire.faults.timing import FaultTiming as StepTiming
 from pytest_dcfire.fire import FireController, FireSpec, Timeline
+from pytest_dcfire.recovery import eventually
 
 SITES = Targets(
     ("pangyo", "ansan", "daejeon"),
@@ -278,12 +279,14 @@ def test_runner_applies_and_lifts_on_time() -> None:
         ("apply", "partition ansan|daejeon"): 0.25,
         ("lift", "fire pangyo"): 0.3,
     }.items():
-        assert due <= times[(action, what)] <= due + 0.05, (action, what, times)
+        # never early; the bound only catches a runner waiting for the wrong time (the
+        # lateness itself is measured by benchmarks/bench_chaos.py, not asserted)
+        assert due <= times[(action, what)] < due + 1.0, (action, what, times)
     assert [e.kind for e in events] == ["fire", "freeze", "brownout", "partition"]
     assert all(e.applied is not None and e.lifted is not None for e in events)
-    late = events[0].late_ms
-    assert late is not None and 0 <= late < 50
-    assert str(events[3]).startswith("partition ansan | daejeon: applied at 0.2")
+    late, wake = events[0].late_ms, events[0].wake_ms
+    assert late is not None and wake is not None and 0 <= wake <= late
+    assert str(events[3]).startswith("partition ansan | daejeon: applied at ")
     assert "(due 0.250 s," in str(events[3]) and ", lifted at " in str(events[3])
     # the darkened sites (fire, freeze) health-checked once, after everything was lifted
     assert ctl.system.healthy == [["svc@pangyo", "svc@ansan"]]
@@ -292,7 +295,7 @@ def test_runner_applies_and_lifts_on_time() -> None:
 
 def test_stop_early_lifts_and_skips_the_rest() -> None:
     ctl, schedule = run([(0, "fire", "pangyo", {"for": 30}), (20, "fire", "ansan")])
-    time.sleep(0.1)
+    eventually(lambda: len(schedule.events) > 0, timeout=10)
     with schedule:
         assert [e.kind for e in schedule.active] == ["fire"]
     assert [(a, w) for a, w, _ in ctl.log] == [("apply", "fire pangyo"), ("lift", "fire pangyo")]
@@ -304,7 +307,7 @@ def test_stop_early_lifts_and_skips_the_rest() -> None:
 
 def test_unlifted_event_says_so() -> None:
     _, schedule = run([(0, "fire", "pangyo")])
-    time.sleep(0.1)
+    eventually(lambda: len(schedule.events) > 0, timeout=10)
     assert "still applied" in str(schedule.events[0])
     schedule.stop()
 
@@ -322,9 +325,8 @@ def test_failed_step_stops_the_schedule_lifts_and_raises() -> None:
         fail="partition",
         seed=99,
     )
-    time.sleep(0.3)
     with pytest.raises(ChaosError, match=r"dcfire.schedule \(seed 99\): partition pangyo"):
-        schedule.stop()
+        schedule.wait(timeout=10)  # the runner ends at the failed step
     assert [(a, w) for a, w, _ in ctl.log] == [("apply", "fire pangyo"), ("lift", "fire pangyo")]
     assert "apply failed: the engine said no" in str(schedule.events[1])
     schedule.halt()  # reported once
@@ -387,7 +389,7 @@ def test_controller_chaos_is_on_the_timeline_and_restore_halts_it() -> None:
     timeline = Timeline()
     dc = FireController(ControllerSystem(), make_step, timeline, 1.0)
     schedule = dc.chaos(faults=["fire", "freeze"], seed=7, duration=60, interval=0.05, quiet=0)
-    time.sleep(0.3)
+    eventually(lambda: len(schedule.events) >= 2, timeout=10)
     assert schedule.running
     dc.restore()  # what the fixture's teardown calls
     assert not schedule.running
