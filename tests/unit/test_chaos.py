@@ -258,8 +258,7 @@ def test_runner_applies_and_lifts_on_time() -> None:
         ]
     )
     assert schedule.started is not None
-    time.sleep(0.5)
-    events = schedule.stop()
+    events = schedule.wait(timeout=10)  # every step run, then stop() lifts the partition
     t0 = schedule.started
     times = {(action, what): round(at - t0, 2) for action, what, at in ctl.log}
     assert [(a, w) for a, w, _ in ctl.log] == [
