@@ -111,6 +111,8 @@ class DrillEvidence:
     outcome: str = ""
     #: Why the test is expected to fail (`xfail(reason=...)`), when it is.
     reason: str = ""
+    #: The seeds of the test's `dcfire.chaos()` schedules (printed for replay).
+    seeds: list[int] = field(default_factory=list)
     _running: list[DrillWorkload] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -234,9 +234,10 @@ class Fire:
     def __exit__(self, *exc: object) -> None:
         self.extinguish()
 
-    def extinguish(self) -> None:
-        """Undo this fire (reverse order), then wait for its sites' health checks."""
-        self.controller._extinguish(self)
+    def extinguish(self, wait: bool = True) -> None:
+        """Undo this fire (reverse order), then wait for its sites' health checks (unless
+        `wait=False`: a schedule waits once, when it stops)."""
+        self.controller._extinguish(self, wait=wait)
 
 
 class FireController:
@@ -269,6 +270,8 @@ class FireController:
         self.evidence = DrillEvidence(getattr(item, "nodeid", ""))
         #: Sites kept dark by others (the suite burn): no health wait for them on restore.
         self.also_dark: Callable[[], Iterable[str]] = tuple
+        #: Schedules started by `schedule()` / `chaos()`: `restore()` stops them first.
+        self.schedules: list[Any] = []
 
     @property
     def burning(self) -> tuple[str, ...]:
@@ -390,6 +393,11 @@ class FireController:
     def restore(self) -> None:
         """Restore everything this test burned, most recent fire first."""
         errors: list[BaseException] = []
+        for schedule in self.schedules:  # first: a running schedule would burn again
+            try:
+                schedule.halt()
+            except BaseException as exc:
+                errors.append(exc)
         for fault in reversed(self.link_faults):
             try:
                 fault.lift()
@@ -446,6 +454,55 @@ class FireController:
             interval=interval,
             **options,
         )
+
+    def schedule(self, steps: Any, *, quiet: float | None = None) -> Any:
+        """Run `steps` in the background: `(at, kind, target(s)[, {"for": s, ...}])` tuples,
+        e.g. `[(0, "fire", "pangyo", {"for": 8}), (5, "fire", "ansan", {"for": 8})]`.
+        Returns a `Schedule` (`.events`, `.stop()`, a context manager); see chaos/."""
+        from pytest_dcfire import chaos
+
+        valid = chaos.targets_of(self.system)
+        quiet = chaos.DEFAULT_QUIET if quiet is None else quiet
+        schedule = chaos.schedule(self, steps, valid, quiet=quiet)
+        self.schedules.append(schedule)
+        return schedule
+
+    def chaos(
+        self,
+        faults: Any = None,
+        seed: int | None = None,
+        duration: float = 30.0,
+        interval: Any = 5.0,
+        max_at_once: int = 1,
+        *,
+        hold: Any = None,
+        quiet: float | None = None,
+    ) -> Any:
+        """Run a random schedule of `faults` (kind names; default all available) over the
+        sites and services for `duration` s, a fault every `interval` s (drawn; a number or
+        (low, high)), each lasting `hold` (default: like interval), at most `max_at_once` at
+        a time. Only `random.Random(seed)` draws it; the seed (given, else --dcfire-seed,
+        else new) is printed with the test's report and failure."""
+        from pytest_dcfire import chaos
+        from pytest_dcfire.chaos.seed import replay_seed
+
+        valid = chaos.targets_of(self.system, exclude=self.also_dark())
+        schedule = chaos.chaos(
+            self,
+            valid,
+            faults=faults,
+            seed=seed,
+            replay=replay_seed(getattr(self._item, "config", None)),
+            duration=duration,
+            interval=interval,
+            hold=hold,
+            max_at_once=max_at_once,
+            quiet=chaos.DEFAULT_QUIET if quiet is None else quiet,
+        )
+        self.schedules.append(schedule)
+        if schedule.seed is not None:
+            self.evidence.seeds.append(schedule.seed)
+        return schedule
 
     def eventually(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
         """Retry `fn` until it neither raises nor returns False (default: recovery timeout)."""

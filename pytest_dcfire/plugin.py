@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_dcfire import burn, each_site, hookspecs, share
+from pytest_dcfire.chaos import seed as chaos_seed
 from pytest_dcfire.config import (
     INI_KEEP,
     INI_RECOVERY_TIMEOUT,
@@ -94,6 +95,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"fires are serialised across workers by a lock) (ini: {INI_SHARE}).",
     )
     burn.add_options(group, parser)
+    chaos_seed.add_options(group, parser)
     adopt.add_options(group, parser)
     parser.addini(
         INI_TOPOLOGY, "path of the topology YAML or docker-compose file, relative to the ini file."
@@ -158,6 +160,7 @@ def pytest_configure(config: pytest.Config) -> None:
             burn.burn_sites(config.getoption("dcfire_burn"), config.getini(burn.INI_BURN), sites)
         )
         session_evidence(config).report_path = report_path(config)
+        chaos_seed.configure(config)
     except (ConfigError, TopologyError) as exc:
         raise pytest.UsageError(str(exc)) from None
     if settings.plan and topology is None:
@@ -330,8 +333,9 @@ def dcfire_topology(pytestconfig: pytest.Config) -> Iterator[Any]:
 @pytest.fixture
 def dcfire(request: pytest.FixtureRequest, dcfire_topology: Any) -> Iterator[FireController]:
     """The fire controller of this test: `fire()`, `restore()`, `burning`, `workload()`,
-    `eventually()`, `measure_recovery()`. Everything it burned is restored at teardown,
-    always; its workloads' verdicts go to the report and the JUnit properties."""
+    `eventually()`, `measure_recovery()`, `schedule(steps)`, `chaos(...)`. Everything it
+    burned is restored at teardown, always; its workloads' verdicts go to the report and the
+    JUnit properties."""
     state = request.config.stash[SESSION_KEY]
     controller = FireController(
         dcfire_topology,
@@ -357,8 +361,25 @@ def dcfire(request: pytest.FixtureRequest, dcfire_topology: Any) -> Iterator[Fir
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, Any, Any]:
     """Each burning test's outcome for the report (outermost: xfail is already applied)."""
     report = yield
-    session_evidence(item.config).outcome(report)
+    evidence = session_evidence(item.config)
+    evidence.outcome(report)
+    drill = evidence.drills.get(item.nodeid)
+    if drill is not None and drill.seeds and report.when == "call":
+        _print_seeds(report, drill.seeds)
     return report
+
+
+def _print_seeds(report: pytest.TestReport, seeds: list[int]) -> None:
+    """The chaos seeds in the failure message (or the test's report section) for replay."""
+    text = "\n".join(
+        f"dcfire.chaos seed {seed}: replay with {chaos_seed.OPTION_SEED} {seed}"
+        for seed in dict.fromkeys(seeds)
+    )
+    addsection = getattr(report.longrepr, "addsection", None)  # pytest's ExceptionRepr
+    if report.failed and addsection is not None:
+        addsection("dcfire chaos", text)
+    else:
+        report.sections.append(("dcfire chaos", text))
 
 
 def _terminal_tables(state: DcfireSession) -> tuple[list[str], list[str]]:

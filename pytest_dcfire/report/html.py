@@ -270,6 +270,8 @@ def _drill_section(index: str, drill: DrillEvidence) -> str:
     if drill.lost_writes is not None:
         cls = ' class="lost"' if drill.lost_writes else ""
         facts.append(f"<span{cls}>lost writes <b>{drill.lost_writes}</b></span>")
+    for seed in dict.fromkeys(drill.seeds):
+        facts.append(f"chaos seed <b>{seed}</b>")
     for w in drill.workloads:
         facts.append(f"workload <b>{_e(w.name)}</b>: {len(w.history)} calls")
     out = [

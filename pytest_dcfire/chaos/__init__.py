@@ -1,0 +1,105 @@
+"""Schedules and seeded chaos: faults applied in the background on a timetable, written by
+hand (`dcfire.schedule(steps)`) or drawn from a seed (`dcfire.chaos(...)`).
+
+- kinds.py: the registry of fault kinds (name -> apply/lift on the fire controller);
+- schedule.py: steps, events and the timed runner thread;
+- generator.py: the seeded random schedule;
+- seed.py: `--dcfire-seed` / `dcfire_seed`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pytest_dcfire.chaos.generator import (
+    check_duration,
+    check_max,
+    generate,
+    new_seed,
+    parse_kinds,
+    parse_seed,
+    parse_span,
+)
+from pytest_dcfire.chaos.kinds import KINDS, NOT_YET, Controller, Targets
+from pytest_dcfire.chaos.schedule import (
+    DEFAULT_QUIET,
+    ChaosError,
+    Event,
+    Schedule,
+    Step,
+    parse_steps,
+)
+
+__all__ = [
+    "DEFAULT_QUIET",
+    "KINDS",
+    "NOT_YET",
+    "ChaosError",
+    "Controller",
+    "Event",
+    "Schedule",
+    "Step",
+    "Targets",
+    "chaos",
+    "schedule",
+    "targets_of",
+]
+
+
+def targets_of(system: Any, exclude: Iterable[str] = ()) -> Targets:
+    """The sites and services of the running system a schedule may aim at, in topology
+    order; `exclude` (sites kept dark by others, e.g. the suite burn) is left out."""
+    skip = set(exclude)
+    sites = tuple(s for s in system.sites if s not in skip)
+    services: dict[str, tuple[str, ...]] = {}
+    for svc in system.topology.services:
+        if svc.site in skip:
+            continue
+        services.setdefault(svc.name, (svc.site,))
+        base = services.get(svc.base, ())
+        if svc.base != svc.name and svc.site not in base:
+            services[svc.base] = (*base, svc.site)
+    return Targets(sites, services)
+
+
+def schedule(
+    controller: Controller, steps: Any, valid: Targets, quiet: float = DEFAULT_QUIET
+) -> Schedule:
+    """Validate `steps` and start running them in the background."""
+    parsed = parse_steps("dcfire.schedule", steps, valid)
+    return Schedule(controller, parsed, quiet=quiet, name="schedule").start()
+
+
+def chaos(
+    controller: Controller,
+    valid: Targets,
+    *,
+    faults: Any = None,
+    seed: Any = None,
+    replay: int | None = None,
+    duration: Any = 30.0,
+    interval: Any = 5.0,
+    hold: Any = None,
+    max_at_once: Any = 1,
+    quiet: float = DEFAULT_QUIET,
+) -> Schedule:
+    """Draw a random schedule (seed: given, else `replay` from --dcfire-seed, else new) and
+    start it in the background."""
+    chosen = (
+        parse_seed("dcfire.chaos: seed", seed)
+        if seed is not None
+        else (replay if replay is not None else new_seed())
+    )
+    kinds = parse_kinds(faults, valid)
+    gaps = parse_span("interval", interval)
+    steps = generate(
+        kinds,
+        valid,
+        chosen,
+        duration=check_duration(duration),
+        interval=gaps,
+        hold=gaps if hold is None else parse_span("hold", hold),
+        max_at_once=check_max(max_at_once),
+    )
+    return Schedule(controller, steps, quiet=quiet, seed=chosen, name="chaos").start()
