@@ -173,3 +173,62 @@ def test_every_script_parses(shell: str, scripts: list[str], tmp_path: Path) -> 
         path.write_text(script.replace("${{", "__").replace("}}", "__"))
         result = subprocess.run([shell, "-n", str(path)], capture_output=True, text=True)
         assert result.returncode == 0, f"{script}\n{result.stderr}"
+
+
+def run_locally() -> Any:
+    """examples/ci/run-locally as a module (it has no .py suffix: it is a command)."""
+    import importlib.machinery
+    import importlib.util
+
+    path = str(CI / "run-locally")
+    loader = importlib.machinery.SourceFileLoader("run_locally", path)
+    spec = importlib.util.spec_from_loader("run_locally", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def test_run_locally_evaluates_the_workflow_s_expressions() -> None:
+    rl = run_locally()
+    values = {
+        "github": {"workspace": str(ROOT), "run_id": "7"},
+        "matrix": {"burn": "east"},
+        "steps": {"cache": {"outputs": {"cache-hit": "true"}}},
+        "env": {"REPORTS": "reports/east"},
+    }
+    ctx = rl.Context(values, job_failed=False)
+    name = load(GITHUB)["jobs"]["suite"]["name"]
+    assert ctx.render(name) == "suite with east dark"
+    assert rl.Context({**values, "matrix": {"burn": "none"}}, False).render(name) == (
+        "baseline (no fire)"
+    )
+    assert ctx.render("dcfire-${{ github.run_id }}-${{ matrix.burn }}") == "dcfire-7-east"
+    assert ctx.condition("steps.cache.outputs.cache-hit != 'true'") is False
+    assert ctx.condition("steps.missing.outputs.cache-hit != 'true'") is True
+    assert ctx.condition(None) is True and ctx.condition("failure()") is False
+    failed = rl.Context(values, job_failed=True)
+    assert failed.condition(None) is False and failed.condition("always()") is True
+    assert failed.condition("steps.cache.outputs.cache-hit == 'true'") is False  # success() &&
+    digest = ctx.render("${{ hashFiles('examples/ci/stack/**') }}")
+    assert len(digest) == 64 and digest != ctx.render("${{ hashFiles('examples/ci/*.yml') }}")
+    with pytest.raises(SystemExit, match=r"function toJSON\(\) is not emulated"):
+        ctx.render("${{ toJSON(matrix) }}")
+    assert rl.read_pairs("A=1\nB<<EOF\nx\ny\nEOF\nC=a=b\n") == {"A": "1", "B": "x\ny", "C": "a=b"}
+
+
+def test_every_expression_of_the_github_workflow_is_emulated() -> None:
+    """run-locally refuses what it cannot emulate: every `${{ }}` and `uses:` here is known."""
+    rl = run_locally()
+    doc = load(GITHUB)
+    ctx = rl.Context(
+        {"github": {"workspace": str(ROOT)}, "matrix": {"burn": "east"}, "runner": {"temp": "/t"}},
+        job_failed=False,
+    )
+    for job in doc["jobs"].values():
+        ctx.render({k: v for k, v in job.items() if k not in ("steps", "strategy")})
+        for step in job["steps"]:
+            ctx.render(step)
+            ctx.condition(step.get("if"))
+            action = step.get("uses", "").split("@")[0]
+            assert action in ("", *rl.ACTIONS), action
