@@ -153,8 +153,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
             topology = load_topology(settings.topology)
         compose = _adopt_compose(config)
-        if compose is not None:
-            topology = compose.topology(topology)
+        topology = adopt.resolve_topology(
+            topology, compose, config.getini(adopt.INI_SITES), _ini_where(config, adopt.INI_SITES)
+        )
         sites = topology.site_names if topology is not None else ()
         suite_burn = burn.SuiteBurn(
             burn.burn_sites(config.getoption("dcfire_burn"), config.getini(burn.INI_BURN), sites)
@@ -166,7 +167,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.plan and topology is None:
         raise pytest.UsageError(
             "--dcfire-plan needs a topology: set dcfire_topology in pytest.ini, pass "
-            "--dcfire-topology PATH or adopt a running compose project (dcfire_adopt_compose)"
+            "--dcfire-topology PATH, adopt a running compose project (dcfire_adopt_compose) "
+            "or declare the sites of adopted containers (dcfire_sites)"
         )
     progress = TerminalProgress(config)
     config.pluginmanager.register(progress, "dcfire-progress")
@@ -197,6 +199,11 @@ def _adopt_compose(config: pytest.Config) -> adopt.ComposeProject | None:
     return adopt.discover_compose(str(project), where)
 
 
+def _ini_where(config: pytest.Config, key: str) -> str:
+    """`pytest.ini: dcfire_sites`: where an ini value came from, for error messages."""
+    return f"{Path(config.inipath).name}: {key}" if config.inipath else key
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
     if not config.option.dcfire_plan:
@@ -207,9 +214,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     assert reporter is not None
-    lines = render_plan(state.topology).splitlines()
     if state.compose is not None:
+        planned = state.compose.planned(state.topology)
+        lines = render_plan(planned, [m.name for m in state.compose.members]).splitlines()
         lines += state.compose.plan_lines()
+    else:
+        lines = render_plan(state.topology).splitlines()
     lines += each_site.plan_lines(session.items, state.topology.site_names)
     for line in lines:
         reporter.write_line(line)
@@ -231,11 +241,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     state = config.stash.get(SESSION_KEY, None)
     if state is None or state.topology is None:
         return []
-    topo = state.topology
+    topo, compose = state.topology, state.compose
+    adopted = f", {len(compose.members)} adopted" if compose is not None else ""
     return [
         f"dcfire: topology {topo.source}: sites {', '.join(topo.site_names)}; "
-        f"{len(topo.services)} service instance(s)",
-        *(state.compose.header() if state.compose is not None else []),
+        f"{len(topo.services)} service instance(s){adopted}",
+        *(compose.header(topo, state.burn.sites) if compose is not None else []),
         *state.burn.header(),
     ]
 

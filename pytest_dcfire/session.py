@@ -7,6 +7,7 @@ anything pays nothing for the plugin.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -68,7 +69,9 @@ class DcfireSession:
         if self.topology is None:
             raise DcfireError(
                 "no topology configured: set dcfire_topology in pytest.ini (or pyproject.toml "
-                "[tool.pytest.ini_options]) or pass --dcfire-topology PATH"
+                "[tool.pytest.ini_options]) or pass --dcfire-topology PATH; for adopted "
+                "containers only, declare their sites (dcfire_sites = east west) or adopt a "
+                "compose project (dcfire_adopt_compose)"
             )
         if self.shared is not None and self.shared.get("failure") is not None:
             self._failure = (
@@ -152,15 +155,26 @@ class DcfireSession:
         from pytest_dcfire.runtime.adopt import Adoptions
 
         assert self.engine is not None
-        adoptions = Adoptions(self.engine, system, self.faults.targets, self.progress)
+        adoptions = Adoptions(
+            self.engine,
+            system,
+            self.faults.targets,
+            self.progress,
+            health_timeout=self.settings.recovery_timeout,
+        )
         adoptions.on_join.append(self.burn.joined)
         system.adopter = adoptions
         if self.compose is not None:
+            started = time.monotonic()
             try:
                 self.compose.adopt_into(adoptions)
             except DcfireError:
                 system.stop()
                 raise
+            self.progress(
+                f"adopted compose project {self.compose.name}: {len(self.compose.members)} "
+                f"container(s) healthy in {time.monotonic() - started:.1f} s"
+            )
 
     def _reap_workers(self) -> list[str]:
         """Remove the helpers of workers that died attached to our shared copy (SIGKILL):

@@ -16,6 +16,11 @@ Adoption is explicit and narrow:
   carries this session's labels, which Docker cannot add to an existing container;
 - its storage is not ours: only the loop-backed pools the plugin made can be frozen, so a
   fire reports `not ours, skipped` for the storage of adopted containers.
+
+Adopted members count in the plan, the header and `blast_radius` like started ones; their
+dependencies come from `depends_on=` or the `dcfire.depends_on` label. `dcfire_sites` in the
+ini file declares the sites when there is neither a topology file nor a compose project
+(testcontainers or `docker run` containers adopted by fixtures).
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ from typing import Any
 
 import docker.errors
 
-from pytest_dcfire.errors import ConfigError, DcfireError, did_you_mean
+from pytest_dcfire.errors import ConfigError, DcfireError, StartupError, did_you_mean
 from pytest_dcfire.runtime.engine import L_SESSION
 from pytest_dcfire.runtime.handles import ServiceHandle
+from pytest_dcfire.runtime.health import wait_healthy
 from pytest_dcfire.topology.model import NAME_PATTERN, HealthCheck, Service, Site, Topology
+from pytest_dcfire.topology.plan import blast_radius, with_adopted
 
 INI_ADOPT_COMPOSE = "dcfire_adopt_compose"
 OPTION_ADOPT_COMPOSE = "--dcfire-adopt-compose"
@@ -42,6 +49,11 @@ SITE_LABEL = "dcfire.site"
 #: Optional service label with a health check, as in a topology file: `tcp:5432`,
 #: `http:/health:8080` or `cmd:pg_isready -q`.
 HEALTH_LABEL = "dcfire.healthcheck"
+#: Optional label listing what a member needs (`cache`, `db@east`; commas or spaces), used
+#: by the blast radius: `dcfire.depends_on: cache`.
+DEPENDS_LABEL = "dcfire.depends_on"
+#: ini key declaring the sites when no topology file or compose project does.
+INI_SITES = "dcfire_sites"
 #: Method shown in the fire table when a fire meets the storage of adopted containers.
 STORAGE_NOT_OURS = "not ours, skipped"
 
@@ -58,6 +70,13 @@ def add_options(group: Any, parser: Any) -> None:
         INI_ADOPT_COMPOSE,
         "name of a running compose project whose containers are adopted (sites from the "
         f"{SITE_LABEL} service label); no topology file is needed.",
+    )
+    parser.addini(
+        INI_SITES,
+        "sites of a system made only of adopted containers (testcontainers, docker run), "
+        "e.g. `east west`; for sessions without a topology file.",
+        type="args",
+        default=[],
     )
 
 
@@ -91,6 +110,87 @@ def parse_healthcheck(value: Any, where: str) -> HealthCheck | None:
     raise ConfigError(f"{where}: healthcheck {dict(value)!r} is not valid; use {valid}")
 
 
+def parse_depends(value: Any, where: str) -> tuple[str, ...]:
+    """`cache, db@east` (or a list) -> ('cache', 'db@east'); names checked, not resolved."""
+    if value is None:
+        return ()
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(
+            f"{where}: depends_on {value!r} is not valid; give member names, e.g. 'cache' or "
+            "'cache, db@east'"
+        )
+    names = tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
+    for name in names:
+        if not all(NAME_PATTERN.match(part) for part in name.split("@", 1)):
+            raise ConfigError(
+                f"{where}: depends_on {name!r} is not a member name (letters, digits, '.', "
+                "'_', '-'; or svc@site)"
+            )
+    return names
+
+
+def check_depends(
+    member: str, depends: Sequence[str], known: Sequence[str], where: str, hint: str = ""
+) -> None:
+    """Every dependency names a member (or a service's instances) of the system."""
+    for ref in depends:
+        if ref == member:
+            raise ConfigError(f"{where}: {member} cannot depend on itself ({DEPENDS_LABEL})")
+        if ref not in known:
+            raise ConfigError(
+                f"{where}: depends_on {ref!r} names no member{did_you_mean(ref, known)}; "
+                f"members: {', '.join(sorted(known)) or '(none yet)'}{hint}"
+            )
+
+
+def member_names(services: Sequence[Any]) -> list[str]:
+    """What a dependency may name: instances (`api@east`) and services (`api`)."""
+    specs = [getattr(s, "spec", s) for s in services]
+    return list(dict.fromkeys([*(s.name for s in specs), *(s.base for s in specs)]))
+
+
+def declared_sites(value: Sequence[str], where: str) -> tuple[str, ...]:
+    """`dcfire_sites = east west` (spaces or commas), each a valid, distinct site name."""
+    names = [n.strip() for item in value for n in str(item).split(",") if n.strip()]
+    for name in names:
+        if not NAME_PATTERN.match(name):
+            raise ConfigError(
+                f"{where} = {' '.join(value)}: {name!r} is not a valid site name (letters, "
+                "digits, '.', '_', '-'; separate sites with spaces)"
+            )
+    if len(set(names)) != len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise ConfigError(f"{where} = {' '.join(value)}: site {twice!r} is named twice")
+    return tuple(names)
+
+
+def resolve_topology(
+    topology: Topology | None,
+    compose: ComposeProject | None,
+    sites: Sequence[str],
+    where: str = INI_SITES,
+) -> Topology | None:
+    """The sites markers are checked against: the topology file's, the compose labels' or
+    `dcfire_sites`' (which the labels must then name). A file and `dcfire_sites` conflict."""
+    declared = declared_sites(sites, where) if sites else ()
+    if declared and topology is not None:
+        raise ConfigError(
+            f"{where} = {' '.join(sites)}: {topology.source} declares the sites already "
+            f"({', '.join(topology.site_names)}); {INI_SITES} is for sessions without a topology "
+            "file: remove one of the two"
+        )
+    if compose is not None:
+        return compose.topology(topology, declared)
+    if declared:
+        return Topology(
+            source=f"{where} (adopted containers only)",
+            sites=tuple(Site(s) for s in declared),
+            services=(),
+        )
+    return topology
+
+
 def _ip(info: Mapping[str, Any]) -> str:
     nets = (info.get("NetworkSettings") or {}).get("Networks") or {}
     for cfg in nets.values():
@@ -102,11 +202,20 @@ def _ip(info: Mapping[str, Any]) -> str:
 class Adoptions:
     """The session's adopted containers: `adopt`, `release`; wired by the session."""
 
-    def __init__(self, engine: Any, system: Any, targets: Any, progress: Callable[[str], None]):
+    def __init__(
+        self,
+        engine: Any,
+        system: Any,
+        targets: Any,
+        progress: Callable[[str], None],
+        health_timeout: float = 60.0,
+    ):
         self.engine = engine
         self.system = system
         self.targets = targets
         self.progress = progress
+        #: Seconds `adopt(..., healthcheck=...)` waits for health unless given `timeout=`.
+        self.health_timeout = health_timeout
         #: Called with each new handle (the suite burn darkens it if its site burns).
         self.on_join: list[Callable[[ServiceHandle], None]] = []
         self._lock = threading.Lock()
@@ -117,8 +226,12 @@ class Adoptions:
         site: str,
         name: str | None = None,
         healthcheck: Any = None,
+        depends_on: Any = None,
+        timeout: float | None = None,
+        _checked: bool = False,
     ) -> ServiceHandle:
-        """Make `container` (SDK object or id) a member of `site`; return its handle."""
+        """Make `container` (SDK object or id) a member of `site`, once its health check
+        passes (within `timeout` seconds); return its handle."""
         raw = getattr(container, "id", container)
         if not isinstance(raw, str) or not raw:
             raise ConfigError(
@@ -156,8 +269,18 @@ class Adoptions:
                 f"dcfire_topology.adopt: name {name!r} is not valid; use letters, digits, "
                 "'.', '_', '-' (pass name=...)"
             )
-        check = parse_healthcheck(healthcheck, f"dcfire_topology.adopt({name!r})")
-        spec = Service(name=name, base=name, site=site, healthcheck=check)
+        where = f"dcfire_topology.adopt({name!r})"
+        check = parse_healthcheck(healthcheck, where)
+        if depends_on is None:
+            depends_on = labels.get(DEPENDS_LABEL)
+            where = f"{where}: label {DEPENDS_LABEL}={depends_on}"
+        depends = parse_depends(depends_on, where)
+        if not _checked:
+            hint = "; adopt the dependency first" if depends else ""
+            known = member_names(list(self.system.services.values()))
+            check_depends(name, depends, known, where, hint)
+        base = labels.get(COMPOSE_SERVICE, name) if _checked else name
+        spec = Service(name=name, base=base, site=site, healthcheck=check, depends_on=depends)
         handle = ServiceHandle(
             spec,
             self.engine.client.containers.get(full),
@@ -166,6 +289,16 @@ class Adoptions:
             self.engine.host_address,
         )
         handle.adopted = True
+        if check is not None:  # healthy before it is ours: a fire must not meet a cold start
+            limit = timeout if timeout is not None else self.health_timeout
+            try:
+                wait_healthy(handle, limit)
+            except StartupError as exc:
+                raise DcfireError(
+                    f"dcfire_topology.adopt({name!r}, site={site!r}): not adopted, its health "
+                    f"check did not pass within {limit:g} s (pass timeout=... for a slower "
+                    f"start): {exc}"
+                ) from None
         with self._lock:
             existing = self.system.services.get(name)
             if existing is not None:
@@ -202,6 +335,25 @@ class ComposeMember:
     name: str
     site: str
     healthcheck: HealthCheck | None = None
+    #: The compose service (`api` for the members `api-1`, `api-2` of a scaled one).
+    service: str = ""
+    depends_on: tuple[str, ...] = ()
+    #: The engine's state when the project was read: `running`, `exited`, `created`...
+    state: str = "running"
+
+    @property
+    def spec(self) -> Service:
+        """The member as a topology instance (for the plan and the blast radius)."""
+        return Service(
+            name=self.name,
+            base=self.service or self.name,
+            site=self.site,
+            healthcheck=self.healthcheck,
+            depends_on=self.depends_on,
+        )
+
+    def shown(self) -> str:
+        return self.name + ("" if self.state == "running" else f" (not running: {self.state})")
 
 
 @dataclass
@@ -216,11 +368,18 @@ class ComposeProject:
     def sites(self) -> tuple[str, ...]:
         return tuple(sorted({m.site for m in self.members}))
 
-    def header(self) -> list[str]:
-        lines = [
-            f"dcfire: adopted compose project {self.name}: "
-            + ", ".join(f"{m.name}@{m.site}" for m in self.members)
+    def header(self, topology: Topology, burning: Sequence[str] = ()) -> list[str]:
+        """Session header lines: each site's adopted members, and what a burn takes down."""
+        per_site = [
+            f"{site}: " + ", ".join(m.shown() for m in self.members if m.site == site)
+            for site in topology.site_names
+            if any(m.site == site for m in self.members)
         ]
+        lines = [f"dcfire: adopted compose project {self.name}: " + "; ".join(per_site)]
+        planned = self.planned(topology)
+        for site in burning:
+            radius = blast_radius(planned, site)
+            lines.append(f"dcfire: {site} burning: " + "; ".join(radius.describe()))
         if self.outside:
             lines.append(
                 f"dcfire: not in any site (no {SITE_LABEL} label, never burned): "
@@ -229,40 +388,73 @@ class ComposeProject:
         return lines
 
     def plan_lines(self) -> list[str]:
-        """For --dcfire-plan: which running containers each site adopts (none is started)."""
-        lines = [f"adopted from compose project {self.name} (burned, never removed):"]
-        for site in self.sites:
-            names = ", ".join(m.name for m in self.members if m.site == site)
-            lines.append(f"  {site}: {names}")
+        """For --dcfire-plan, after the sites (which list the members): where they come from."""
+        lines = [
+            f"adopted from compose project {self.name} (burned, never removed; read from the "
+            "engine, nothing changed)"
+        ]
+        stopped = [m.shown() for m in self.members if m.state != "running"]
+        if stopped:
+            lines.append(f"  not running (a session would refuse them): {', '.join(stopped)}")
         if self.outside:
             lines.append(f"  not in any site (never burned): {', '.join(self.outside)}")
         return lines
 
-    def topology(self, base: Topology | None) -> Topology:
-        """The sites to validate markers against: the file's, or the labels' alone."""
+    def planned(self, topology: Topology) -> Topology:
+        """`topology` with the members in their sites: what the plan and the header count."""
+        return with_adopted(topology, (m.spec for m in self.members))
+
+    def topology(self, base: Topology | None, declared: Sequence[str] = ()) -> Topology:
+        """The sites to validate markers against: the file's, `dcfire_sites`' or the labels'
+        alone; the labels must name sites declared elsewhere, and dependencies members."""
+        valid = base.site_names if base is not None else tuple(declared)
+        source = base.source if base is not None else INI_SITES
+        unknown = sorted(set(self.sites) - set(valid)) if valid else []
+        if unknown:
+            member = next(m for m in self.members if m.site == unknown[0])
+            raise ConfigError(
+                f"{INI_ADOPT_COMPOSE} = {self.name}: service {member.service or member.name}: "
+                f"label {SITE_LABEL}={unknown[0]} names no site of {source}"
+                f"{did_you_mean(unknown[0], valid)}; valid sites: {', '.join(valid)}"
+            )
+        known = member_names([*(base.services if base is not None else ()), *self.members])
+        for m in self.members:
+            where = (
+                f"{INI_ADOPT_COMPOSE} = {self.name}: service {m.service or m.name}: label "
+                f"{DEPENDS_LABEL}={','.join(m.depends_on)}"
+            )
+            check_depends(m.name, m.depends_on, known, where)
         if base is not None:
-            unknown = sorted(set(self.sites) - set(base.site_names))
-            if unknown:
-                raise ConfigError(
-                    f"{INI_ADOPT_COMPOSE} = {self.name}: label {SITE_LABEL}={unknown[0]} names "
-                    f"no site of {base.source}; valid sites: {', '.join(base.site_names)}"
-                )
             return base
         return Topology(
             source=f"compose project {self.name} (adopted)",
-            sites=tuple(Site(s) for s in self.sites),
+            sites=tuple(Site(s) for s in (declared or self.sites)),
             services=(),
         )
 
     def adopt_into(self, adoptions: Adoptions) -> None:
         for m in self.members:
-            adoptions.adopt(m.id, m.site, name=m.name, healthcheck=m.healthcheck)
+            if m.state != "running":
+                raise DcfireError(
+                    f"{INI_ADOPT_COMPOSE} = {self.name}: service {m.service or m.name} (site "
+                    f"{m.site}) is not running ({m.state}); start it before pytest: "
+                    f"docker compose -p {self.name} up -d --wait"
+                )
+            adoptions.adopt(
+                m.id,
+                m.site,
+                name=m.name,
+                healthcheck=m.healthcheck,
+                depends_on=m.depends_on,
+                _checked=True,
+            )
 
 
 def find_compose_project(client: Any, project: str, where: str) -> ComposeProject:
     """Read the running containers of `project` and their site labels (one engine call)."""
     project = project.strip()
-    found = client.containers.list(filters={"label": f"{COMPOSE_PROJECT}={project}"})
+    # Stopped ones too: a stopped member is "not running", not a site that vanished.
+    found = client.containers.list(all=True, filters={"label": f"{COMPOSE_PROJECT}={project}"})
     if not found:
         raise ConfigError(
             f"{where} = {project}: no running container of compose project {project!r}; "
@@ -293,7 +485,11 @@ def find_compose_project(client: Any, project: str, where: str) -> ComposeProjec
         check = parse_healthcheck(
             labels.get(HEALTH_LABEL), f"{where} = {project}: service {service}: {HEALTH_LABEL}"
         )
-        result.members.append(ComposeMember(c.id, name, site, check))
+        depends = parse_depends(
+            labels.get(DEPENDS_LABEL), f"{where} = {project}: service {service}: {DEPENDS_LABEL}"
+        )
+        state = str(getattr(c, "status", "running"))
+        result.members.append(ComposeMember(c.id, name, site, check, service, depends, state))
     if not result.members:
         raise ConfigError(
             f"{where} = {project}: no service of the project has a {SITE_LABEL} label; add "

@@ -23,7 +23,7 @@ from pytest_dcfire.runtime.handles import ServiceHandle
 from pytest_dcfire.runtime.health import HealthResult, wait_healthy
 from pytest_dcfire.runtime.images import ImageResolver, Progress
 from pytest_dcfire.topology.model import Service, Topology, Volume
-from pytest_dcfire.topology.plan import BlastRadius, blast_radius, waves
+from pytest_dcfire.topology.plan import BlastRadius, blast_radius, waves, with_adopted
 
 #: Subnets are carved from this range, one /24 per session (and per xdist worker).
 SUBNET_RANGE = ipaddress.IPv4Network("10.213.0.0/16")
@@ -147,12 +147,22 @@ class System:
         return [h for h in self._handles.values() if h.site == site]
 
     def adopt(
-        self, container: Any, site: str, name: str | None = None, healthcheck: Any = None
+        self,
+        container: Any,
+        site: str,
+        name: str | None = None,
+        healthcheck: Any = None,
+        depends_on: Any = None,
+        timeout: float | None = None,
     ) -> ServiceHandle:
-        """Make a container this plugin did not start a member of `site` (never removed)."""
+        """Make a container this plugin did not start a member of `site` (never removed),
+        once its health check passes within `timeout` s (default: the recovery timeout).
+        `depends_on` (default: its `dcfire.depends_on` label) feeds the blast radius."""
         if self.adopter is None:
             raise DcfireError("adopt: the system is not up yet")
-        handle: ServiceHandle = self.adopter.adopt(container, site, name, healthcheck)
+        handle: ServiceHandle = self.adopter.adopt(
+            container, site, name, healthcheck, depends_on=depends_on, timeout=timeout
+        )
         return handle
 
     def release(self, member: Any) -> None:
@@ -167,7 +177,9 @@ class System:
         self._handles.pop(name, None)
 
     def blast_radius(self, site: str) -> BlastRadius:
-        return blast_radius(self.topology, site)
+        """What a fire in `site` takes down, adopted members (and their dependencies) too."""
+        adopted = (h.spec for h in self._handles.values() if h.adopted)
+        return blast_radius(with_adopted(self.topology, adopted), site)
 
     def __iter__(self) -> Iterator[ServiceHandle]:
         return iter(list(self._handles.values()))
@@ -209,11 +221,12 @@ class System:
                 self.stop()
             raise
         self.start_seconds = time.monotonic() - started
-        built = f"; images built first in {self.image_seconds:.1f} s" if resolver.built else ""
-        self._progress(
-            f"{len(self._handles)} service instance(s) healthy in {self.start_seconds:.1f} s"
-            + built
-        )
+        if self.topology.services:  # a system of adopted containers only starts nothing
+            built = f"; images built first in {self.image_seconds:.1f} s" if resolver.built else ""
+            self._progress(
+                f"{len(self._handles)} service instance(s) healthy in {self.start_seconds:.1f} s"
+                + built
+            )
 
     def wait_healthy(self, handles: Sequence[ServiceHandle]) -> list[HealthResult]:
         """Health-gate `handles` again (after a restore), all at once."""

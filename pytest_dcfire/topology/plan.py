@@ -8,7 +8,8 @@ something it needs was in that site (transitively). `render_plan()` is `pytest -
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
 
 from pytest_dcfire.errors import TopologyError
 from pytest_dcfire.topology.model import Service, Topology
@@ -21,6 +22,7 @@ __all__ = [
     "render_plan",
     "single_homed",
     "waves",
+    "with_adopted",
 ]
 
 
@@ -229,26 +231,53 @@ def _links(topology: Topology) -> list[str]:
     return lines
 
 
-def render_plan(topology: Topology) -> str:
-    """What `pytest --dcfire-plan` prints: sites, start waves, each site's fire, single homes."""
+def with_adopted(topology: Topology, adopted: Iterable[Service]) -> Topology:
+    """`topology` plus adopted containers (never started by us) as members of their sites,
+    so that the plan and the blast radius count them: `depends_on` links them to the rest."""
+    extra = tuple(adopted)
+    if not extra:
+        return topology
+    return replace(topology, services=topology.services + extra)
+
+
+def render_plan(topology: Topology, adopted: Collection[str] = ()) -> str:
+    """What `pytest --dcfire-plan` prints: sites, start waves, each site's fire, single homes.
+
+    `adopted` names the members that run already (adopted, never started): they are shown in
+    their site and counted in every blast radius, but in no start wave.
+    """
     label = f" (project {topology.name})" if topology.name else ""
+    started = tuple(s for s in topology.services if s.name not in adopted)
+    taken = f", {len(topology.services) - len(started)} adopted" if adopted else ""
     lines = [
         f"topology: {topology.source}{label}: {len(topology.sites)} site(s), "
-        f"{len(topology.services)} service instance(s)",
+        f"{len(started)} service instance(s){taken}",
         "sites:",
     ]
     for site in topology.sites:
         members = topology.in_site(site.name)
-        names = ", ".join(service.name for service in members) or "(no services)"
+        names = ", ".join(s.name + (" (adopted)" if s.name in adopted else "") for s in members)
+        if not names:
+            names = "(no services)" if topology.services else "(containers adopted at run time)"
         volumes = sum(len(service.volumes) for service in members)
         storage = (
             f" [{volumes} volume(s) on its storage, {site.storage_mb} MiB each]" if volumes else ""
         )
         lines.append(f"  {site.name}: {names}{storage}")
-    lines.append("start waves:")
-    for number, wave in enumerate(waves(topology), 1):
-        lines.append(f"  {number}: {', '.join(service.name for service in wave)}")
+    if started:
+        lines.append("start waves:")
+        plan = waves(replace(topology, services=started, links=()))
+        for number, wave in enumerate(plan, 1):
+            lines.append(f"  {number}: {', '.join(service.name for service in wave)}")
+    elif adopted:
+        lines.append("start waves: none (every member is adopted: nothing is started)")
     lines.extend(_links(topology))
+    if not topology.services:  # dcfire_sites alone: members join with dcfire_topology.adopt
+        lines.append(
+            "if a site burns: what was adopted into it goes dark (and what depends on it: "
+            "dcfire_topology.blast_radius(site) once adopted)"
+        )
+        return "\n".join(lines) + "\n"
     for name in topology.site_names:
         lines.append(f"if {name} burns:")
         lines.extend(f"  {line}" for line in blast_radius(topology, name).describe())

@@ -350,7 +350,7 @@ def test_adopt_a_running_compose_project_by_name(
     result.stdout.fnmatch_lines(
         [
             f"dcfire: topology compose project {compose_project} (adopted): sites east, west*",
-            f"dcfire: adopted compose project {compose_project}: db@east, web@west",
+            f"dcfire: adopted compose project {compose_project}: east: db; west: web",
             "dcfire: not in any site (no dcfire.site label, never burned): tool",
         ]
     )
@@ -417,10 +417,14 @@ def test_compose_sites_in_the_plan_and_at_collection(
     assert plan.ret == pytest.ExitCode.OK, plan.stdout.str() + plan.stderr.str()
     plan.stdout.fnmatch_lines(
         [
-            f"topology: compose project {compose_project} (adopted): 2 site(s)*",
-            f"adopted from compose project {compose_project} (burned, never removed):",
-            "  east: db",
-            "  west: web",
+            f"topology: compose project {compose_project} (adopted): 2 site(s), "
+            "0 service instance(s), 2 adopted",
+            "  east: db (adopted)",
+            "  west: web (adopted)",
+            "if east burns:",
+            "  dark: db",
+            f"adopted from compose project {compose_project} (burned, never removed; read from "
+            "the engine, nothing changed)",
             "  not in any site (never burned): tool",
         ]
     )

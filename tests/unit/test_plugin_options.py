@@ -171,3 +171,5 @@ def test_asking_for_the_topology_without_one_fails_clearly(pytester: pytest.Pyte
     result.stdout.fnmatch_lines(
         ["*dcfire: no topology configured: set dcfire_topology in pytest.ini*"]
     )
+    # Adopted containers only (testcontainers) need no topology: the message says how.
+    assert "declare their sites (dcfire_sites = east west)" in result.stdout.str()
