@@ -29,6 +29,13 @@ class TopologyError(DcfireError):
         super().__init__(f"{where}: {message}")
 
 
+class UnknownName(DcfireError, KeyError):
+    """A service or site asked for by name does not exist (a KeyError too, as a lookup)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class EngineUnavailable(DcfireError):
     """No Docker engine could be reached (or it refused what the plugin needs)."""
 

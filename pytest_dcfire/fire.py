@@ -122,9 +122,8 @@ class FireSpec:
 
 def service_names(topology: Any) -> tuple[str, ...]:
     """What a brownout may name besides a site: instances (`api@ansan`) and services (`api`)."""
-    names = [s.name for s in topology.services]
-    names += [s.base for s in topology.services if s.base not in names]
-    return tuple(names)
+    names = [s.name for s in topology.services] + [s.base for s in topology.services]
+    return tuple(dict.fromkeys(names))
 
 
 class Step(Protocol):

@@ -101,8 +101,13 @@ def test_chain_starts_in_order_and_handles_work(
             assert code == 0 and out.split() == ["hello", "c-west"]
             assert c.exec("false")[0] == 1
             assert "hello" in c.logs()
-            host, port = t.service("a").address(7000)
-            import socket
+            import pytest, socket
+            from pytest_dcfire.errors import DcfireError
+            with pytest.raises(DcfireError) as info:
+                t.service("a").address(7000)  # a declares no port: no proxy, no silent bypass
+            assert "port 7000 is not declared in the topology (declared ports: none)" in str(info.value)
+            assert "`ports: [7000]`, or use direct_address(7000)" in str(info.value)
+            host, port = t.service("a").direct_address(7000)
             socket.create_connection((host, port), timeout=2).close()
             started = {n: h.container.attrs["State"]["StartedAt"] for n, h in t.services.items()}
             assert started["a"] < started["b"] < started["c@east"]
