@@ -86,6 +86,9 @@ class Service:
     #: Names of services (any instance satisfies) or of instances (`svc@site`).
     depends_on: tuple[str, ...] = ()
     healthcheck: HealthCheck | None = None
+    #: The entries of `depends_on` needed to start but not to keep running (`failover:
+    #: true`): losing every instance of one, this instance fails over instead of going dark.
+    failover: tuple[str, ...] = ()
 
     @property
     def env(self) -> dict[str, str]:

@@ -152,8 +152,10 @@ def test_compose_is_recognised_by_content_whatever_the_file_name() -> None:
     assert parse(text, source="topology.yml").sites == (Site("a"),)
     # a file called compose.yml is compose even with our keys: they get a compose-minded error
     assert error("sites: [a]\nservices: {s: {image: x, site: a}}") == (
-        "compose.yml: sites: not a compose key: in a compose file, list sites in "
-        "`x-dcfire: {sites: ...}`"
+        "compose.yml: 2 mistakes:\n"
+        "  sites: not a compose key: in a compose file, list sites in `x-dcfire: {sites: ...}`\n"
+        "  services.s: unknown key 'site'; supported: build, command, depends_on, entrypoint, "
+        "environment, healthcheck, image, labels, ports, volumes, x-dcfire"
     )
 
 

@@ -293,7 +293,7 @@ BASE = "sites: [pangyo, ansan]\nservices:\n"
         ),
         (
             "  db: {site: pangyo, image: x, depends_on: replica}",
-            "topology.yml: services.db.depends_on: expected a list of service names, found a string ('replica')",
+            "topology.yml: services.db.depends_on: expected a list of service names, or a mapping of name to options, found a string ('replica')",
         ),
         (
             "  db: {site: pangyo, image: x}\n  7: {site: pangyo, image: x}",
