@@ -756,5 +756,5 @@ def _healthcheck(ctx: Context, value: object, path: str) -> HealthCheck | None:
             f"expected a number of attempts (1 or more), found {describe(retries)}",
         )
     poll = seconds("start_interval", min(interval, DEFAULT_POLL_SECONDS))
-    timeout = round(start_period + interval * retries, 3)
-    return HealthCheck("cmd", cmd=cmd, timeout=timeout, interval=poll)
+    budget = round(start_period + interval * retries, 3)
+    return HealthCheck("cmd", cmd=cmd, budget=budget, interval=poll)

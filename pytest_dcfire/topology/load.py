@@ -314,7 +314,7 @@ SERVICE_KEYS = (
     "site",
     "volumes",
 )
-HEALTH_KEYS = ("cmd", "http", "interval", "port", "tcp", "timeout")
+HEALTH_KEYS = ("budget", "cmd", "http", "interval", "port", "tcp", "timeout")
 
 
 def _compose_hint(key: str) -> str:
@@ -488,7 +488,8 @@ def _image_or_build(
 
 
 def _our_healthcheck(ctx: Context, value: object, path: str) -> HealthCheck:
-    """`{tcp: PORT}`, `{cmd: [...]}` or `{http: /path, port: PORT}`; `timeout`, `interval`."""
+    """`{tcp: PORT}`, `{cmd: [...]}` or `{http: /path, port: PORT}`; `budget` (or its older
+    name `timeout`: seconds to become healthy in all), `interval`."""
     check = as_mapping(ctx, value, path, "a mapping like {tcp: 5432}")
     check_keys(ctx, check, path, HEALTH_KEYS)
     kinds = [kind for kind in ("tcp", "cmd", "http") if kind in check]
@@ -499,10 +500,18 @@ def _our_healthcheck(ctx: Context, value: object, path: str) -> HealthCheck:
         )
     if len(kinds) > 1:
         ctx.fail(path, f"give one of tcp, cmd and http, not {' and '.join(kinds)}")
+    if check.get("budget") is not None and check.get("timeout") is not None:
+        ctx.fail(
+            key_path(path, "timeout"),
+            "give `budget` or `timeout`, not both: `timeout` is the older name of `budget`, "
+            "the seconds allowed in all to become healthy after a start or a restore",
+        )
     timing: dict[str, float] = {}
-    for key in ("timeout", "interval"):
+    for key in ("budget", "timeout", "interval"):
         if check.get(key) is not None:
-            timing[key] = parse_seconds(ctx, check[key], key_path(path, key))
+            timing["budget" if key == "timeout" else key] = parse_seconds(
+                ctx, check[key], key_path(path, key)
+            )
     kind = kinds[0]
     if kind != "http" and "port" in check:
         ctx.fail(key_path(path, "port"), f"`port` goes with `http`; {kind}: says it all")
@@ -526,6 +535,6 @@ def _our_healthcheck(ctx: Context, value: object, path: str) -> HealthCheck:
         health = HealthCheck("http", port=port, path=url_path)
     return replace(
         health,
-        timeout=timing.get("timeout", health.timeout),
+        budget=timing.get("budget", health.budget),
         interval=timing.get("interval", health.interval),
     )

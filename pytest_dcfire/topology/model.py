@@ -30,10 +30,17 @@ class HealthCheck:
     port: int | None = None
     cmd: tuple[str, ...] = ()
     path: str = "/"
-    #: Seconds allowed for the service to become healthy after start or restore.
-    timeout: float = 60.0
+    #: Seconds allowed, in all, for the service to become healthy after a start or a
+    #: restore (`budget:` in a topology file; `timeout:` is its older name). Not a per-probe
+    #: timeout: each tcp probe waits 1 s and each http probe 2 s at most.
+    budget: float = 60.0
     #: Seconds between attempts.
     interval: float = 0.2
+
+    @property
+    def timeout(self) -> float:
+        """The older name of `budget`."""
+        return self.budget
 
     def describe(self) -> str:
         if self.kind == "tcp":

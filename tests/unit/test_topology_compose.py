@@ -109,7 +109,7 @@ def test_a_compose_file_loads_into_the_model(project: Path) -> None:
         healthcheck=HealthCheck(
             "cmd",
             cmd=("/bin/sh", "-c", "pg_isready -U $POSTGRES_USER"),
-            timeout=60 + 10 * 5,
+            budget=60 + 10 * 5,
             interval=0.2,
         ),
     )
@@ -130,12 +130,12 @@ def test_a_compose_file_loads_into_the_model(project: Path) -> None:
         ports=(8080, 9000, 9100, 8000, 8001, 8002),
         depends_on=("db",),
         healthcheck=HealthCheck(
-            "cmd", cmd=("curl", "-f", "http://localhost:8080/health"), timeout=90.0, interval=1.0
+            "cmd", cmd=("curl", "-f", "http://localhost:8080/health"), budget=90.0, interval=1.0
         ),
     )
     assert worker.site == "ansan" and worker.depends_on == ("api",)
     assert worker.healthcheck == HealthCheck(
-        "cmd", cmd=("/bin/sh", "-c", "test -f /tmp/ready"), timeout=0.3, interval=0.1
+        "cmd", cmd=("/bin/sh", "-c", "test -f /tmp/ready"), budget=0.3, interval=0.1
     )
 
 
