@@ -221,7 +221,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     lines = render_plan(state.topology).splitlines()
     if state.compose is not None:
         lines += state.compose.plan_lines()
-    lines += each_site.plan_lines(session.items, state.topology.site_names)
+    lines += each_site.plan_lines(
+        session.items, state.topology.site_names, service_names(state.topology)
+    )
     for line in lines:
         reporter.write_line(line)
 

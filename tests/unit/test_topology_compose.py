@@ -400,3 +400,40 @@ def test_ignored_keys_are_ignored() -> None:
         + "version: '3.9'\n"
     )
     assert topology.service("s") == Service(name="s", base="s", site="a", image="x")
+
+
+FAILOVER_COMPOSE = """
+services:
+  redis:
+    image: x
+    labels: {dcfire.site: north}
+  db:
+    image: x
+    labels: {dcfire.site: "north,south"}
+  api:
+    image: x
+    labels: {dcfire.site: "north,south"}
+    depends_on:
+      redis: {condition: service_started, x-dcfire: {failover: true}}
+      db: {condition: service_healthy, x-dcfire: {site: same}}
+"""
+
+
+def test_compose_dependencies_declare_failover_and_same_site_under_x_dcfire() -> None:
+    topology = parse(FAILOVER_COMPOSE)
+    api = topology.service("api@south")
+    assert api.depends_on == ("redis", "db@south")
+    assert api.failover == ("redis",)
+    assert topology.service("api@north").depends_on == ("redis", "db@north")
+
+
+def test_compose_dependency_extension_is_validated() -> None:
+    assert error(FAILOVER_COMPOSE.replace("failover: true", "failover: 1")) == (
+        "compose.yml: services.api.depends_on.redis.x-dcfire.failover: expected true or false, "
+        "found an integer (1) (true: needed to start, not to keep running; the dependent fails "
+        "over when it is lost)"
+    )
+    assert error(FAILOVER_COMPOSE.replace("{site: same}", "{site: same, condition: x}")) == (
+        "compose.yml: services.api.depends_on.db.x-dcfire: unknown key 'condition'; one of: "
+        "failover, site"
+    )
