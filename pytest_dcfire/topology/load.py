@@ -4,10 +4,12 @@
 reader: a document with top-level `sites` is ours; a file named like a compose file, or with
 compose-only keys (`version`, `volumes`, `networks`, `x-dcfire`, ...), or whose services carry
 no `site:` key, is read by `pytest_dcfire.topology.compose`. Both readers turn each service into
-a `ServiceSpec` and share `assemble()`, which checks sites, dependencies and cycles once.
+a `ServiceSpec` with the helpers of `pytest_dcfire.topology.validate`, and share its
+`assemble()`, which checks sites, dependencies and cycles once.
 
-Every problem, whatever the input, becomes one `TopologyError` naming the file, the key path
-and what would be valid; the tests fuzz this. YAML is read with `yaml.SafeLoader` only, guarded
+Every problem, whatever the input, becomes a `TopologyError` naming the file, the key path
+and what would be valid (every mistake of a file at once: `TopologyErrors`); the tests fuzz
+this. YAML is read with `yaml.SafeLoader` only, guarded
 against duplicate keys, recursive aliases and alias bombs before anything is constructed.
 """
 
@@ -22,6 +24,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from pytest_dcfire.errors import TopologyError, did_you_mean, one_of
+from pytest_dcfire.topology.compose import compose_topology
 from pytest_dcfire.topology.model import Build, HealthCheck, Site, Topology, Volume
 from pytest_dcfire.topology.validate import (
     Context,
@@ -142,8 +145,6 @@ def topology_from_document(doc: object, source: str, base_dir: Path) -> Topology
         )
     document = as_mapping(ctx, doc, "")
     if is_compose_document(document, Path(source).name):
-        from pytest_dcfire.topology.compose import compose_topology
-
         return compose_topology(ctx, document)
     return _our_topology(ctx, document)
 

@@ -35,6 +35,7 @@ from pytest_dcfire.topology.model import (
     Volume,
     Wan,
 )
+from pytest_dcfire.topology.wiring import find_links
 
 MIN_STORAGE_MB = 16
 MAX_STORAGE_MB = 1024 * 1024
@@ -728,8 +729,6 @@ def assemble(
                     failover=tuple(_resolve(dep, site) for dep in spec.depends_on if dep.failover),
                 )
             )
-    from pytest_dcfire.topology.wiring import find_links
-
     paths = {inst: spec.path for spec in specs for inst in spec.instance_names()}
     links: tuple[Link, ...] = ()
     with ctx.collect():
