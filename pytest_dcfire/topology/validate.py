@@ -732,7 +732,7 @@ def assemble(
     paths = {inst: spec.path for spec in specs for inst in spec.instance_names()}
     links: tuple[Link, ...] = ()
     with ctx.collect():
-        links = find_links(services, paths, ctx.fail)
+        links = find_links(services, paths, ctx.fail, ctx.collect)
     ctx.raise_collected()
     return Topology(
         source=ctx.source,

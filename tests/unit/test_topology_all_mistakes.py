@@ -127,3 +127,21 @@ def test_one_mistake_keeps_its_single_line_message() -> None:
         parse_topology("sites: [a]\nservices: {s: {site: b, image: x}}\n", "topology.yml")
     assert not isinstance(info.value, TopologyErrors)
     assert str(info.value) == ("topology.yml: services.s.site: unknown site 'b'; one of: a")
+
+
+def test_every_bad_link_placeholder_is_reported() -> None:
+    text = """
+sites: [a, b]
+services:
+  db: {site: a, image: x, ports: [5432]}
+  api:
+    site: [a, b]
+    image: x
+    environment: {DB: "${link:db:5433}", CACHE: "${link:cache:6379}"}
+"""
+    with pytest.raises(TopologyErrors) as info:
+        parse_topology(text, "topology.yml")
+    assert [e.path for e in info.value.errors] == [
+        "services.api.environment.DB",
+        "services.api.environment.CACHE",
+    ]
