@@ -453,7 +453,9 @@ class FireController:
     def measure_recovery(
         self, probe: Callable[[], Any], timeout: float | None = None, stable: int = 3
     ) -> Recovery:
-        """Probe until `stable` successes in a row; `.rto` counts from the last ignition."""
+        """Probe until `stable` successes in a row; `.rto` runs from the last ignition to the
+        moment the first of them *answered* (a hanging probe is not yet a success), and is
+        what the fire table, the report and `dcfire_rto_s` show for the last fire."""
         since = self.last_ignition if self.last_ignition is not None else time.monotonic()
         recovery = measure_recovery(
             probe,
