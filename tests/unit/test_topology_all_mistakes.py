@@ -145,3 +145,20 @@ services:
         "services.api.environment.DB",
         "services.api.environment.CACHE",
     ]
+
+
+def test_health_budget_and_its_older_name() -> None:
+    def health(check: str) -> object:
+        text = f"sites: [a]\nservices: {{s: {{site: a, image: x, healthcheck: {check}}}}}\n"
+        return parse_topology(text, "topology.yml").service("s").healthcheck
+
+    assert health("{tcp: 80, budget: 2m}").budget == 120.0  # type: ignore[attr-defined]
+    assert health("{tcp: 80, timeout: 5}").budget == 5.0  # type: ignore[attr-defined]
+    assert health("{tcp: 80}").timeout == 60.0  # type: ignore[attr-defined]
+    with pytest.raises(TopologyError) as info:
+        health("{tcp: 80, budget: 5, timeout: 5}")
+    assert str(info.value) == (
+        "topology.yml: services.s.healthcheck.timeout: give `budget` or `timeout`, not both: "
+        "`timeout` is the older name of `budget`, the seconds allowed in all to become healthy "
+        "after a start or a restore"
+    )
