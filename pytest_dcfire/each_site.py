@@ -75,23 +75,47 @@ def specs(item: pytest.Item, sites: Sequence[str]) -> list[FireSpec]:
     return result
 
 
-def plan_lines(items: Iterable[pytest.Item], sites: Sequence[str]) -> list[str]:
-    """The drills: every burning test with what it burns, then the sites nobody burns."""
+def plan_lines(
+    items: Iterable[pytest.Item], sites: Sequence[str], services: Sequence[str] = ()
+) -> list[str]:
+    """The drills: every burning test with what it burns, then the tests whose link faults
+    (`@brownout`, `@partition`) drill a slow or split WAN, then the sites nobody burns."""
+    from pytest_dcfire.linkfaults import BrownoutSpec, PartitionSpec
+
     rows: list[tuple[str, str]] = []
+    links: list[tuple[str, str]] = []
     burned: set[str] = set()
     for item in items:
+        what = []
+        for mark in item.iter_markers("brownout"):
+            try:
+                spec = BrownoutSpec.parse(mark.args, mark.kwargs, sites, services)
+            except ConfigError:
+                continue
+            what.append(f"browns out {spec.target} ({spec.describe()})")
+        for mark in item.iter_markers("partition"):
+            try:
+                cut = PartitionSpec.parse(mark.args, mark.kwargs, sites)
+            except ConfigError:
+                continue
+            what.append(f"partitions {cut.describe()}")
+        if what:
+            links.append((item.nodeid, "; ".join(what)))
         if not any(True for _ in item.iter_markers("dc_fire")):
             continue
         try:
             fires = specs(item, sites)
         except ConfigError:
             continue
-        for spec in fires:
-            burned.update(spec.sites)
-        rows.append((item.nodeid, "; ".join(spec.describe() for spec in fires)))
+        for fire in fires:
+            burned.update(fire.sites)
+        rows.append((item.nodeid, "; ".join(fire.describe() for fire in fires)))
     lines = [f"drills: {len(rows)} test(s) burn a site with a dc_fire marker"]
-    width = max((len(nodeid) for nodeid, _ in rows), default=0)
+    width = max((len(nodeid) for nodeid, _ in rows + links), default=0)
     lines += [f"  {nodeid.ljust(width)}  burns {what}" for nodeid, what in rows]
+    if links:
+        lines.append(f"link-fault drills: {len(links)} test(s) with @brownout or @partition")
+        lines += [f"  {nodeid.ljust(width)}  {what}" for nodeid, what in links]
     never = [s for s in sites if s not in burned]
     lines.append(
         "sites no marker burns: "

@@ -42,6 +42,23 @@ class TopologyError(DcfireError):
         super().__init__(f"{where}: {message}")
 
 
+class UnknownName(DcfireError, KeyError):
+    """A service or site asked for by name does not exist (a KeyError too, as a lookup)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class TopologyErrors(TopologyError):
+    """Several independent mistakes of one file, found in one pass: `errors` lists them."""
+
+    def __init__(self, source: str, errors: Sequence[TopologyError]) -> None:
+        self.errors = list(errors)
+        lines = [f"{len(self.errors)} mistakes:"]
+        lines += [f"  {e.path}: {e.detail}" if e.path else f"  {e.detail}" for e in self.errors]
+        super().__init__(source, "", "\n".join(lines))
+
+
 class EngineUnavailable(DcfireError):
     """No Docker engine could be reached (or it refused what the plugin needs)."""
 

@@ -122,9 +122,8 @@ class FireSpec:
 
 def service_names(topology: Any) -> tuple[str, ...]:
     """What a brownout may name besides a site: instances (`api@ansan`) and services (`api`)."""
-    names = [s.name for s in topology.services]
-    names += [s.base for s in topology.services if s.base not in names]
-    return tuple(names)
+    names = [s.name for s in topology.services] + [s.base for s in topology.services]
+    return tuple(dict.fromkeys(names))
 
 
 class Step(Protocol):
@@ -511,7 +510,9 @@ class FireController:
     def measure_recovery(
         self, probe: Callable[[], Any], timeout: float | None = None, stable: int = 3
     ) -> Recovery:
-        """Probe until `stable` successes in a row; `.rto` counts from the last ignition."""
+        """Probe until `stable` successes in a row; `.rto` runs from the last ignition to the
+        moment the first of them *answered* (a hanging probe is not yet a success), and is
+        what the fire table, the report and `dcfire_rto_s` show for the last fire."""
         since = self.last_ignition if self.last_ignition is not None else time.monotonic()
         recovery = measure_recovery(
             probe,

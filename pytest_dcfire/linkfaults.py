@@ -39,7 +39,7 @@ class BrownoutSpec:
         services: Iterable[str],
         where: str = "brownout",
     ) -> BrownoutSpec:
-        valid = tuple(sites) + tuple(services)
+        valid = tuple(dict.fromkeys((*sites, *services)))
         check_keywords(where, options, BROWNOUT_KEYWORDS)
         if len(args) != 1 or not isinstance(args[0], str):
             raise ConfigError(f"{where}: name one site or service to brown out; {one_of(valid)}")

@@ -220,7 +220,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         lines += state.compose.plan_lines()
     else:
         lines = render_plan(state.topology).splitlines()
-    lines += each_site.plan_lines(session.items, state.topology.site_names)
+    lines += each_site.plan_lines(
+        session.items, state.topology.site_names, service_names(state.topology)
+    )
     for line in lines:
         reporter.write_line(line)
 

@@ -1,6 +1,11 @@
 """Waiting for recovery: `eventually` (a condition becomes true) and `measure_recovery`
 (how long until a probe succeeds `stable` times in a row, counted from ignition).
 
+The RTO is measured from ignition to the moment the system *answered*: the completion of
+the first of `stable` consecutive successful probes, the instant `History.availability()`
+uses too. A probe that hangs is an attempt in progress, not a success: a probe that blocks
+for a second and then succeeds recovered a second later than it started.
+
 Both go through tenacity and fail with what a person needs: how long it waited, how many
 attempts it made, and the last error it saw.
 """
@@ -28,7 +33,8 @@ class _NotYet(Exception):
 
 @dataclass(frozen=True)
 class Recovery:
-    """The outcome of `measure_recovery`: `rto` in seconds from ignition (or from the call)."""
+    """The outcome of `measure_recovery`: `rto` in seconds from ignition (or from the call)
+    to the completion of the first of the `stable` consecutive successful probes."""
 
     rto: float
     attempts: int
@@ -95,7 +101,8 @@ def measure_recovery(
     stable: int = 3,
     interval: float = PROBE_INTERVAL,
 ) -> Recovery:
-    """Probe until `stable` consecutive successes; RTO = first of them minus `since`.
+    """Probe until `stable` consecutive successes; RTO = when the first of them returned,
+    minus `since` (a probe's answer, not its start, is when the system was back).
 
     `since` is a `time.monotonic()` instant, normally the last ignition of the test.
     """
@@ -110,7 +117,6 @@ def measure_recovery(
     def once() -> None:
         nonlocal attempts, failures, streak, streak_start, last
         attempts += 1
-        at = time.monotonic()
         try:
             ok = probe() is not False
             if not ok:
@@ -118,12 +124,13 @@ def measure_recovery(
         except Exception as exc:
             ok = False
             last = exc
+        answered = time.monotonic()
         if not ok:
             failures += 1
             streak, streak_start = 0, None
             raise _NotYet()
         if streak == 0:
-            streak_start = at
+            streak_start = answered
         streak += 1
         if streak < stable:
             raise _NotYet()

@@ -26,8 +26,11 @@ class ServiceHandle:
         ip: str,
         engine_local: bool,
         host_address: str,
+        source: str = "",
     ) -> None:
         self.spec = spec
+        #: The topology file the service was declared in, for messages.
+        self.source = source
         self.container = container
         self.ip = ip
         self.engine_local = engine_local
@@ -50,10 +53,33 @@ class ServiceHandle:
         self._router = router
 
     def address(self, port: int) -> tuple[str, int]:
-        """Where the test process reaches `port` of this service (through the link proxy)."""
+        """Where the test process reaches `port` of this service (through the link proxy).
+
+        Only a declared port has a proxy, so only a declared port is accepted: a silent
+        fallback to the container's own address would let a brownout or a cut miss the test.
+        """
+        if port not in self.spec.ports:
+            raise DcfireError(self._undeclared(port))
         if self._router is not None:
             return self._router(self, port)
         return self.direct_address(port)
+
+    def _undeclared(self, port: int) -> str:
+        if self.adopted:
+            return (
+                f"service {self.name}: address({port}): an adopted container has no link "
+                f"proxy (it is not in the topology); use direct_address({port}) to reach it"
+            )
+        declared = ", ".join(str(p) for p in self.spec.ports) or "none"
+        wanted = ", ".join(str(p) for p in (*self.spec.ports, port))
+        where = f" of {self.source}" if self.source else ""
+        return (
+            f"service {self.name}: address({port}): port {port} is not declared in the "
+            f"topology (declared ports: {declared}); address() goes through the link proxy "
+            f"of a declared port, so that fires and brownouts reach the test. Add it to "
+            f"services.{self.spec.base}{where}: `ports: [{wanted}]`, or use "
+            f"direct_address({port}) to reach the port with no proxy in between"
+        )
 
     def direct_address(self, port: int) -> tuple[str, int]:
         """The address with no proxy in between: the container's own, or its published port."""

@@ -22,7 +22,12 @@ if TYPE_CHECKING:
 
 
 class Unhealthy(Exception):
-    """One failed probe; the wait retries it until the service's timeout."""
+    """One failed probe; the wait retries it until the service's budget is spent."""
+
+    def __init__(self, message: str, refused: bool = False) -> None:
+        super().__init__(message)
+        #: The port refused the connection: nothing listens there (a hint is worth finding).
+        self.refused = refused
 
 
 class ContainerExited(Exception):
@@ -58,14 +63,16 @@ def probe(handle: ServiceHandle, check: HealthCheck) -> None:
                     except TimeoutError:
                         pass
         except OSError as exc:
-            raise Unhealthy(f"tcp {host}:{port}: {exc}") from None
+            refused = isinstance(exc, ConnectionRefusedError)
+            raise Unhealthy(f"tcp {host}:{port}: {exc}", refused) from None
         return
     conn = http.client.HTTPConnection(host, port, timeout=2.0)
     try:
         conn.request("GET", check.path)
         status = conn.getresponse().status
     except (OSError, http.client.HTTPException) as exc:
-        raise Unhealthy(f"GET http://{host}:{port}{check.path}: {exc}") from None
+        refused = isinstance(exc, ConnectionRefusedError)
+        raise Unhealthy(f"GET http://{host}:{port}{check.path}: {exc}", refused) from None
     finally:
         conn.close()
     if not 200 <= status < 400:
@@ -78,7 +85,7 @@ def wait_healthy(handle: ServiceHandle, timeout: float | None = None) -> HealthR
     A service without a health check is healthy once its container runs.
     """
     check = handle.spec.healthcheck
-    limit = timeout if timeout is not None else (check.timeout if check else 30.0)
+    limit = timeout if timeout is not None else (check.budget if check else 30.0)
     interval = check.interval if check else 0.1
     started = time.monotonic()
     attempts = 0
@@ -105,15 +112,76 @@ def wait_healthy(handle: ServiceHandle, timeout: float | None = None) -> HealthR
         raise StartupError(_failure(handle, str(exc), started, attempts)) from None
     except RetryError as exc:
         last = exc.last_attempt.exception()
+        hint = ""
+        if isinstance(last, Unhealthy) and last.refused and check is not None and check.port:
+            hint = listening_hint(handle, check.port)
         raise StartupError(
             _failure(
                 handle,
-                f"not healthy ({check.describe() if check else 'running'}): {last}",
+                f"not healthy ({check.describe() if check else 'running'}): {last}{hint}",
                 started,
                 attempts,
+                limit if timeout is None else None,
             )
         ) from None
     return HealthResult(handle.name, time.monotonic() - started, attempts)
+
+
+#: /proc/net/tcp state of a listening socket.
+_LISTEN = "0A"
+#: Docker's embedded DNS server listens inside every container of a user network.
+DOCKER_DNS = "127.0.0.11"
+
+
+def listening_ports(tables: str) -> list[tuple[str, int]]:
+    """(address, port) of every listening socket in /proc/net/tcp and tcp6 text."""
+    found: dict[tuple[str, int], None] = {}
+    for line in tables.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or fields[3] != _LISTEN or ":" not in fields[1]:
+            continue
+        address, _, port = fields[1].rpartition(":")
+        try:
+            number = int(port, 16)
+        except ValueError:
+            continue
+        host = ""  # every address, or one the service chose: reachable from outside
+        if len(address) == 8:  # IPv4, little-endian hex
+            ip = ".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0))
+            if ip == DOCKER_DNS:
+                continue  # the engine's resolver, not the service
+            if ip.startswith("127."):
+                host = ip
+        elif address == "00000000000000000000000001000000":
+            host = "::1"
+        found[(host, number)] = None
+    return sorted(found, key=lambda item: (item[1], item[0]))
+
+
+def listening_hint(handle: ServiceHandle, port: int) -> str:
+    """Why a health port refuses: what the container listens on instead, read from its
+    /proc/net/tcp (through exec; '' when the image has no `cat` to read it with)."""
+    try:
+        code, tables = handle.exec(["cat", "/proc/net/tcp", "/proc/net/tcp6"])
+    except Exception:  # a hint is never worth a second failure
+        return ""
+    if code != 0 and "local_address" not in tables:
+        return ""
+    ports = listening_ports(tables)
+    if not ports:
+        return "; nothing in the container listens on a TCP port (yet)"
+    if any(p == port and not host for host, p in ports):
+        return ""  # it listens there now: the refusal was earlier
+    if any(p == port for _, p in ports):
+        return (
+            f"; the container listens on port {port} only on loopback: bind it to 0.0.0.0 so "
+            "that the health check (and the tests) can reach it"
+        )
+    shown = ", ".join(f"{host}:{p}" if host else str(p) for host, p in ports)
+    return (
+        f"; the container listens on {shown}, not on {port}: is the health check's port "
+        "the one the service listens on?"
+    )
 
 
 def _exited(handle: ServiceHandle, state: str) -> str:
@@ -126,11 +194,14 @@ def _exited(handle: ServiceHandle, state: str) -> str:
     return f"is {state}" + (f" ({', '.join(detail)})" if detail else "")
 
 
-def _failure(handle: ServiceHandle, why: str, started: float, attempts: int) -> str:
+def _failure(
+    handle: ServiceHandle, why: str, started: float, attempts: int, budget: float | None = None
+) -> str:
     waited = time.monotonic() - started
     logs = handle.logs(tail=20).rstrip()
     shown = "\n".join("    " + line for line in logs.splitlines()) or "    (no output)"
+    of = f" of its {budget:g} s budget (healthcheck.budget)" if budget is not None else ""
     return (
-        f"service {handle.name} (site {handle.site}) {why}; waited {waited:.1f} s, "
+        f"service {handle.name} (site {handle.site}) {why}; waited {waited:.1f} s{of}, "
         f"{attempts} attempt(s). Last log lines:\n{shown}"
     )

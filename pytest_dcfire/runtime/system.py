@@ -120,7 +120,7 @@ class System:
             cid, ip = members[spec.name]
             container = engine.client.containers.get(cid)
             system._handles[spec.name] = ServiceHandle(
-                spec, container, ip, engine.local, engine.host_address
+                spec, container, ip, engine.local, engine.host_address, topology.source
             )
         return system
 
@@ -346,7 +346,9 @@ class System:
                 + f") could not start: {exc.explanation or exc}"
             ) from None
         container = self.engine.client.containers.get(created["Id"])
-        return ServiceHandle(spec, container, ip, local, self.engine.host_address)
+        return ServiceHandle(
+            spec, container, ip, local, self.engine.host_address, self.topology.source
+        )
 
     def _parallel(
         self, fn: Callable[[Any], Any], items: Sequence[Any], swallow: bool = False

@@ -35,9 +35,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_dcfire.errors import did_you_mean, one_of
-from pytest_dcfire.topology.load import (
+from pytest_dcfire.topology.model import Build, HealthCheck, Site, Topology, Volume
+from pytest_dcfire.topology.validate import (
     DEFAULT_POLL_SECONDS,
     Context,
+    DependencySpec,
     ServiceSpec,
     as_list,
     as_mapping,
@@ -47,6 +49,7 @@ from pytest_dcfire.topology.load import (
     check_keys,
     check_mounts,
     check_ports,
+    dependency_options,
     depends_list,
     describe,
     index_path,
@@ -62,7 +65,6 @@ from pytest_dcfire.topology.load import (
     process_fields,
     scalar_text,
 )
-from pytest_dcfire.topology.model import Build, HealthCheck, Site, Topology, Volume
 
 __all__ = [
     "IGNORED_SERVICE_KEYS",
@@ -224,34 +226,55 @@ _VARIABLE_START = re.compile(r"[A-Za-z_{]")
 
 
 def compose_topology(ctx: Context, doc: Mapping[str, Any]) -> Topology:
-    """Read a compose document (already parsed, a mapping with string keys)."""
+    """Read a compose document (already parsed, a mapping with string keys), collecting
+    every mistake and raising them all at once."""
     for key in doc:
         if key in UNSUPPORTED_TOP_KEYS:
-            ctx.fail(key, f"not supported by pytest-dcfire: {UNSUPPORTED_TOP_KEYS[key]}")
+            with ctx.collect():
+                ctx.fail(key, f"not supported by pytest-dcfire: {UNSUPPORTED_TOP_KEYS[key]}")
     hint = {"sites": "not a compose key: in a compose file, list sites in `x-dcfire: {sites: ...}`"}
-    check_keys(ctx, doc, "", TOP_KEYS, hint)
+    with ctx.collect():
+        others = {k: v for k, v in doc.items() if k not in UNSUPPORTED_TOP_KEYS}
+        check_keys(ctx, others, "", TOP_KEYS, hint)
     doc = {
         key: _no_interpolation(ctx, value, key)
         for key, value in doc.items()
         if key in ("name", "services", "volumes", "x-dcfire")
     }
     declared_sites: tuple[Site, ...] = ()
+    sites_ok = True
+    extension: Mapping[str, Any] = {}
     if doc.get("x-dcfire") is not None:
-        extension = as_mapping(ctx, doc["x-dcfire"], "x-dcfire")
-        check_keys(ctx, extension, "x-dcfire", ("sites", "wan"))
-        if extension.get("sites") is not None:
-            declared_sites = parse_sites(ctx, extension["sites"], "x-dcfire.sites")
-    name = as_name(ctx, doc["name"], "name", "project") if doc.get("name") is not None else None
-    volumes = _declared_volumes(ctx, doc.get("volumes"))
-    if doc.get("services") is None:
-        ctx.fail("", "missing key 'services': the services to start, each labelled with its site")
-    services = as_mapping(ctx, doc["services"], "services", "a mapping of service name to service")
-    if not services:
-        ctx.fail("services", "no services: define at least one")
-    specs = [
-        _service(ctx, service, value, key_path("services", service), volumes)
-        for service, value in services.items()
-    ]
+        sites_ok = False
+        with ctx.collect():
+            extension = as_mapping(ctx, doc["x-dcfire"], "x-dcfire")
+            check_keys(ctx, extension, "x-dcfire", ("sites", "wan"))
+            if extension.get("sites") is not None:
+                declared_sites = parse_sites(ctx, extension["sites"], "x-dcfire.sites")
+            sites_ok = True
+    name = None
+    with ctx.collect():
+        name = as_name(ctx, doc["name"], "name", "project") if doc.get("name") is not None else None
+    volumes: tuple[str, ...] = ()
+    with ctx.collect():
+        volumes = _declared_volumes(ctx, doc.get("volumes"))
+    specs: list[ServiceSpec] = []
+    broken: set[str] = set()
+    with ctx.collect():
+        if doc.get("services") is None:
+            ctx.fail(
+                "", "missing key 'services': the services to start, each labelled with its site"
+            )
+        services = as_mapping(
+            ctx, doc["services"], "services", "a mapping of service name to service"
+        )
+        if not services:
+            ctx.fail("services", "no services: define at least one")
+        for service, value in services.items():
+            broken.add(service)
+            with ctx.collect():
+                specs.append(_service(ctx, service, value, key_path("services", service), volumes))
+                broken.discard(service)
     sites = list(declared_sites)
     known = {site.name for site in sites}
     for spec in specs:
@@ -260,13 +283,20 @@ def compose_topology(ctx: Context, doc: Mapping[str, Any]) -> Topology:
                 known.add(site)
                 sites.append(Site(site))
     wan = None
-    if doc.get("x-dcfire") is not None and doc["x-dcfire"].get("wan") is not None:
-        wan = parse_wan(ctx, doc["x-dcfire"]["wan"], "x-dcfire.wan", [s.name for s in sites])
+    if sites_ok and extension.get("wan") is not None:
+        with ctx.collect():
+            wan = parse_wan(ctx, extension["wan"], "x-dcfire.wan", [s.name for s in sites])
+    if ctx.errors:
+        if sites_ok and sites:
+            with ctx.collect():
+                assemble(Context(ctx.source, ctx.base_dir), sites, specs, name, wan, broken)
+        ctx.raise_collected()
     return assemble(ctx, sites, specs, name, wan)
 
 
 def _no_interpolation(ctx: Context, value: object, path: str) -> object:
-    """Unescape `$$` and refuse `$VAR` / `${VAR}` in every string value below `value`."""
+    """Unescape `$$` and refuse `$VAR` / `${VAR}` in every string value below `value`
+    (each refusal is collected in `ctx`)."""
     if isinstance(value, str):
         if "$" not in value:
             return value
@@ -284,12 +314,14 @@ def _no_interpolation(ctx: Context, value: object, path: str) -> object:
                 index = dollar + 1
                 continue
             if _VARIABLE_START.match(following):
-                ctx.fail(
-                    path,
-                    "variable interpolation ($VAR, ${VAR}) is not supported by pytest-dcfire, "
-                    "so that runs do not depend on the shell's environment: write the value "
-                    "out (or $$ for a literal $)",
-                )
+                with ctx.collect():  # kept, and the value read on (its key says it once)
+                    ctx.fail(
+                        path,
+                        "variable interpolation ($VAR, ${VAR}) is not supported by "
+                        "pytest-dcfire, so that runs do not depend on the shell's environment: "
+                        "write the value out (or $$ for a literal $)",
+                    )
+                return value
             out.append("$")
             index = dollar + 1
         out.append(value[index:])
@@ -334,40 +366,67 @@ def _declared_volumes(ctx: Context, value: object) -> tuple[str, ...]:
 def _service(
     ctx: Context, name: str, value: object, path: str, volumes: tuple[str, ...]
 ) -> ServiceSpec:
+    """One compose service; each of its keys is checked on its own, so all its mistakes show."""
     as_name(ctx, name, path, "service")
     if value is None:
         ctx.fail(path, "empty service: give it an image or a build context, and a site")
     svc = as_mapping(ctx, value, path)
+    local = Context(ctx.source, ctx.base_dir)
     for key in svc:
         if key in SERVICE_KEYS or key in IGNORED_SERVICE_KEYS or key.startswith("x-"):
             continue
-        if key in UNSUPPORTED_SERVICE_KEYS or key in _OTHER_COMPOSE_KEYS:
-            reason = UNSUPPORTED_SERVICE_KEYS.get(key, "remove it, or move it under an x- key")
-            ctx.fail(key_path(path, key), f"not supported by pytest-dcfire: {reason}")
-        ctx.fail(
-            path,
-            f"unknown key {key!r}{did_you_mean(key, _KNOWN_SERVICE_KEYS)}; supported: "
-            f"{', '.join(SERVICE_KEYS)}, x-dcfire",
-        )
+        with local.collect():
+            if key in UNSUPPORTED_SERVICE_KEYS or key in _OTHER_COMPOSE_KEYS:
+                reason = UNSUPPORTED_SERVICE_KEYS.get(key, "remove it, or move it under an x- key")
+                ctx.fail(key_path(path, key), f"not supported by pytest-dcfire: {reason}")
+            ctx.fail(
+                path,
+                f"unknown key {key!r}{did_you_mean(key, _KNOWN_SERVICE_KEYS)}; supported: "
+                f"{', '.join(SERVICE_KEYS)}, x-dcfire",
+            )
 
     def given(key: str) -> bool:
         return svc.get(key) is not None
 
-    sites, per_site, site_path = _site(ctx, name, svc, path)
+    sites: tuple[str, ...] = ()
+    per_site, site_path = False, path
+    with local.collect():
+        sites, per_site, site_path = _site(ctx, name, svc, path)
     image: str | None = None
     build: Build | None = None
-    if given("build"):
-        build = _build(ctx, svc["build"], key_path(path, "build"))
-        if given("image"):  # compose tags the build with it; we tag builds ourselves
-            parse_image(ctx, svc["image"], key_path(path, "image"))
-    elif given("image"):
-        image = parse_image(ctx, svc["image"], key_path(path, "image"))
-    else:
-        ctx.fail(
-            path,
-            "no image: give `image:` (an image on the engine, e.g. postgres:16) or `build:` "
-            "(a directory with a Dockerfile, e.g. ./db)",
-        )
+    with local.collect():
+        if given("build"):
+            build = _build(ctx, svc["build"], key_path(path, "build"))
+            if given("image"):  # compose tags the build with it; we tag builds ourselves
+                parse_image(ctx, svc["image"], key_path(path, "image"))
+        elif given("image"):
+            image = parse_image(ctx, svc["image"], key_path(path, "image"))
+        else:
+            ctx.fail(
+                path,
+                "no image: give `image:` (an image on the engine, e.g. postgres:16) or `build:` "
+                "(a directory with a Dockerfile, e.g. ./db)",
+            )
+    fields: dict[str, Any] = {}
+    with local.collect():
+        fields.update(process_fields(ctx, svc, path))
+    ports: tuple[int, ...] = ()
+    if given("ports"):
+        with local.collect():
+            ports = _ports(ctx, svc["ports"], key_path(path, "ports"))
+    mounts: tuple[Volume, ...] = ()
+    if given("volumes"):
+        with local.collect():
+            mounts = _volumes(ctx, svc["volumes"], key_path(path, "volumes"), volumes)
+    health = None
+    if given("healthcheck"):
+        with local.collect():
+            health = _healthcheck(ctx, svc["healthcheck"], key_path(path, "healthcheck"))
+    depends: tuple[DependencySpec, ...] = ()
+    if given("depends_on"):
+        with local.collect():
+            depends = _depends_on(ctx, svc["depends_on"], key_path(path, "depends_on"))
+    local.raise_collected()
     return ServiceSpec(
         name=name,
         path=path,
@@ -376,17 +435,11 @@ def _service(
         per_site=per_site,
         image=image,
         build=build,
-        **process_fields(ctx, svc, path),
-        ports=_ports(ctx, svc["ports"], key_path(path, "ports")) if given("ports") else (),
-        volumes=_volumes(ctx, svc["volumes"], key_path(path, "volumes"), volumes)
-        if given("volumes")
-        else (),
-        healthcheck=_healthcheck(ctx, svc["healthcheck"], key_path(path, "healthcheck"))
-        if given("healthcheck")
-        else None,
-        depends_on=_depends_on(ctx, svc["depends_on"], key_path(path, "depends_on"))
-        if given("depends_on")
-        else (),
+        **fields,
+        ports=ports,
+        volumes=mounts,
+        healthcheck=health,
+        depends_on=depends,
     )
 
 
@@ -601,39 +654,53 @@ def _volume_name(ctx: Context, source: object, path: str) -> str:
     return as_name(ctx, text, path, "volume")
 
 
-def _depends_on(ctx: Context, value: object, path: str) -> tuple[tuple[str, str], ...]:
-    """The list form, or `{db: {condition: service_healthy}}`: both wait for db's health."""
+def _depends_on(ctx: Context, value: object, path: str) -> tuple[DependencySpec, ...]:
+    """The list form, or `{db: {condition: service_healthy}}`: both wait for db's health.
+    `x-dcfire: {failover: true, site: same}` in an entry says what our format says with
+    `failover:` and `site:` (compose ignores `x-` keys)."""
     if not isinstance(value, dict):
         return depends_list(ctx, value, path)
-    refs: list[tuple[str, str]] = []
+    refs: list[DependencySpec] = []
+    inner = Context(ctx.source, ctx.base_dir)
     for ref, options in as_mapping(ctx, value, path).items():
-        ref_path = key_path(path, ref)
-        if options is not None:
-            opts = as_mapping(ctx, options, ref_path, "a mapping like {condition: service_healthy}")
-            check_keys(ctx, opts, ref_path, ("condition", "required", "restart"))
-            condition = opts.get("condition")
-            condition_path = key_path(ref_path, "condition")
-            if condition == "service_completed_successfully":
-                ctx.fail(
-                    condition_path,
-                    "service_completed_successfully is not supported: every service is "
-                    "long-running and waited for by its health check",
-                )
-            if condition is not None and condition not in CONDITIONS:
-                shown = condition if isinstance(condition, str) else ""
-                ctx.fail(
-                    condition_path,
-                    f"unknown condition {describe(condition)}{did_you_mean(shown, CONDITIONS)}; "
-                    f"{one_of(CONDITIONS)}",
-                )
-            for key in ("required", "restart"):
-                if opts.get(key) is not None and not isinstance(opts[key], bool):
-                    ctx.fail(
-                        key_path(ref_path, key),
-                        f"expected true or false, found {describe(opts[key])}",
-                    )
-        refs.append((ref, ref_path))
+        with inner.collect():
+            refs.append(_dependency(ctx, ref, options, key_path(path, ref)))
+    inner.raise_collected()
     return tuple(refs)
+
+
+def _dependency(ctx: Context, ref: str, options: object, ref_path: str) -> DependencySpec:
+    if options is None:
+        return DependencySpec(ref, ref_path)
+    opts = as_mapping(ctx, options, ref_path, "a mapping like {condition: service_healthy}")
+    check_keys(ctx, opts, ref_path, ("condition", "required", "restart"))
+    condition = opts.get("condition")
+    condition_path = key_path(ref_path, "condition")
+    if condition == "service_completed_successfully":
+        ctx.fail(
+            condition_path,
+            "service_completed_successfully is not supported: every service is "
+            "long-running and waited for by its health check",
+        )
+    if condition is not None and condition not in CONDITIONS:
+        shown = condition if isinstance(condition, str) else ""
+        ctx.fail(
+            condition_path,
+            f"unknown condition {describe(condition)}{did_you_mean(shown, CONDITIONS)}; "
+            f"{one_of(CONDITIONS)}",
+        )
+    for key in ("required", "restart"):
+        if opts.get(key) is not None and not isinstance(opts[key], bool):
+            ctx.fail(
+                key_path(ref_path, key),
+                f"expected true or false, found {describe(opts[key])}",
+            )
+    extension = opts.get("x-dcfire")
+    if extension is None:
+        return DependencySpec(ref, ref_path)
+    return dependency_options(
+        ctx, ref, extension, key_path(ref_path, "x-dcfire"), ("failover", "site"), None
+    )
 
 
 def _healthcheck(ctx: Context, value: object, path: str) -> HealthCheck | None:
@@ -689,5 +756,5 @@ def _healthcheck(ctx: Context, value: object, path: str) -> HealthCheck | None:
             f"expected a number of attempts (1 or more), found {describe(retries)}",
         )
     poll = seconds("start_interval", min(interval, DEFAULT_POLL_SECONDS))
-    timeout = round(start_period + interval * retries, 3)
-    return HealthCheck("cmd", cmd=cmd, timeout=timeout, interval=poll)
+    budget = round(start_period + interval * retries, 3)
+    return HealthCheck("cmd", cmd=cmd, budget=budget, interval=poll)

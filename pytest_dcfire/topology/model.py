@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pytest_dcfire.errors import did_you_mean, one_of
+from pytest_dcfire.errors import UnknownName, did_you_mean, one_of
 
 #: Names of sites, services and volumes end up in container names, labels and helper
 #: commands; this keeps them boring (no shell or path metacharacters, no leading dash).
@@ -30,10 +30,17 @@ class HealthCheck:
     port: int | None = None
     cmd: tuple[str, ...] = ()
     path: str = "/"
-    #: Seconds allowed for the service to become healthy after start or restore.
-    timeout: float = 60.0
+    #: Seconds allowed, in all, for the service to become healthy after a start or a
+    #: restore (`budget:` in a topology file; `timeout:` is its older name). Not a per-probe
+    #: timeout: each tcp probe waits 1 s and each http probe 2 s at most.
+    budget: float = 60.0
     #: Seconds between attempts.
     interval: float = 0.2
+
+    @property
+    def timeout(self) -> float:
+        """The older name of `budget`."""
+        return self.budget
 
     def describe(self) -> str:
         if self.kind == "tcp":
@@ -86,6 +93,9 @@ class Service:
     #: Names of services (any instance satisfies) or of instances (`svc@site`).
     depends_on: tuple[str, ...] = ()
     healthcheck: HealthCheck | None = None
+    #: The entries of `depends_on` needed to start but not to keep running (`failover:
+    #: true`): losing every instance of one, this instance fails over instead of going dark.
+    failover: tuple[str, ...] = ()
 
     @property
     def env(self) -> dict[str, str]:
@@ -160,7 +170,7 @@ class Topology:
         for site in self.sites:
             if site.name == name:
                 return site
-        raise KeyError(
+        raise UnknownName(
             f"unknown site {name!r}{did_you_mean(name, self.site_names)}; {one_of(self.site_names)}"
         )
 
@@ -169,10 +179,17 @@ class Topology:
         try:
             return self._by_name[name]
         except KeyError:
-            raise KeyError(
-                f"unknown service {name!r}{did_you_mean(name, self._by_name)}; "
-                f"{one_of(self._by_name)}"
-            ) from None
+            pass
+        instances = [s.name for s in self.services if s.base == name]
+        if instances:
+            raise UnknownName(
+                f"service {name!r} runs one instance per site: pick an instance: "
+                f"{', '.join(instances)}"
+            )
+        names = list(dict.fromkeys([*self._by_name, *(s.base for s in self.services)]))
+        raise UnknownName(
+            f"unknown service {name!r}{did_you_mean(name, names)}; {one_of(self._by_name)}"
+        )
 
     def instances_of(self, name: str) -> tuple[Service, ...]:
         """Every instance a dependency on `name` may use: all of a base, or one instance."""

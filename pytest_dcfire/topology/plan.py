@@ -3,7 +3,9 @@
 `waves()` is the order the runtime starts services in (each wave in parallel, health-gated).
 `blast_radius()` answers the question Kakao never asked before 15 October 2022: when a site
 burns, what goes dark with it, and what *elsewhere* stops working because every instance of
-something it needs was in that site (transitively). `render_plan()` is `pytest --dcfire-plan`.
+something it needs was in that site (transitively). A dependency declared `failover: true`
+is needed to start, not to keep running: losing it, the dependent *fails over* (a claim a
+drill should prove) instead of being stranded. `render_plan()` is `pytest --dcfire-plan`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pytest_dcfire.topology.model import Service, Topology
 
 __all__ = [
     "BlastRadius",
+    "FailsOver",
     "SingleHomed",
     "Stranded",
     "blast_radius",
@@ -97,6 +100,15 @@ class Stranded:
 
 
 @dataclass(frozen=True)
+class FailsOver(Stranded):
+    """An instance outside the burning sites that lost every instance of a dependency it
+    declared `failover: true`: it is expected to keep working, which a drill should prove."""
+
+    def reason(self) -> str:
+        return super().reason().replace("needs ", "loses ", 1) + "; failover declared"
+
+
+@dataclass(frozen=True)
 class BlastRadius:
     """What a fire in `sites` takes down: its own instances, and what they strand elsewhere."""
 
@@ -107,6 +119,8 @@ class BlastRadius:
     stranded: tuple[Stranded, ...]
     #: Instances elsewhere that keep everything they need.
     survivors: tuple[Service, ...]
+    #: Survivors that lost a `failover: true` dependency: they must fail over.
+    failing_over: tuple[FailsOver, ...] = ()
 
     @property
     def dark_names(self) -> tuple[str, ...]:
@@ -126,10 +140,13 @@ class BlastRadius:
         dark = ", ".join(self.dark_names) or "nothing (no services in this site)"
         lines = [f"dark: {dark}"]
         if not self.stranded:
-            return [*lines, "stranded elsewhere: none"]
+            lines.append("stranded elsewhere: none")
         head = "stranded elsewhere: "
         for index, entry in enumerate(self.stranded):
             lines.append((head if index == 0 else " " * len(head)) + entry.describe())
+        head = "fails over: "
+        for index, over in enumerate(self.failing_over):
+            lines.append((head if index == 0 else " " * len(head)) + over.describe())
         return lines
 
 
@@ -150,6 +167,18 @@ def blast_radius(topology: Topology, *sites: str) -> BlastRadius:
     site_order = {name: index for index, name in enumerate(topology.site_names)}
     dark = tuple(service for service in topology.services if service.site in burning)
     lost: dict[str, Stranded | None] = {service.name: None for service in dark}
+
+    def lost_dependency(service: Service, ref: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(chain, root sites) if every instance of `ref` is lost, else ((), ())."""
+        instances = topology.instances_of(ref)
+        if not instances or any(instance.name not in lost for instance in instances):
+            return (), ()
+        inner = [lost[i.name] for i in instances if lost[i.name] is not None]
+        shortest = min(inner, key=lambda s: len(s.chain) if s else 0, default=None)
+        if shortest is not None:
+            return (ref, *shortest.chain), shortest.root_sites
+        return (ref,), tuple(sorted({i.site for i in instances}, key=site_order.__getitem__))
+
     while True:
         found: list[Stranded] = []
         for service in topology.services:
@@ -157,19 +186,11 @@ def blast_radius(topology: Topology, *sites: str) -> BlastRadius:
                 continue
             best: Stranded | None = None
             for ref in service.depends_on:
-                instances = topology.instances_of(ref)
-                if not instances or any(instance.name not in lost for instance in instances):
-                    continue
-                inner = [lost[i.name] for i in instances if lost[i.name] is not None]
-                shortest = min(inner, key=lambda s: len(s.chain) if s else 0, default=None)
-                if shortest is not None:
-                    chain, roots = (ref, *shortest.chain), shortest.root_sites
-                else:
-                    chain = (ref,)
-                    roots = tuple(sorted({i.site for i in instances}, key=site_order.__getitem__))
-                candidate = Stranded(service, ref, chain, roots)
-                if best is None or len(candidate.chain) < len(best.chain):
-                    best = candidate
+                if ref in service.failover:
+                    continue  # needed to start, not to keep running
+                chain, roots = lost_dependency(service, ref)
+                if chain and (best is None or len(chain) < len(best.chain)):
+                    best = Stranded(service, ref, chain, roots)
             if best is not None:
                 found.append(best)
         if not found:
@@ -179,7 +200,14 @@ def blast_radius(topology: Topology, *sites: str) -> BlastRadius:
         (entry for entry in lost.values() if entry is not None), key=lambda s: order[s.name]
     )
     survivors = tuple(service for service in topology.services if service.name not in lost)
-    return BlastRadius(tuple(sites), dark, tuple(stranded), survivors)
+    failing_over = []
+    for service in survivors:
+        for ref in service.failover:
+            chain, roots = lost_dependency(service, ref)
+            if chain:
+                failing_over.append(FailsOver(service, ref, chain, roots))
+                break
+    return BlastRadius(tuple(sites), dark, tuple(stranded), survivors, tuple(failing_over))
 
 
 @dataclass(frozen=True)
@@ -196,20 +224,25 @@ class SingleHomed:
 
 
 def single_homed(topology: Topology) -> tuple[SingleHomed, ...]:
-    """Dependencies with every instance in one site that an instance elsewhere needs.
+    """Dependencies with every instance in one site that an instance elsewhere needs (to
+    keep running: a `failover: true` dependency is not counted).
 
     These are what kept KakaoTalk down: a fire in that one site strands the others.
     """
     refs: list[str] = []
     for service in topology.services:
         refs.extend(ref for ref in service.depends_on if ref not in refs)
+
+    def needs(service: Service, ref: str) -> bool:  # to keep running, not only to start
+        return ref in service.depends_on and ref not in service.failover
+
     result: list[SingleHomed] = []
     for ref in refs:
         homes = {instance.site for instance in topology.instances_of(ref)}
         if len(homes) != 1:
             continue
         (home,) = homes
-        users = tuple(s for s in topology.services if ref in s.depends_on and s.site != home)
+        users = tuple(s for s in topology.services if needs(s, ref) and s.site != home)
         if users:
             result.append(SingleHomed(ref, home, users))
     return tuple(result)

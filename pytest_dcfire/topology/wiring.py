@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import NoReturn
 
 from pytest_dcfire.errors import did_you_mean, one_of
@@ -39,29 +40,50 @@ def fields(service: Service, path: str) -> Iterator[tuple[str, str]]:
             yield f"{path}.{what}[{index}]", arg
 
 
-def find_links(services: Sequence[Service], paths: dict[str, str], fail: Fail) -> tuple[Link, ...]:
+def find_links(
+    services: Sequence[Service],
+    paths: dict[str, str],
+    fail: Fail,
+    each: Callable[[], AbstractContextManager[None]] = nullcontext,
+) -> tuple[Link, ...]:
     """Check every placeholder of every instance; return the links they ask for, in order.
 
-    `paths` maps an instance name to the key path of its service in the file (for errors).
+    `paths` maps an instance name to the key path of its service in the file (for errors);
+    each field is checked inside `each()`, which may keep a failure and go on (the loader
+    collects every mistake that way).
     """
     by_name = {s.name: s for s in services}
     links: dict[tuple[str, str, int], Link] = {}
     for consumer in services:
         for path, text in fields(consumer, paths[consumer.name]):
-            for match in _matches(text, path, fail):
-                ref = match.group("ref")
-                port = _port(match.group("port"), path, fail)
-                target = _resolve(ref, consumer, services, by_name, path, fail)
-                if port not in target.ports:
-                    declared = ", ".join(map(str, target.ports)) or "none"
-                    fail(
-                        path,
-                        f"{match.group(0)}: port {port} is not in {target.name}'s `ports` "
-                        f"(declared: {declared}); links go to declared ports",
-                    )
-                key = (consumer.name, ref, port)
-                links.setdefault(key, Link(consumer.name, ref, target.name, port))
+            with each():
+                _field_links(consumer, path, text, services, by_name, links, fail)
     return tuple(links.values())
+
+
+def _field_links(
+    consumer: Service,
+    path: str,
+    text: str,
+    services: Sequence[Service],
+    by_name: dict[str, Service],
+    links: dict[tuple[str, str, int], Link],
+    fail: Fail,
+) -> None:
+    """The links asked for by the placeholders in one field of `consumer`."""
+    for match in _matches(text, path, fail):
+        ref = match.group("ref")
+        port = _port(match.group("port"), path, fail)
+        target = _resolve(ref, consumer, services, by_name, path, fail)
+        if port not in target.ports:
+            declared = ", ".join(map(str, target.ports)) or "none"
+            fail(
+                path,
+                f"{match.group(0)}: port {port} is not in {target.name}'s `ports` "
+                f"(declared: {declared}); links go to declared ports",
+            )
+        key = (consumer.name, ref, port)
+        links.setdefault(key, Link(consumer.name, ref, target.name, port))
 
 
 def substitute(text: str, address_of: AddressOf) -> str:

@@ -228,3 +228,37 @@ def test_restore_after_failure_exception_and_interrupt(pytester: pytest.Pytester
         "ignite test_interrupted west fire",
         "restore test_interrupted west",
     ]
+
+
+def test_rto_counts_until_a_hanging_probe_answers(pytester: pytest.Pytester) -> None:
+    """A probe sent while east is dark hangs (the SYN vanishes) and answers after the restore:
+    the RTO is the moment it answered, at least the 1.5 s the fire burned, and the JUnit
+    property says the same number."""
+    result = run_fires(
+        pytester,
+        """
+        def test_hanging_probe(dcfire, dcfire_topology):
+            east = dcfire_topology.service("echo@east")
+            fire = dcfire.fire("east", storage=False)
+            probe = lambda: echo_once(east.direct_address(7000), timeout=20) == b"ping"
+            t, box = in_thread(lambda: dcfire.measure_recovery(probe, stable=2, timeout=40))
+            time.sleep(1.5)
+            fire.extinguish()
+            t.join(60)
+            [recovery] = box
+            assert recovery.failures == 0  # the first probe hung, then succeeded
+            assert recovery.rto >= 1.5, recovery
+            print(f"RTO={recovery.rto:.3f}")
+        """,
+        "-s",
+        "--junitxml=junit.xml",
+    )
+    result.assert_outcomes(passed=1)
+    rto = float(result.stdout.str().split("RTO=")[1].split()[0])
+    import xml.etree.ElementTree as ET
+
+    props = {
+        p.get("name"): p.get("value")
+        for p in ET.parse(pytester.path / "junit.xml").iter("property")
+    }
+    assert abs(float(props["dcfire_rto_s"]) - rto) < 0.002, (props, rto)

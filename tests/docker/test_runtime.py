@@ -101,8 +101,13 @@ def test_chain_starts_in_order_and_handles_work(
             assert code == 0 and out.split() == ["hello", "c-west"]
             assert c.exec("false")[0] == 1
             assert "hello" in c.logs()
-            host, port = t.service("a").address(7000)
-            import socket
+            import pytest, socket
+            from pytest_dcfire.errors import DcfireError
+            with pytest.raises(DcfireError) as info:
+                t.service("a").address(7000)  # a declares no port: no proxy, no silent bypass
+            assert "port 7000 is not declared in the topology (declared ports: none)" in str(info.value)
+            assert "`ports: [7000]`, or use direct_address(7000)" in str(info.value)
+            host, port = t.service("a").direct_address(7000)
             socket.create_connection((host, port), timeout=2).close()
             started = {n: h.container.attrs["State"]["StartedAt"] for n, h in t.services.items()}
             assert started["a"] < started["b"] < started["c@east"]
@@ -169,6 +174,61 @@ def test_startup_failure_names_the_service_and_shows_its_logs(
         ]
     )
     assert "Traceback" not in result.stdout.str()
+
+
+def test_a_refused_health_port_names_the_ports_the_container_listens_on(
+    pytester: pytest.Pytester,
+) -> None:
+    """The health check asks 7000; one service listens on 7001, the other on 7000 but only
+    on loopback: after its budget (`budget: 3`), each failure says what it listens on."""
+    listen = (
+        "import socket,time; s=socket.socket(); s.bind(({host!r}, {port})); s.listen(); "
+        "time.sleep(1e6)"
+    )
+    result = run_inner(
+        pytester,
+        f"""
+        sites: [east]
+        services:
+          elsewhere:
+            site: east
+            image: {IMAGE}
+            command: ["python3", "-c", {listen.format(host="0.0.0.0", port=7001)!r}]
+            healthcheck: {{tcp: 7000, budget: 3}}
+        """,
+        """
+        def test_one(dcfire_topology):
+            pass
+        """,
+    )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*dcfire: service elsewhere (site east) not healthy (tcp port 7000): *refused*; "
+            "the container listens on 7001, not on 7000: is the health check's port the one "
+            "the service listens on?; waited * s of its 3 s budget (healthcheck.budget)*",
+        ]
+    )
+    loopback = run_inner(
+        pytester,
+        f"""
+        sites: [east]
+        services:
+          loopback:
+            site: east
+            image: {IMAGE}
+            command: ["python3", "-c", {listen.format(host="127.0.0.1", port=7000)!r}]
+            healthcheck: {{tcp: 7000, timeout: 3}}
+        """,
+        """
+        def test_one(dcfire_topology):
+            pass
+        """,
+    )
+    loopback.assert_outcomes(errors=1)
+    loopback.stdout.fnmatch_lines(
+        ["*the container listens on port 7000 only on loopback: bind it to 0.0.0.0*"]
+    )
 
 
 def test_no_engine_fails_those_tests_with_one_line(pytester: pytest.Pytester) -> None:

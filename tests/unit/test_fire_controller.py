@@ -200,3 +200,33 @@ def test_timeline_records_rto_of_the_last_fire() -> None:
     recovery = dc.measure_recovery(lambda: True, stable=1)
     assert dc.fires[-1].record.rto_s == recovery.rto
     assert recovery.rto < 1
+
+
+def test_table_report_and_junit_show_the_rto_measure_recovery_returned() -> None:
+    """One RTO everywhere: the probe that blocks then answers is timed to its answer, and
+    the fire table, the HTML row and `dcfire_rto_s` all carry that number."""
+    import time
+    from types import SimpleNamespace
+
+    from pytest_dcfire.report.html import _fire_row
+    from pytest_dcfire.report.terminal import fire_table
+
+    dc = controller(Recorder())
+    dc.fire("a")
+    calls = {"n": 0}
+
+    def probe() -> bool:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            time.sleep(0.4)
+        return True
+
+    recovery = dc.measure_recovery(probe, stable=2)
+    assert recovery.rto >= 0.4
+    record = dc.fires[-1].record
+    assert record.rto_s == recovery.rto
+    item = SimpleNamespace(user_properties=[])
+    dc.evidence.finish(None, item)
+    assert ("dcfire_rto_s", round(recovery.rto, 3)) in item.user_properties
+    assert f"{recovery.rto:.2f}" in fire_table([record])[1].split()
+    assert f"<td class=num>{recovery.rto:.2f}</td>" in _fire_row(record, {})

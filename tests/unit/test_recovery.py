@@ -93,3 +93,21 @@ def test_measure_recovery_timeout_names_the_probe_and_stability() -> None:
 def test_stable_must_be_positive() -> None:
     with pytest.raises(ValueError, match="stable must be at least 1"):
         measure_recovery(lambda: None, since=0, timeout=1, stable=0)
+
+
+def test_a_probe_that_hangs_then_answers_recovered_when_it_answered() -> None:
+    """The first probe after ignition blocks ~1 s and then succeeds, as a client does while
+    a failover completes: the system answered after 1 s, so the RTO is at least 1 s (the
+    instant `availability()` takes too), not the moment the probe was sent."""
+    ignition = time.monotonic()
+    calls = {"n": 0}
+
+    def probe() -> str:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            time.sleep(1.0)
+        return "ok"
+
+    recovery = measure_recovery(probe, since=ignition, timeout=10, stable=3, interval=0.01)
+    assert recovery.failures == 0
+    assert 1.0 <= recovery.rto < 1.5

@@ -109,7 +109,7 @@ def test_a_compose_file_loads_into_the_model(project: Path) -> None:
         healthcheck=HealthCheck(
             "cmd",
             cmd=("/bin/sh", "-c", "pg_isready -U $POSTGRES_USER"),
-            timeout=60 + 10 * 5,
+            budget=60 + 10 * 5,
             interval=0.2,
         ),
     )
@@ -130,12 +130,12 @@ def test_a_compose_file_loads_into_the_model(project: Path) -> None:
         ports=(8080, 9000, 9100, 8000, 8001, 8002),
         depends_on=("db",),
         healthcheck=HealthCheck(
-            "cmd", cmd=("curl", "-f", "http://localhost:8080/health"), timeout=90.0, interval=1.0
+            "cmd", cmd=("curl", "-f", "http://localhost:8080/health"), budget=90.0, interval=1.0
         ),
     )
     assert worker.site == "ansan" and worker.depends_on == ("api",)
     assert worker.healthcheck == HealthCheck(
-        "cmd", cmd=("/bin/sh", "-c", "test -f /tmp/ready"), timeout=0.3, interval=0.1
+        "cmd", cmd=("/bin/sh", "-c", "test -f /tmp/ready"), budget=0.3, interval=0.1
     )
 
 
@@ -152,8 +152,10 @@ def test_compose_is_recognised_by_content_whatever_the_file_name() -> None:
     assert parse(text, source="topology.yml").sites == (Site("a"),)
     # a file called compose.yml is compose even with our keys: they get a compose-minded error
     assert error("sites: [a]\nservices: {s: {image: x, site: a}}") == (
-        "compose.yml: sites: not a compose key: in a compose file, list sites in "
-        "`x-dcfire: {sites: ...}`"
+        "compose.yml: 2 mistakes:\n"
+        "  sites: not a compose key: in a compose file, list sites in `x-dcfire: {sites: ...}`\n"
+        "  services.s: unknown key 'site'; supported: build, command, depends_on, entrypoint, "
+        "environment, healthcheck, image, labels, ports, volumes, x-dcfire"
     )
 
 
@@ -398,3 +400,40 @@ def test_ignored_keys_are_ignored() -> None:
         + "version: '3.9'\n"
     )
     assert topology.service("s") == Service(name="s", base="s", site="a", image="x")
+
+
+FAILOVER_COMPOSE = """
+services:
+  redis:
+    image: x
+    labels: {dcfire.site: north}
+  db:
+    image: x
+    labels: {dcfire.site: "north,south"}
+  api:
+    image: x
+    labels: {dcfire.site: "north,south"}
+    depends_on:
+      redis: {condition: service_started, x-dcfire: {failover: true}}
+      db: {condition: service_healthy, x-dcfire: {site: same}}
+"""
+
+
+def test_compose_dependencies_declare_failover_and_same_site_under_x_dcfire() -> None:
+    topology = parse(FAILOVER_COMPOSE)
+    api = topology.service("api@south")
+    assert api.depends_on == ("redis", "db@south")
+    assert api.failover == ("redis",)
+    assert topology.service("api@north").depends_on == ("redis", "db@north")
+
+
+def test_compose_dependency_extension_is_validated() -> None:
+    assert error(FAILOVER_COMPOSE.replace("failover: true", "failover: 1")) == (
+        "compose.yml: services.api.depends_on.redis.x-dcfire.failover: expected true or false, "
+        "found an integer (1) (true: needed to start, not to keep running; the dependent fails "
+        "over when it is lost)"
+    )
+    assert error(FAILOVER_COMPOSE.replace("{site: same}", "{site: same, condition: x}")) == (
+        "compose.yml: services.api.depends_on.db.x-dcfire: unknown key 'condition'; one of: "
+        "failover, site"
+    )

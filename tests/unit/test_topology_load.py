@@ -120,7 +120,7 @@ def test_every_key_in_its_richest_form(project: Path) -> None:
             site: ansan
             image: registry.local:5000/api@sha256:abc
             environment: ["A=1", "B=x=y", "C="]
-            healthcheck: {http: "/health?deep=1", port: 8080, timeout: 20}
+            healthcheck: {http: "/health?deep=1", port: 8080, budget: 20}
             depends_on: [db@pangyo]
         x-notes: ignored entirely
         """,
@@ -145,11 +145,11 @@ def test_every_key_in_its_richest_form(project: Path) -> None:
     assert db.ports == (5432, 8008, 9187)
     assert db.volumes == (Volume("pg.data", "/var/lib/postgresql/data"), Volume("wal", "/wal"))
     assert db.healthcheck == HealthCheck(
-        "cmd", cmd=("pg_isready", "-U", "postgres"), timeout=90.0, interval=0.5
+        "cmd", cmd=("pg_isready", "-U", "postgres"), budget=90.0, interval=0.5
     )
     assert api.image == "registry.local:5000/api@sha256:abc"
     assert api.env == {"A": "1", "B": "x=y", "C": ""}
-    assert api.healthcheck == HealthCheck("http", port=8080, path="/health?deep=1", timeout=20.0)
+    assert api.healthcheck == HealthCheck("http", port=8080, path="/health?deep=1", budget=20.0)
     assert api.depends_on == ("db@pangyo",)
 
 
@@ -238,7 +238,7 @@ BASE = "sites: [pangyo, ansan]\nservices:\n"
         (
             "  db: {site: pangyo, image: x, healthcheck: {tcp: 1, timout: 3}}",
             "topology.yml: services.db.healthcheck: unknown key 'timout' (did you mean 'timeout'?); "
-            "one of: cmd, http, interval, port, tcp, timeout",
+            "one of: budget, cmd, http, interval, port, tcp, timeout",
         ),
         (
             "  db: {site: pangyo, image: x, labels: {a: b}}",
@@ -293,7 +293,7 @@ BASE = "sites: [pangyo, ansan]\nservices:\n"
         ),
         (
             "  db: {site: pangyo, image: x, depends_on: replica}",
-            "topology.yml: services.db.depends_on: expected a list of service names, found a string ('replica')",
+            "topology.yml: services.db.depends_on: expected a list of service names, or a mapping of name to options, found a string ('replica')",
         ),
         (
             "  db: {site: pangyo, image: x}\n  7: {site: pangyo, image: x}",

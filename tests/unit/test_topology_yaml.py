@@ -145,12 +145,16 @@ services:
         ),
         (
             "sites: [2001-12-14]\nservices: {}\n",
-            "topology.yml: sites[0]: expected a site name (a string), found a date (2001-12-14)",
+            "topology.yml: 2 mistakes:\n"
+            "  sites[0]: expected a site name (a string), found a date (2001-12-14)\n"
+            "  services: no services: define at least one",
         ),
         (
             "sites: !!set {a, b}\nservices: {}\n",
-            "topology.yml: sites: expected a list of site names or a mapping of site name to "
-            "options, found a set",
+            "topology.yml: 2 mistakes:\n"
+            "  sites: expected a list of site names or a mapping of site name to options, "
+            "found a set\n"
+            "  services: no services: define at least one",
         ),
         (
             "sites: [a]\nservices: {s: {site: a, image: x, ports: [0x" + "f" * 3000 + "]}}\n",
