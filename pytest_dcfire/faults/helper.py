@@ -48,7 +48,6 @@ import docker.errors
 from pytest_dcfire.errors import FireError
 from pytest_dcfire.faults.agent.protocol import (
     AGENT_MODULE,
-    PING,
     REAP,
     SHUTDOWN,
     STATUS,
@@ -481,10 +480,6 @@ class Helper:
             return bool(self.engine.client.api.exec_inspect(self._exec_id).get("Running"))
         except docker.errors.APIError:
             return False
-
-    def ping(self) -> int:
-        """The agent's pid (it answers, so it runs)."""
-        return self.call(PING, Empty()).result["pid"]
 
     def status(self) -> StatusReply:
         return self.call(STATUS, Empty()).result

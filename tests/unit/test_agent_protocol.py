@@ -74,3 +74,8 @@ def test_image_tag_changes_with_any_file_of_the_agent(
     assert edited != before
     (copy / "extra.py").write_text("")
     assert helper.helper_image_tag() not in (before, edited)
+
+
+def test_an_op_is_declared_once() -> None:
+    with pytest.raises(ValueError, match="declared twice"):
+        protocol.declare("cut")

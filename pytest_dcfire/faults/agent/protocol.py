@@ -6,10 +6,11 @@ One JSON object per line. A request is `{"id": N, "op": NAME, ...fields}`; the a
 agent's `time.monotonic()` in milliseconds; every result carries `t_recv` and `t_reply` so
 the client can place them on its own clock (the two clocks are never compared directly).
 
-Every operation is one `Op` constant below, typed with its request and reply, and listed
-in `OPS`. Adding one: write its two TypedDicts and its `Op` here, a handler decorated with
-`@handles(THAT_OP)` in the agent (`Agent` refuses to start while an op has no handler),
-and call it from the client with `helper.call(THAT_OP, ThatRequest(...))`.
+Every operation is one constant below, declared with its name and annotated with its
+request and reply types: `DISK: Op[DiskRequest, DiskReply] = declare("disk")` is the one
+place that registers it (in `OPS`). Then give it a handler decorated with `@handles(DISK)`
+in the agent (the agent refuses to start while an op has no handler, and mypy checks the
+handler's types), and call it from the client with `helper.call(DISK, DiskRequest(...))`.
 
 Standard library only, and Python 3.10 compatible: the agent imports it inside the helper
 image (Debian's python3), the plugin imports it on the test machine. The types are
@@ -44,6 +45,19 @@ class Op(Generic[Q, R]):
     """One operation: its name on the wire; `Q` and `R` are its request and reply types."""
 
     name: str
+
+
+#: Every operation by name (`declare` adds them): the agent has exactly one handler for each.
+OPS: dict[str, Op[Any, Any]] = {}
+
+
+def declare(name: str) -> Op[Any, Any]:
+    """Register an operation; annotate the constant it is assigned to with its types."""
+    if name in OPS:
+        raise ValueError(f"operation {name!r} is declared twice")
+    op: Op[Any, Any] = Op(name)
+    OPS[name] = op
+    return op
 
 
 # -- shared pieces ----------------------------------------------------------------------
@@ -308,42 +322,19 @@ class ShutdownReply(TypedDict):
 
 # -- the operations ---------------------------------------------------------------------
 
-PING: Op[Empty, PingReply] = Op("ping")
-STATUS: Op[Empty, StatusReply] = Op("status")
-CUT: Op[CutRequest, CutReply] = Op("cut")
-UNCUT: Op[UncutRequest, UncutReply] = Op("uncut")
-UNCUT_FOREIGN: Op[UncutForeignRequest, UncutForeignReply] = Op("uncut_foreign")
-PEER_CUT: Op[PeerCutRequest, PeerCutReply] = Op("peer_cut")
-PEER_REJOIN: Op[PeerRejoinRequest, PeerRejoinReply] = Op("peer_rejoin")
-PEER_UNCUT: Op[PeerUncutRequest, UncutReply] = Op("peer_uncut")
-KILL: Op[KillRequest, KillReply] = Op("kill")
-POOL_CREATE: Op[PoolCreateRequest, PoolCreateReply] = Op("pool_create")
-POOL_ATTACH: Op[PoolAttachRequest, PoolAttachReply] = Op("pool_attach")
-FREEZE: Op[PoolsRequest, FreezeReply] = Op("freeze")
-THAW: Op[PoolsRequest, ThawReply] = Op("thaw")
-POOL_DESTROY: Op[PoolRequest, PoolDestroyReply] = Op("pool_destroy")
-REAP: Op[ReapRequest, ReapReply] = Op("reap")
-SHUTDOWN: Op[Empty, ShutdownReply] = Op("shutdown")
-
-#: Every operation by name: the agent has exactly one handler for each.
-OPS: dict[str, Op[Any, Any]] = {
-    op.name: op
-    for op in (
-        PING,
-        STATUS,
-        CUT,
-        UNCUT,
-        UNCUT_FOREIGN,
-        PEER_CUT,
-        PEER_REJOIN,
-        PEER_UNCUT,
-        KILL,
-        POOL_CREATE,
-        POOL_ATTACH,
-        FREEZE,
-        THAW,
-        POOL_DESTROY,
-        REAP,
-        SHUTDOWN,
-    )
-}
+PING: Op[Empty, PingReply] = declare("ping")
+STATUS: Op[Empty, StatusReply] = declare("status")
+CUT: Op[CutRequest, CutReply] = declare("cut")
+UNCUT: Op[UncutRequest, UncutReply] = declare("uncut")
+UNCUT_FOREIGN: Op[UncutForeignRequest, UncutForeignReply] = declare("uncut_foreign")
+PEER_CUT: Op[PeerCutRequest, PeerCutReply] = declare("peer_cut")
+PEER_REJOIN: Op[PeerRejoinRequest, PeerRejoinReply] = declare("peer_rejoin")
+PEER_UNCUT: Op[PeerUncutRequest, UncutReply] = declare("peer_uncut")
+KILL: Op[KillRequest, KillReply] = declare("kill")
+POOL_CREATE: Op[PoolCreateRequest, PoolCreateReply] = declare("pool_create")
+POOL_ATTACH: Op[PoolAttachRequest, PoolAttachReply] = declare("pool_attach")
+FREEZE: Op[PoolsRequest, FreezeReply] = declare("freeze")
+THAW: Op[PoolsRequest, ThawReply] = declare("thaw")
+POOL_DESTROY: Op[PoolRequest, PoolDestroyReply] = declare("pool_destroy")
+REAP: Op[ReapRequest, ReapReply] = declare("reap")
+SHUTDOWN: Op[Empty, ShutdownReply] = declare("shutdown")
