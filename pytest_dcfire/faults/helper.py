@@ -7,9 +7,11 @@ engines): it names the capabilities it needs, shares the host pid namespace (to 
 containers' netns through /proc/<pid>), may create and use loop devices (`b 7:* rmw`,
 /dev/loop-control) and has no network of its own.
 
-Its main process only sleeps. The agent (`agent.py`, baked into the helper image) is
-started once with `docker exec`, and the attached socket of that exec is a JSON-lines
-channel (stdout arrives in docker's 8-byte multiplexed frames because there is no tty).
+Its main process only sleeps. The agent (the `agent` package, baked into the helper image
+as `dcfire_agent`) is started once with `docker exec`, and the attached socket of that exec
+is a JSON-lines channel (stdout arrives in docker's 8-byte multiplexed frames because there
+is no tty). Requests and replies are typed in `agent.protocol`: `helper.call(CUT,
+CutRequest(...))` returns a `Reply[CutReply]`.
 Closing that socket, which the kernel does when pytest dies even by SIGKILL, makes the
 engine close the agent's stdin: the agent's dead-man switch then undoes every cut and
 thaws every pool.
@@ -18,8 +20,9 @@ If the helper or its agent dies mid-session, the next request starts a new one (
 the dead container by id); the new agent adopts the journal on the session's state volume,
 so a restore still works. Every request is idempotent for that reason.
 
-The image is built on first use from `helper/Dockerfile` plus `agent.py` (a context made in
-memory) and tagged with the plugin version and a hash of both, so a change rebuilds it.
+The image is built on first use from `helper/Dockerfile` plus every file of the agent package
+(a context made in memory) and tagged with the plugin version and a hash of all of them, so
+a change to any file rebuilds it.
 """
 
 from __future__ import annotations
@@ -34,15 +37,29 @@ import struct
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import docker.errors
 
 from pytest_dcfire.errors import FireError
+from pytest_dcfire.faults.agent.protocol import (
+    AGENT_MODULE,
+    REAP,
+    SHUTDOWN,
+    STATUS,
+    UNCUT_FOREIGN,
+    Empty,
+    Hello,
+    Op,
+    ReapRequest,
+    StatusReply,
+    UncutForeignRequest,
+    WireTarget,
+)
 from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.runtime.engine import (
     L_ROLE,
@@ -55,7 +72,9 @@ from pytest_dcfire.runtime.engine import (
 
 HERE = Path(__file__).resolve().parent
 DOCKERFILE = HERE / "helper" / "Dockerfile"
-AGENT = HERE / "agent.py"
+#: The agent package; copied into the image as AGENT_MODULE under AGENT_HOME.
+AGENT_DIR = HERE / "agent"
+AGENT_HOME = "/opt/dcfire"
 
 CAPABILITIES = ("NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "SYS_CHROOT", "DAC_OVERRIDE", "MKNOD")
 SECURITY_OPT = ("apparmor=unconfined", "seccomp=unconfined")
@@ -66,6 +85,8 @@ STATE_ROOT = "/dcfire"
 POLL_S = 0.5
 
 Progress = Callable[[str], None]
+Q = TypeVar("Q")
+R = TypeVar("R")
 
 
 class HelperUnavailable(FireError):
@@ -81,10 +102,13 @@ class AgentError(FireError):
 
 
 @dataclass
-class Reply:
-    """An agent answer plus the client-side times needed to place the agent's timestamps."""
+class Reply(Generic[R]):
+    """An agent answer plus the client-side times needed to place the agent's timestamps.
 
-    result: dict[str, Any]
+    `result` is the operation's reply type; like every result it also carries the agent's
+    `t_recv` and `t_reply` (`protocol.Timed`)."""
+
+    result: R
     sent_ms: float
     received_ms: float
 
@@ -94,8 +118,9 @@ class Reply:
         The clocks are never compared: the one-way transit is half of the round trip minus
         the agent's own processing time.
         """
-        t_recv = float(self.result["t_recv"])
-        t_reply = float(self.result["t_reply"])
+        timed = cast(Mapping[str, Any], self.result)
+        t_recv = float(timed["t_recv"])
+        t_reply = float(timed["t_reply"])
         transit = max(0.0, ((self.received_ms - self.sent_ms) - (t_reply - t_recv)) / 2.0)
         base = self.sent_ms - since_ms + transit
         return {key: base + (float(t) - t_recv) for key, t in times.items()}
@@ -108,8 +133,22 @@ def plugin_version() -> str:
         return "dev"
 
 
+def image_files() -> list[tuple[str, Path]]:
+    """The helper image's build context: (name in the context, file), in a fixed order:
+    the Dockerfile and every file of the agent package (bytecode caches aside)."""
+    files = [("Dockerfile", DOCKERFILE)]
+    for path in sorted(AGENT_DIR.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            files.append((f"{AGENT_MODULE}/{path.relative_to(AGENT_DIR).as_posix()}", path))
+    return files
+
+
 def helper_image_tag() -> str:
-    digest = hashlib.sha256(DOCKERFILE.read_bytes() + b"\0" + AGENT.read_bytes()).hexdigest()
+    """The plugin version and a hash of every file of the image's context."""
+    sha = hashlib.sha256()
+    for name, path in image_files():
+        sha.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    digest = sha.hexdigest()
     version = re.sub(r"[^A-Za-z0-9_.-]", "_", plugin_version())
     return f"pytest-dcfire/helper:{version}-{digest[:12]}"
 
@@ -126,7 +165,11 @@ def ensure_helper_image(engine: Engine, progress: Progress | None = None) -> str
         progress(f"building the dcfire helper image {tag} (once per plugin version)")
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, path in (("Dockerfile", DOCKERFILE), ("agent.py", AGENT)):
+        folder = tarfile.TarInfo(AGENT_MODULE)
+        folder.type = tarfile.DIRTYPE
+        folder.mode = 0o755
+        tar.addfile(folder)
+        for name, path in image_files():
             data = path.read_bytes()
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -333,18 +376,19 @@ class Helper:
         try:
             exec_id = api.exec_create(
                 self.container_id,
-                ["python3", f"{STATE_ROOT}/agent.py", self.session.id],
+                ["python3", "-m", AGENT_MODULE, self.session.id],
                 stdin=True,
                 stdout=True,
                 stderr=True,
                 tty=False,
+                workdir=AGENT_HOME,
             )["Id"]
             channel = Channel(api.exec_start(exec_id, socket=True))
             self._exec_id = str(exec_id)
         except docker.errors.APIError as exc:
             raise HelperUnavailable(f"cannot start the dcfire agent: {exc}") from None
         try:
-            hello = channel.read(30.0)
+            hello = cast(Hello, channel.read(30.0))
         except (OSError, ValueError) as exc:
             channel.close()
             detail = "; ".join(channel.stderr[-5:])
@@ -365,7 +409,7 @@ class Helper:
         with self._lock:
             if self._channel is not None:
                 with contextlib.suppress(FireError, OSError):
-                    self._call("shutdown", {}, 10.0)
+                    self._call(SHUTDOWN.name, {}, 10.0)
                 self._channel.close()
                 self._channel = None
             self._remove_container()
@@ -384,8 +428,19 @@ class Helper:
 
     # -- requests -----------------------------------------------------------------------
 
-    def request(self, op: str, timeout: float = REQUEST_TIMEOUT, **args: Any) -> Reply:
-        """Send one request; restart the helper once if it died. Raises AgentError."""
+    def call(self, op: Op[Q, R], request: Q, timeout: float = REQUEST_TIMEOUT) -> Reply[R]:
+        """Send one typed request (`protocol`); restart the helper once if it died.
+        Raises AgentError."""
+        reply = self._request(op.name, dict(cast(Mapping[str, Any], request)), timeout)
+        return cast(Reply[R], reply)
+
+    def request(
+        self, op: str, timeout: float = REQUEST_TIMEOUT, **args: Any
+    ) -> Reply[dict[str, Any]]:
+        """Send one untyped request (what tests use to send the agent garbage)."""
+        return self._request(op, args, timeout)
+
+    def _request(self, op: str, args: dict[str, Any], timeout: float) -> Reply[dict[str, Any]]:
         with self._lock:
             if self._channel is None:
                 self._start()
@@ -401,7 +456,7 @@ class Helper:
                 self._start()
                 return self._call(op, args, timeout)
 
-    def _call(self, op: str, args: dict[str, Any], timeout: float) -> Reply:
+    def _call(self, op: str, args: dict[str, Any], timeout: float) -> Reply[dict[str, Any]]:
         assert self._channel is not None
         self._next_id += 1
         rid = self._next_id
@@ -426,8 +481,8 @@ class Helper:
         except docker.errors.APIError:
             return False
 
-    def status(self) -> dict[str, Any]:
-        return self.request("status").result
+    def status(self) -> StatusReply:
+        return self.call(STATUS, Empty()).result
 
     def kill_agent_for_test(self) -> None:
         """Drop the channel without telling the agent (what a SIGKILLed pytest does)."""
@@ -461,16 +516,16 @@ def thaw_dead_session(helper: Helper, session: str, containers: Iterable[Any] = 
     state_flt = {"label": [f"{L_SESSION}={session}", f"{L_ROLE}=state"]}
     for volume in client.volumes.list(filters=state_flt):
         mountpoint = str(volume.attrs.get("Mountpoint") or "") or None
-    result = helper.request(
-        "reap", session=session, helper_pid=helper_pid, state_mountpoint=mountpoint
+    result = helper.call(
+        REAP, ReapRequest(session=session, helper_pid=helper_pid, state_mountpoint=mountpoint)
     ).result
     done = [f"thawed pool {p}" for p in result.get("thawed", [])]
     done += [f"detached {d}" for d in result.get("detached", [])]
     done += [f"problem: {e}" for e in result.get("errors", [])]
-    journal = result.get("journal") or {}
+    journal = result["journal"] or {"cuts": {}, "peers": {}}
     peers = {str(name): cids for name, cids in (journal.get("peers") or {}).items() if cids}
     cuts = dict.fromkeys([*(journal.get("cuts") or {}), *(c for v in peers.values() for c in v)])
-    targets = []
+    targets: list[WireTarget] = []
     for cid in cuts:
         try:
             info = client.api.inspect_container(cid)
@@ -481,9 +536,8 @@ def thaw_dead_session(helper: Helper, session: str, containers: Iterable[Any] = 
             targets.append({"id": info["Id"], "pid": pid})
     if targets:
         with contextlib.suppress(AgentError):
-            undone = helper.request(
-                "uncut_foreign", session=session, targets=targets, peers=sorted(peers)
-            ).result
+            request = UncutForeignRequest(session=session, targets=targets, peers=sorted(peers))
+            undone = helper.call(UNCUT_FOREIGN, request).result
             done += [f"removed cut on {c[:12]}" for c in undone.get("restored", [])]
     return done
 

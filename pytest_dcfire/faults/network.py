@@ -35,17 +35,28 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import docker.errors
 
 from pytest_dcfire.errors import FireError
-from pytest_dcfire.faults.helper import AgentError, Helper
+from pytest_dcfire.faults.agent.protocol import (
+    CUT,
+    UNCUT,
+    Backend,
+    CutRequest,
+    Op,
+    UncutRequest,
+    WireTarget,
+)
+from pytest_dcfire.faults.helper import AgentError, Helper, Reply
 from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.runtime.engine import L_ROLE, Engine, SessionIdentity, monotonic_ms
 
 #: Parallel engine calls (inspect, disconnect, kill, pause).
 MAX_PARALLEL = 16
+Q = TypeVar("Q")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -160,6 +171,28 @@ class Targets:
             raise FireError("a container is named twice in one fire")
         return out
 
+    def call_agent(
+        self,
+        helper: Helper,
+        op: Op[Q, R],
+        containers: Sequence[Any],
+        request: Callable[[list[Target]], Q],
+        targets: list[Target] | None = None,
+    ) -> tuple[list[Target], Reply[R]]:
+        """Call `op` with `request(targets)` (`targets` default: `containers` resolved);
+        when the agent answers that a pid is stale (a container restarted since it was
+        inspected), inspect them all again and retry once. Returns the targets the answered
+        call was made with, and the reply."""
+        if targets is None:
+            targets = self.resolve(containers)
+        try:
+            return targets, helper.call(op, request(targets))
+        except AgentError as exc:
+            if exc.kind != "stale":
+                raise
+        targets = self.resolve(containers, refresh=True)
+        return targets, helper.call(op, request(targets))
+
     def _inspect(self, cid: str) -> Target:
         try:
             info = self.engine.retry(lambda: self.engine.client.api.inspect_container(cid))
@@ -209,7 +242,7 @@ class NetworkCutter:
         cid = container_id(container)
         return any(k.startswith(cid) for k in self._cut)
 
-    def cut(self, containers: Sequence[Any], backend: str = "auto") -> FaultTiming:
+    def cut(self, containers: Sequence[Any], backend: Backend = "auto") -> FaultTiming:
         """Blackhole all `containers` at once; per-target offsets are from this call."""
         started = monotonic_ms()
         with self._lock:
@@ -219,14 +252,14 @@ class NetworkCutter:
                 raise FireError(f"already cut: {', '.join(already)}")
             if self.helper is None:
                 return self._disconnect(targets, started)
-            try:
-                reply = self.helper.request("cut", targets=_wire(targets), backend=backend)
-            except AgentError as exc:
-                if exc.kind != "stale":
-                    raise
-                targets = self.targets.resolve(containers, refresh=True)
-                reply = self.helper.request("cut", targets=_wire(targets), backend=backend)
-            method = str(reply.result["method"])
+            targets, reply = self.targets.call_agent(
+                self.helper,
+                CUT,
+                containers,
+                lambda ts: CutRequest(targets=wire(ts), backend=backend),
+                targets,
+            )
+            method = reply.result["method"]
             for t in targets:
                 self._cut[t.id] = _CutState(method, t.name)
             names = {t.id: t.name for t in targets}
@@ -252,7 +285,7 @@ class NetworkCutter:
                 timing = self._reconnect(states, started)
             else:
                 assert self.helper is not None
-                reply = self.helper.request("uncut", ids=ids)
+                reply = self.helper.call(UNCUT, UncutRequest(ids=ids))
                 # A helper that died meanwhile took its (owned) cuts with it: nothing to undo.
                 times = {states[cid].name: ms for cid, ms in reply.result["restored"].items()}
                 offsets = reply.offsets(times, started) if times else {}
@@ -331,8 +364,17 @@ class _CutState:
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def _wire(targets: list[Target]) -> list[dict[str, Any]]:
+def wire(targets: list[Target]) -> list[WireTarget]:
+    """What the agent needs of each target (it verifies them itself)."""
     return [{"id": t.id, "pid": t.pid} for t in targets]
 
 
-__all__ = ["NetworkCutter", "Target", "Targets", "container_id", "parallel", "user_aliases"]
+__all__ = [
+    "NetworkCutter",
+    "Target",
+    "Targets",
+    "container_id",
+    "parallel",
+    "user_aliases",
+    "wire",
+]

@@ -35,8 +35,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from pytest_dcfire.errors import FireError
-from pytest_dcfire.faults.helper import AgentError, Helper
-from pytest_dcfire.faults.network import Target, Targets, container_id
+from pytest_dcfire.faults.agent.protocol import (
+    PEER_CUT,
+    PEER_REJOIN,
+    PEER_UNCUT,
+    Backend,
+    PeerCutRequest,
+    PeerRejoinRequest,
+    PeerTarget,
+    PeerUncutRequest,
+)
+from pytest_dcfire.faults.helper import Helper
+from pytest_dcfire.faults.network import Target, Targets, container_id, wire
 from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.runtime.engine import Engine, monotonic_ms
 
@@ -58,7 +68,7 @@ class PeerCutter:
         return list(self._active)
 
     def cut(
-        self, side_a: Sequence[Any], side_b: Sequence[Any], backend: str = "auto"
+        self, side_a: Sequence[Any], side_b: Sequence[Any], backend: Backend = "auto"
     ) -> tuple[str, FaultTiming]:
         """Drop everything between `side_a` and `side_b`; returns the cut's name (for
         `restore`) and when it was in place in each container, from the start of this call."""
@@ -73,20 +83,16 @@ class PeerCutter:
         with self._lock:
             name = f"p{next(self._numbers)}"
             containers = [*side_a, *side_b]
-            targets = self.targets.resolve(containers)
-            try:
-                reply = self.helper.request(
-                    "peer_cut", name=name, targets=_wire(targets, len(side_a)), backend=backend
-                )
-            except AgentError as exc:
-                if exc.kind != "stale":
-                    raise
-                targets = self.targets.resolve(containers, refresh=True)  # restarted since
-                reply = self.helper.request(
-                    "peer_cut", name=name, targets=_wire(targets, len(side_a)), backend=backend
-                )
+            targets, reply = self.targets.call_agent(
+                self.helper,
+                PEER_CUT,
+                containers,
+                lambda ts: PeerCutRequest(
+                    name=name, targets=_sided(ts, len(side_a)), backend=backend
+                ),
+            )
             names = {t.id: t.name for t in targets}
-            method = str(reply.result["method"])
+            method = reply.result["method"]
             self._active[name] = (method, names)
             offsets = reply.offsets(
                 {names[cid]: ms for cid, ms in reply.result["cuts"].items()}, started
@@ -103,8 +109,8 @@ class PeerCutter:
                 hit = [c for c in containers if container_id(c) in names]
                 if hit:
                     targets = self.targets.resolve(hit, refresh=True)
-                    wire = [{"id": t.id, "pid": t.pid} for t in targets]
-                    self.helper.request("peer_rejoin", name=name, targets=wire)
+                    request = PeerRejoinRequest(name=name, targets=wire(targets))
+                    self.helper.call(PEER_REJOIN, request)
 
     def restore(self, name: str | None = None) -> FaultTiming:
         """Undo the peer cut `name` (default: every peer cut of this cutter)."""
@@ -118,7 +124,7 @@ class PeerCutter:
                 if entry is None or self.helper is None:
                     continue
                 method, display = entry
-                reply = self.helper.request("peer_uncut", name=each)
+                reply = self.helper.call(PEER_UNCUT, PeerUncutRequest(name=each))
                 restored = reply.result["restored"].items()
                 times = {display.get(cid, cid[:12]): ms for cid, ms in restored}
                 if times:
@@ -127,7 +133,7 @@ class PeerCutter:
             return FaultTiming("peers", method, latency, offsets)
 
 
-def _wire(targets: list[Target], split: int) -> list[dict[str, Any]]:
+def _sided(targets: list[Target], split: int) -> list[PeerTarget]:
     """Each target with its side: the agent blocks the other side's addresses in it."""
     return [
         {"id": t.id, "pid": t.pid, "side": 0 if i < split else 1} for i, t in enumerate(targets)

@@ -32,8 +32,9 @@ import docker.errors
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from pytest_dcfire.errors import FireError
-from pytest_dcfire.faults.helper import AgentError, Helper
-from pytest_dcfire.faults.network import Target, Targets, parallel
+from pytest_dcfire.faults.agent.protocol import KILL, KillRequest
+from pytest_dcfire.faults.helper import Helper
+from pytest_dcfire.faults.network import Target, Targets, parallel, wire
 from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.runtime.engine import Engine, monotonic_ms
 
@@ -64,15 +65,9 @@ class PowerSwitch:
             self._killed[t.id] = t
         self._suspend_restart_policies(targets)
         if self.helper is not None:
-            wire = [{"id": t.id, "pid": t.pid} for t in targets]
-            try:
-                reply = self.helper.request("kill", targets=wire)
-            except AgentError as exc:
-                if exc.kind != "stale":
-                    raise
-                targets = self.targets.resolve(containers, refresh=True)
-                wire = [{"id": t.id, "pid": t.pid} for t in targets]
-                reply = self.helper.request("kill", targets=wire)
+            targets, reply = self.targets.call_agent(
+                self.helper, KILL, containers, lambda ts: KillRequest(targets=wire(ts)), targets
+            )
             names = {t.id: t.name for t in targets}
             offsets = reply.offsets(
                 {names[cid]: ms for cid, ms in reply.result["killed"].items()}, started

@@ -33,7 +33,18 @@ from typing import Any
 import docker.errors
 
 from pytest_dcfire.errors import FireError
-from pytest_dcfire.faults.helper import AgentError, Helper
+from pytest_dcfire.faults.agent.protocol import (
+    FREEZE,
+    POOL_ATTACH,
+    POOL_CREATE,
+    POOL_DESTROY,
+    THAW,
+    PoolAttachRequest,
+    PoolCreateRequest,
+    PoolRequest,
+    PoolsRequest,
+)
+from pytest_dcfire.faults.helper import AgentError, Helper, Reply
 from pytest_dcfire.faults.network import container_id
 from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.runtime.engine import Engine, monotonic_ms
@@ -85,10 +96,8 @@ class StoragePools:
             if name in self._pools:
                 raise FireError(f"pool {name!r} exists already")
         volume = self.engine.session.name("pool", name)
-        result = self.helper.request(
-            "pool_create", name=name, size_mb=int(size_mb), volume=volume
-        ).result
-        device = str(result["device"])
+        request = PoolCreateRequest(name=name, size_mb=int(size_mb), volume=volume)
+        device = self.helper.call(POOL_CREATE, request).result["device"]
         try:
             self.engine.retry(
                 lambda: self.engine.client.volumes.create(
@@ -99,7 +108,7 @@ class StoragePools:
                 )
             )
         except docker.errors.APIError as exc:
-            self.helper.request("pool_destroy", name=name)
+            self.helper.call(POOL_DESTROY, PoolRequest(name=name))
             raise FireError(f"cannot create the volume of pool {name}: {exc}") from None
         pool = Pool(name, volume, site, int(size_mb), device)
         with self._lock:
@@ -112,9 +121,10 @@ class StoragePools:
         detached or deleted from here; its owner destroys it."""
         number = int(pool.device.removeprefix("/dev/loop"))
         try:
-            self.helper.request(
-                "pool_attach", name=pool.name, session=owner, loop=number, volume=pool.volume
+            request = PoolAttachRequest(
+                name=pool.name, session=owner, loop=number, volume=pool.volume
             )
+            self.helper.call(POOL_ATTACH, request)
         except AgentError as exc:
             raise FireError(f"attaching pool {pool.name} of session {owner}: {exc}") from None
         with self._lock:
@@ -128,7 +138,7 @@ class StoragePools:
         The containers that mount it must be removed first.
         """
         self._own([pool])
-        self.helper.request("thaw", names=[pool.name])
+        self.helper.call(THAW, PoolsRequest(names=[pool.name]))
         try:
             self.engine.retry(lambda: self.engine.client.api.remove_volume(pool.volume, force=True))
         except docker.errors.NotFound:
@@ -138,7 +148,7 @@ class StoragePools:
                 f"cannot remove the volume of pool {pool.name} (still mounted by a "
                 f"container?): {exc.explanation or exc}"
             ) from None
-        self.helper.request("pool_destroy", name=pool.name)
+        self.helper.call(POOL_DESTROY, PoolRequest(name=pool.name))
         with self._lock:
             self._pools.pop(pool.name, None)
 
@@ -185,35 +195,50 @@ class StoragePools:
 
     def freeze(self, pools: Sequence[Pool]) -> FaultTiming:
         """Freeze all `pools` side by side: their I/O blocks until `thaw`."""
-        return self._set(pools, "freeze", "frozen")
+        started = monotonic_ms()
+        if not self._check(pools):
+            return FaultTiming("storage", "fsfreeze", 0.0, {})
+        request = PoolsRequest(names=[p.name for p in pools])
+        try:
+            times = self.helper.call(FREEZE, request)
+        except AgentError as exc:
+            raise FireError(f"freeze {', '.join(p.name for p in pools)}: {exc}") from None
+        with self._lock:
+            self._frozen_here.update(p.name for p in pools)
+        return _timing(times, times.result["frozen"], started)
 
     def thaw(self, pools: Sequence[Pool] | None = None) -> FaultTiming:
         """Thaw `pools` (default: all of this session's, and the attached ones it froze);
         thawing a thawed pool is a no-op."""
+        started = monotonic_ms()
         if pools is None:
             with self._lock:
                 frozen_here = set(self._frozen_here)
             pools = [
                 p for p in self.pools() if p.name not in self._attached or p.name in frozen_here
             ]
-        return self._set(pools, "thaw", "thawed")
-
-    def _set(self, pools: Sequence[Pool], op: str, key: str) -> FaultTiming:
-        started = monotonic_ms()
-        if not pools:
+        if not self._check(pools):
             return FaultTiming("storage", "fsfreeze", 0.0, {})
-        self._own(pools)
+        request = PoolsRequest(names=[p.name for p in pools])
         try:
-            reply = self.helper.request(op, names=[p.name for p in pools])
+            times = self.helper.call(THAW, request)
         except AgentError as exc:
-            raise FireError(f"{op} {', '.join(p.name for p in pools)}: {exc}") from None
+            raise FireError(f"thaw {', '.join(p.name for p in pools)}: {exc}") from None
         with self._lock:
-            if op == "freeze":
-                self._frozen_here.update(p.name for p in pools)
-            else:
-                self._frozen_here.difference_update(p.name for p in pools)
-        offsets = reply.offsets(dict(reply.result[key]), started)
-        return FaultTiming("storage", "fsfreeze", max(offsets.values()), offsets)
+            self._frozen_here.difference_update(p.name for p in pools)
+        return _timing(times, times.result["thawed"], started)
+
+    def _check(self, pools: Sequence[Pool]) -> bool:
+        """False when there is nothing to do; FireError when a pool is not ours."""
+        if not pools:
+            return False
+        self._own(pools)
+        return True
+
+
+def _timing(reply: Reply[Any], times: dict[str, float], started: float) -> FaultTiming:
+    offsets = reply.offsets(dict(times), started)
+    return FaultTiming("storage", "fsfreeze", max(offsets.values()), offsets)
 
 
 class PoolVolumes:
