@@ -25,6 +25,8 @@ import docker
 import pytest
 from inner_session import ECHO, ECHO_HELPERS, echo_topology
 
+from pytest_dcfire.runtime.engine import L_HOST, L_PID
+
 pytestmark = pytest.mark.docker
 
 LABEL = "pytest-dcfire-tests.xdist-burn"
@@ -137,12 +139,35 @@ TESTS = ECHO_HELPERS + textwrap.dedent(
 )
 
 
-def run(pytester: pytest.Pytester, ini: str, *args: str) -> pytest.RunResult:
+#: Every process of the inner run (controller and workers) writes its pid: what each of them
+#: made carries it as a label, and nothing must be left.
+PIDS = """
+import os, pathlib
+
+def pytest_configure(config):
+    (pathlib.Path(str(config.rootpath)) / f"pid-{os.getpid()}").write_text("")
+"""
+
+
+def run(pytester: pytest.Pytester, ini: str, *args: str, conftest: str = "") -> pytest.RunResult:
     pytester.makeini("[pytest]\ndcfire_recovery_timeout = 20\n" + ini)
+    pytester.makeconftest(PIDS + textwrap.dedent(conftest))
     pytester.makepyfile(test_inner=TESTS)
-    return pytester.runpytest_subprocess(
+    result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-v", "-n", "2", "--dist", "loadgroup", *args, timeout=300
     )
+    pids = [p.name.split("-", 1)[1] for p in pytester.path.glob("pid-*")]
+    assert len(pids) == 3, pids  # the controller and two workers
+    client = docker.from_env()
+    try:
+        for pid in pids:
+            left = client.containers.list(
+                all=True, filters={"label": [f"{L_PID}={pid}", f"{L_HOST}={socket.gethostname()}"]}
+            )
+            assert left == [], f"process {pid} left {[c.name for c in left]}"
+    finally:
+        client.close()
+    return result
 
 
 @pytest.mark.parametrize("share", ["worker", "session"])
@@ -200,13 +225,6 @@ def test_started_system_dark_in_every_worker_until_the_end(
 def test_failed_recovery_in_the_controller_fails_the_run(pytester: pytest.Pytester) -> None:
     """The controller's health wait at the very end decides the run's result."""
     (pytester.path / "topology.yml").write_text(echo_topology(volumes=False))
-    pytester.makeconftest(
-        """
-        def pytest_dcfire_before_restore(fire, item):
-            if item is None:  # the session burn: its container dies before the restore
-                fire.controller.system.service("echo@east").container.kill()
-        """
-    )
     result = run(
         pytester,
         "dcfire_topology = topology.yml\ndcfire_share = session\n",
@@ -214,6 +232,11 @@ def test_failed_recovery_in_the_controller_fails_the_run(pytester: pytest.Pytest
         "east",
         "--junitxml",
         "junit.xml",
+        conftest="""
+        def pytest_dcfire_before_restore(fire, item):
+            if item is None:  # the session burn: its container dies before the restore
+                fire.controller.system.service("echo@east").container.kill()
+        """,
     )
     out = result.stdout.str()
     assert result.ret == pytest.ExitCode.TESTS_FAILED, out[-5000:]
