@@ -117,11 +117,9 @@ TESTS = ECHO_HELPERS + textwrap.dedent(
 
 
     def check_dark(request):
-        ips = east_ips()
-        if not ips:  # a started system: this worker's (or the shared) copy
-            topo = request.getfixturevalue("dcfire_topology")
-            ips = [h.ip for h in topo.in_site("east")]
-        assert ips and all(dark(ip) for ip in ips)
+        topo = request.getfixturevalue("dcfire_topology")  # this worker's (or the shared) copy
+        ips = set(east_ips()) | {h.ip for h in topo.in_site("east")}
+        assert ips and all(dark(ip) for ip in ips), ips
 
 
     @pytest.mark.xdist_group("fast")
@@ -219,6 +217,26 @@ def test_started_system_dark_in_every_worker_until_the_end(
     else:  # each worker owns its copy: each burns its own, once
         assert out.count(ROW) == 2, out[-5000:]
         result.stdout.fnmatch_lines(["*dcfire: fires (gw*", f"{ROW}*east [[]fire]*"])
+    assert "cleanup problem" not in out
+
+
+def test_started_and_adopted_per_worker(pytester: pytest.Pytester, compose_project: str) -> None:
+    """A topology file and an adopted project, a copy per worker: the controller burns the
+    adopted api once, each worker its own echo@east; all of it dark until each one's end."""
+    pytester._monkeypatch.setenv("DCFIRE_TEST_PROJECT", compose_project)
+    (pytester.path / "topology.yml").write_text(echo_topology(volumes=False))
+    result = run(
+        pytester,
+        f"dcfire_topology = topology.yml\ndcfire_adopt_compose = {compose_project}\n",
+        "--dcfire-burn",
+        "east",
+    )
+    out = result.stdout.str()
+    assert result.ret == 0, out[-5000:]
+    result.assert_outcomes(passed=2)
+    assert out.count(ROW) == 3, out[-5000:]  # the controller's, and one per worker
+    result.stdout.fnmatch_lines(["*dcfire: fires ==*", f"{ROW}*east [[]fire]*not ours, skipped*"])
+    result.stdout.fnmatch_lines(["*dcfire: fires (gw*", f"{ROW}*east [[]fire]*"])
     assert "cleanup problem" not in out
 
 
