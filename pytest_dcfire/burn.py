@@ -299,11 +299,12 @@ def timeout_header(config: Any, seconds: float) -> tuple[float | None, str]:
 
 
 def add_timeouts(items: Sequence[Any], seconds: float | None) -> None:
-    """Give every test without a `timeout` marker of its own one of `seconds`."""
+    """Give every test without a `timeout` marker of its own one of `seconds`, for its body
+    only (`func_only`): the system's start, in the first test's set-up, may build images."""
     if seconds is None:
         return
     import pytest
 
     for item in items:
         if item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(seconds))
+            item.add_marker(pytest.mark.timeout(seconds, func_only=True))

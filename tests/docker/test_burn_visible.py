@@ -90,3 +90,47 @@ def test_failure_junit_and_html_say_the_site_was_dark(
     ):
         row = re.search(rf"test_inner\.py::{name}</td><td>(.*?)</td>", html.replace("<wbr>", ""))
         assert row is not None and f">{outcome}<" in row.group(1), name
+
+
+def test_a_client_without_timeout_is_stopped_by_the_burn_timeout(
+    pytester: pytest.Pytester,
+) -> None:
+    """A blackholed port hangs a client that has no timeout; under a burn the plugin's
+    per-test timeout (here 3 s) fails the test instead, says the site was dark, and the run
+    still ends cleanly with its reports."""
+    (pytester.path / "topology.yml").write_text(echo_topology(volumes=False))
+    pytester.makeini(
+        "[pytest]\ndcfire_topology = topology.yml\ndcfire_recovery_timeout = 20\n"
+        "dcfire_burn_timeout = 3\n"
+    )
+    pytester.makepyfile(
+        test_inner="""
+        import socket
+
+        def test_hangs(dcfire_topology):
+            host, port = dcfire_topology.service("echo@east").direct_address(7000)
+            s = socket.socket()
+            s.connect((host, port))  # no timeout: blocks on the blackholed port
+            s.sendall(b"ping")
+            s.recv(10)
+
+        def test_after(dcfire_topology):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--dcfire-burn", "east", "--junitxml", "junit.xml", timeout=300
+    )
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, out[-5000:]
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "dcfire: each test may take 3 s under the burn (pytest-timeout, dcfire_burn_timeout*",
+            "*Failed: Timeout (>3.0s) from pytest-timeout*",
+            "*- dcfire: dark while this test ran -*",
+            "east dark for the whole session*containers: echo@east",
+        ]
+    )
+    assert (pytester.path / "junit.xml").exists()
+    assert "cleanup problem" not in out

@@ -170,7 +170,8 @@ def test_tests_get_the_burn_timeout_unless_they_have_one(
         """
         def pytest_collection_finish(session):
             for item in session.items:
-                print("TIMEOUT", item.name, item.get_closest_marker("timeout").args)
+                mark = item.get_closest_marker("timeout")
+                print("TIMEOUT", item.name, mark.args, mark.kwargs)
         """
     )
     pytester.makepyfile(
@@ -186,4 +187,6 @@ def test_tests_get_the_burn_timeout_unless_they_have_one(
         """
     )
     result = pytester.runpytest("--collect-only", "-s")
-    result.stdout.fnmatch_lines(["TIMEOUT test_plain (45.0,)", "TIMEOUT test_own (5,)"])
+    result.stdout.fnmatch_lines(
+        ["TIMEOUT test_plain (45.0,) {'func_only': True}", "TIMEOUT test_own (5,) {}"]
+    )
