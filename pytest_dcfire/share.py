@@ -18,6 +18,14 @@ Fires are serialised with `FireLock`, a readers-writer lock on a file in a direc
 controller made: a test that can burn (it uses `dcfire`, or has a fault marker) holds it
 exclusive from setup to teardown (restore and health wait included); a test that only uses
 `dcfire_topology` holds it shared, so it never runs while another worker's site burns.
+
+A session burn (`--dcfire-burn`) is ignited once per set of containers, by their owner: the
+controller burns the shared copy, and the adopted compose containers that every per-worker
+copy sees (`start_adopted`, `BURN_KEY`), before any worker runs, and restores them in its
+`pytest_sessionfinish`, after the last worker ended, where a failed health wait becomes an
+error of the run. Workers hold those (`hold_suite_burn`, `hold_controller_burn`) and burn
+only their own copy: no process waits for health while another holds a cut of the same
+containers.
 """
 
 from __future__ import annotations
