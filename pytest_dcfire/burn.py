@@ -1,24 +1,39 @@
 """`--dcfire-burn SITE`: run a whole, unedited suite while SITE is dark.
 
-The suite burn is one ordinary fire (mode `fire`: network blackholed, storage frozen),
+The suite burn is one ordinary fire (mode `fire` unless `--dcfire-burn-mode` says otherwise),
 ignited once, right after the system under test is up (when `dcfire_topology` is first set
 up), and restored once when that fixture is torn down. It goes through its own
 `FireController`, so it is recorded in the session's timeline like any test's fire. A test's
 own `@dc_fire` on the same site composes with it: the fault backend counts every fault per
 container, so the inner fire's restore leaves the site dark, and the health wait after it
 skips the sites the suite keeps burning.
+
+Under pytest-xdist, whoever owns a container burns it, once (see share.py): the controller
+burns what every worker sees (adopted containers, the shared copy) before any worker starts
+and restores it after the last one ended; each worker burns only its own copy. A worker
+*holds* what the controller burns (`held`): counted as dark, never cut, undone or waited for.
+
+A blackholed port does not refuse: a client without a timeout hangs on it. Under a burn the
+plugin therefore gives every test a pytest-timeout (`dcfire_burn_timeout`, default
+`DEFAULT_TEST_TIMEOUT` s) unless the run sets a timeout of its own.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pytest_dcfire.errors import ConfigError, DcfireError, did_you_mean
-from pytest_dcfire.fire import FireController, FireSpec
+from pytest_dcfire.fire import MODES, FireController, FireSpec
 
 INI_BURN = "dcfire_burn"
 OPTION = "--dcfire-burn"
+INI_MODE = "dcfire_burn_mode"
+OPTION_MODE = "--dcfire-burn-mode"
+INI_TIMEOUT = "dcfire_burn_timeout"
+#: Seconds per test under a burn when the run sets no pytest-timeout of its own.
+DEFAULT_TEST_TIMEOUT = 300.0
 #: The `test` column of the suite burn's row in the fire table and the report.
 RECORD_NAME = "(whole session: --dcfire-burn)"
 
@@ -33,12 +48,52 @@ def add_options(group: Any, parser: Any) -> None:
         help="run every test of the session while SITE is dark (repeatable): ignited once "
         f"after the system is up, restored once at the end (ini: {INI_BURN}).",
     )
+    group.addoption(
+        OPTION_MODE,
+        dest="dcfire_burn_mode",
+        metavar="MODE",
+        help=f"how {OPTION} burns: {', '.join(MODES)} (default fire; ini: {INI_MODE}).",
+    )
     parser.addini(
         INI_BURN,
         "sites that burn for the whole session (like --dcfire-burn SITE; the option wins).",
         type="args",
         default=[],
     )
+    parser.addini(INI_MODE, f"mode of the session burn: {', '.join(MODES)} (default fire).")
+    parser.addini(
+        INI_TIMEOUT,
+        "seconds each test may take under a session burn (a pytest-timeout, set only when the "
+        f"run sets none itself; 0 = none; default {DEFAULT_TEST_TIMEOUT:g}).",
+    )
+
+
+def burn_mode(cli: str | None, ini: str | None) -> str:
+    """The session burn's mode (CLI beats ini), checked against the marker's modes."""
+    raw, where = (cli, OPTION_MODE) if cli else (ini, INI_MODE)
+    mode = str(raw or "").strip() or "fire"
+    if mode not in MODES:
+        raise ConfigError(
+            f"{where} {mode}: unknown mode {mode!r}{did_you_mean(mode, MODES)}; "
+            f"valid modes: {', '.join(MODES)}"
+        )
+    return mode
+
+
+def per_test_timeout(ini: str | None) -> float:
+    """`dcfire_burn_timeout` in seconds (0: no timeout of ours)."""
+    text = str(ini or "").strip()
+    if not text:
+        return DEFAULT_TEST_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(
+            f"{INI_TIMEOUT} = {text}: not a number of seconds; use e.g. 120, or 0 for none"
+        )
+    return value
 
 
 def burn_sites(cli: Sequence[str], ini: Sequence[str], valid: Iterable[str]) -> tuple[str, ...]:
@@ -72,39 +127,75 @@ def request_system(items: Sequence[Any]) -> None:
             fixturenames.append("dcfire_topology")
 
 
+#: Effects applied per container (the others are per pool or per proxy).
+CONTAINER_EFFECTS = ("network", "kill", "pause")
+
+
 class SuiteBurn:
     """The session-long fire of `sites`; `ignite` once the system is up, `restore` at the end."""
 
-    def __init__(self, sites: Sequence[str]) -> None:
+    def __init__(self, sites: Sequence[str], mode: str = "fire") -> None:
         self.sites = tuple(sites)
+        self.mode = mode
         self.controller: FireController | None = None
         #: Kept burning by another process (the xdist controller under `dcfire_share =
         #: session`): never ignited or restored here, but dark all the same.
         self.elsewhere = False
+        #: Container ids the xdist controller keeps dark (adopted containers every worker
+        #: sees): counted as dark here, never cut, undone or health-checked here.
+        self.held: frozenset[str] = frozenset()
+        #: When the sites went dark (wall clock), wherever that happened.
+        self.since: float | None = None
+        #: Instance names burned, as "name (adopted)" for adopted ones, for failure reports.
+        self.members: list[str] = []
+        #: Seconds each test may take under the burn (pytest-timeout), and the header line.
+        self.test_timeout: float | None = None
+        self.timeout_line = ""
 
     def __bool__(self) -> bool:
         return bool(self.sites)
 
+    @property
+    def spec(self) -> FireSpec:
+        return FireSpec(self.sites, self.mode)
+
     def header(self) -> list[str]:
         if not self.sites:
             return []
-        return [
-            f"dcfire: whole session under fire ({OPTION}): {', '.join(self.sites)} dark "
-            "from system start to session end"
+        mode = "" if self.mode == "fire" else f" (mode {self.mode})"
+        lines = [
+            f"dcfire: whole session under fire ({OPTION}): {', '.join(self.sites)} dark"
+            f"{mode} from system start to session end"
         ]
+        return lines + ([self.timeout_line] if self.timeout_line else [])
 
     def burning(self) -> tuple[str, ...]:
         """Sites this burn keeps dark right now (for the health wait of inner restores)."""
-        if self.elsewhere:
+        if self.elsewhere or self.held:
             return self.sites
         if self.controller is None:
             return ()
         return self.controller.burning
 
+    def held_ids(self) -> frozenset[str]:
+        return self.held
+
+    def hold(self, faults: Any, handles: Sequence[Any]) -> None:
+        """Count the controller's faults on `handles` (those in `held`) as our own, so that a
+        test's fire of the same site says "already in place" and undoes none of them."""
+        effects = [e for e in self.spec.effects() if e in CONTAINER_EFFECTS]
+        for handle in handles:
+            if _cid(handle) in self.held:
+                for effect in effects:
+                    faults.hold(effect, _cid(handle))
+
     def ignite(self, system: Any, state: Any, hooks: Any = None) -> None:
         """Burn the sites (once per session); every later call is a no-op."""
         if not self.sites or self.controller is not None or self.elsewhere:
             return
+        handles = [h for site in self.sites for h in system.in_site(site)]
+        if self.held:
+            self.hold(state.faults, handles)
         self.controller = FireController(
             system,
             state.make_step,
@@ -114,16 +205,41 @@ class SuiteBurn:
             item=None,
             links=state.links,
         )
-        state.progress(f"burning {', '.join(self.sites)} for the whole session ({OPTION})")
-        fire = self.controller.ignite(FireSpec(self.sites))
+        self.controller.dark_elsewhere = self.held_ids
+        mine = [h for h in handles if _cid(h) not in self.held]
+        if self.held and not mine:
+            return  # everything of these sites is the controller's: nothing to burn here
+        state.progress(
+            f"burning {', '.join(self.sites)} for the whole session ({OPTION}, mode {self.mode})"
+        )
+        fire = self.controller.ignite(self.spec)
         fire.record.test = RECORD_NAME
+        self.since = self.since or fire.record.ignited_wall
+        self.members += [_member(h) for h in mine]
 
     def joined(self, handle: Any) -> None:
         """A container adopted into a burning site goes dark too (one more counted fire)."""
         if self.controller is None or handle.site not in self.burning():
             return
-        fire = self.controller.ignite(FireSpec((handle.site,)))
+        if _cid(handle) in self.held:
+            return  # counted already (`hold`), dark by the controller's fire
+        fire = self.controller.ignite(FireSpec((handle.site,), self.mode))
         fire.record.test = f"{RECORD_NAME} + adopted {handle.name}"
+        self.members.append(_member(handle))
+
+    def dark_now(self) -> str:
+        """For a failing test's report: which sites are dark, since when, which containers."""
+        if not self.burning():
+            return ""
+        since = ""
+        if self.since is not None:
+            clock = time.strftime("%H:%M:%S", time.localtime(self.since))
+            since = f" since {clock} ({time.time() - self.since:.1f} s before this report)"
+        who = f"; containers: {', '.join(self.members)}" if self.members else ""
+        return (
+            f"{', '.join(self.sites)} dark for the whole session ({OPTION}, mode "
+            f"{self.mode}){since}{who}"
+        )
 
     def restore(self) -> None:
         """Undo the suite burn (and wait for health); raises if the recovery failed."""
@@ -138,3 +254,57 @@ class SuiteBurn:
         except DcfireError as exc:
             return f"{OPTION} {', '.join(self.sites)}: recovery at session end failed: {exc}"
         return None
+
+
+def _cid(handle: Any) -> str | None:
+    return getattr(handle.container, "id", None)
+
+
+def _member(handle: Any) -> str:
+    return f"{handle.name} (adopted)" if getattr(handle, "adopted", False) else handle.name
+
+
+def own_timeout(config: Any) -> bool:
+    """Whether the run sets a pytest-timeout itself (CLI, ini or environment): ours yields."""
+    import os
+
+    try:
+        if config.getoption("timeout", None) is not None:
+            return True
+        if str(config.getini("timeout") or "").strip():
+            return True
+    except (ValueError, KeyError):
+        return False
+    return bool(os.environ.get("PYTEST_TIMEOUT"))
+
+
+def timeout_header(config: Any, seconds: float) -> tuple[float | None, str]:
+    """The per-test timeout the burn adds (None: none) and the header line that says so."""
+    if own_timeout(config):
+        return None, "dcfire: per-test timeout: the run's own (pytest-timeout)"
+    if seconds <= 0:
+        return None, (
+            f"dcfire: no per-test timeout ({INI_TIMEOUT} = 0): a client without a timeout "
+            "hangs on a blackholed port until the job is killed"
+        )
+    if not config.pluginmanager.hasplugin("timeout"):
+        return None, (
+            "dcfire: no per-test timeout: install pytest-timeout (a client without a timeout "
+            "hangs on a blackholed port until the job is killed)"
+        )
+    return seconds, (
+        f"dcfire: each test may take {seconds:g} s under the burn (pytest-timeout, "
+        f"{INI_TIMEOUT}; a blackholed port hangs a client without a timeout)"
+    )
+
+
+def add_timeouts(items: Sequence[Any], seconds: float | None) -> None:
+    """Give every test without a `timeout` marker of its own one of `seconds`, for its body
+    only (`func_only`): the system's start, in the first test's set-up, may build images."""
+    if seconds is None:
+        return
+    import pytest
+
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(seconds, func_only=True))

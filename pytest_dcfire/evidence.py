@@ -306,6 +306,10 @@ class SessionEvidence:
         self.shares: list[dict[str, Any]] = []
         #: Each xdist worker's terminal tables (fires, link faults), printed by the controller.
         self.worker_tables: dict[str, tuple[list[str], list[str]]] = {}
+        #: Every test that ran while the session burn (--dcfire-burn) was on: its outcome.
+        self.under_burn: dict[str, str] = {}
+        #: What the session burn was ("east [fire]"), for the report's heading.
+        self.burn_label = ""
 
     def add(self, evidence: DrillEvidence) -> None:
         self.drills[evidence.nodeid] = evidence

@@ -1,7 +1,10 @@
 """Interruptions end a session the way Ctrl-C does: every fault undone, everything removed.
 
-- SIGINT needs nothing: pytest turns it into KeyboardInterrupt and still calls
-  `pytest_sessionfinish`, where the plugin closes the session.
+- SIGINT: pytest turns it into KeyboardInterrupt and still calls `pytest_sessionfinish`,
+  where the plugin closes the session. A user hammering Ctrl-C would interrupt that cleanup
+  too (a traceback, a helper left running until a later session): after the first
+  interrupt, later SIGINTs and SIGTERMs are absorbed with a line saying cleanup is under way
+  (SIGKILL still ends it at once; then the dead-man switch and the next session clean up).
 - SIGTERM (what CI runners, `timeout` and container stops send) kills Python outright by
   default, so no finalizer runs; while a topology is configured, a handler turns it into the
   same KeyboardInterrupt (only when nobody else installed a handler).
@@ -37,27 +40,42 @@ class Guard:
 
     def __init__(self, close: Callable[[str], list[str]]) -> None:
         self._close = close
-        self._previous: Any = None
-        self._installed = False
+        self._previous: dict[int, Any] = {}
+        #: When the first SIGINT or SIGTERM arrived (monotonic); later ones are absorbed.
+        self.interrupted: float | None = None
 
-    # -- SIGTERM ----------------------------------------------------------------------------
+    # -- SIGINT and SIGTERM -----------------------------------------------------------------
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return  # someone else (xdist, a CI wrapper, the user) decides what SIGTERM means
-        self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-        self._installed = True
+        # Only where nobody else decided: pytest leaves Python's SIGINT handler in place,
+        # and SIGTERM at its default; xdist, a CI wrapper or the user may have their own.
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_signal)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_signal)
 
-    @staticmethod
-    def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-        raise Terminated("SIGTERM")
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.interrupted is None:
+            self.interrupted = time.monotonic()
+            if signum == signal.SIGTERM:
+                raise Terminated("SIGTERM")
+            raise KeyboardInterrupt
+        _say(
+            f"dcfire: {'Ctrl-C' if signum == signal.SIGINT else name} again: still undoing "
+            f"faults and removing the system ({time.monotonic() - self.interrupted:.1f} s "
+            "since the interrupt); wait, or SIGKILL (the helper then undoes what is left, "
+            "and the next session removes the rest)"
+        )
 
     def pytest_unconfigure(self) -> None:
-        if self._installed and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._previous)
-            self._installed = False
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
 
     # -- pytest-timeout, method "thread" --------------------------------------------------
 

@@ -158,8 +158,10 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         sites = topology.site_names if topology is not None else ()
         suite_burn = burn.SuiteBurn(
-            burn.burn_sites(config.getoption("dcfire_burn"), config.getini(burn.INI_BURN), sites)
+            burn.burn_sites(config.getoption("dcfire_burn"), config.getini(burn.INI_BURN), sites),
+            burn.burn_mode(config.getoption("dcfire_burn_mode"), config.getini(burn.INI_MODE)),
         )
+        burn_timeout = burn.per_test_timeout(config.getini(burn.INI_TIMEOUT))
         session_evidence(config).report_path = report_path(config)
         chaos_seed.configure(config)
     except (ConfigError, TopologyError) as exc:
@@ -175,6 +177,12 @@ def pytest_configure(config: pytest.Config) -> None:
     state = DcfireSession(settings, topology, progress, verbose=progress.verbose)
     state.burn, state.compose, state.hooks = suite_burn, compose, config.hook
     config.stash[SESSION_KEY] = state
+    if suite_burn:
+        from pytest_dcfire.report.junit import add_burn_properties
+
+        add_burn_properties(config, suite_burn, compose, settings.share)
+        session_evidence(config).burn_label = suite_burn.spec.describe()
+        suite_burn.test_timeout, suite_burn.timeout_line = burn.timeout_header(config, burn_timeout)
     # pytest-xdist: the controller may own a copy shared by its workers (share.py).
     if share.is_xdist_controller(config):
         config.pluginmanager.register(share.ShareController(config, state), "dcfire-share")
@@ -278,6 +286,7 @@ def pytest_collection_modifyitems(
         raise pytest.UsageError(f"invalid {names} marker(s):\n  " + "\n  ".join(problems))
     if state.burn:
         burn.request_system(items)
+        burn.add_timeouts(items, state.burn.test_timeout)
 
 
 FAULT_MARKERS = ("dc_fire", "brownout", "partition")
@@ -361,6 +370,7 @@ def dcfire(request: pytest.FixtureRequest, dcfire_topology: Any) -> Iterator[Fir
     )
     session_evidence(request.config).add(controller.evidence)
     controller.also_dark = state.burn.burning
+    controller.dark_elsewhere = state.burn.held_ids
     try:
         yield controller
     finally:
@@ -376,6 +386,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, A
     report = yield
     evidence = session_evidence(item.config)
     evidence.outcome(report)
+    state = item.config.stash.get(SESSION_KEY, None)
+    if state is not None:
+        from pytest_dcfire.report.failure import dark_section, under_burn
+
+        if report.failed:
+            section = dark_section(state.burn, item)
+            if section:
+                report.sections.append(("dcfire: dark while this test ran", section))
+        under_burn(evidence, state.burn, report)
     drill = evidence.drills.get(item.nodeid)
     if drill is not None and drill.seeds and report.when == "call":
         _print_seeds(report, drill.seeds)

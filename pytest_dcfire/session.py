@@ -60,6 +60,10 @@ class DcfireSession:
         owner = str((described.get("identity") or {}).get("id", ""))
         self.identity = SessionIdentity.new(worker=self.identity.worker, shared=owner)
 
+    def refuse(self, failure: str) -> None:
+        """Make every `start` fail with `failure` (the xdist controller could not burn)."""
+        self._failure = failure
+
     def start(self) -> Any:
         """Start the system under test once; later calls return it (or repeat the failure)."""
         if self.system is not None:
@@ -95,6 +99,37 @@ class DcfireSession:
                 self.progress(f"cleanup problem: {problem}")
             raise DcfireError(self._failure) from None
         return self.system
+
+    def start_adopted(self) -> Any:
+        """The xdist controller's system when every worker owns its own copy: only the
+        adopted compose containers (the one thing all workers share), so that the controller
+        burns them once for the whole run (`--dcfire-burn`); nothing is started or created
+        but the helper."""
+        from dataclasses import replace
+
+        from pytest_dcfire.faults.backend import FaultBackend
+        from pytest_dcfire.runtime.system import System
+
+        if self.system is not None:
+            return self.system
+        if self._failure is not None:
+            raise DcfireError(self._failure)
+        assert self.topology is not None
+        sites_only = replace(self.topology, services=(), links=())
+        try:
+            self.engine = Engine.connect(self.identity)
+            self.faults = FaultBackend(self.engine, sites_only, self.progress)
+            system = System(self.engine, sites_only, self.faults.volumes, self.progress)
+            self.faults.attach(system)
+            self._adoptions(system)
+            self.system = system
+            self.burn.ignite(system, self, self.hooks)
+        except DcfireError as exc:
+            self._failure = f"--dcfire-burn {', '.join(self.burn.sites)}: {exc}"
+            for problem in self.close():
+                self.progress(f"cleanup problem: {problem}")
+            raise DcfireError(self._failure) from None
+        return system
 
     def _start(self, topology: Topology) -> Any:
         from pytest_dcfire.faults.backend import FaultBackend
@@ -143,7 +178,7 @@ class DcfireSession:
                 f"attaching to the shared copy (dcfire_share = session) failed: {exc}"
             ) from None
         self._adoptions(system)
-        share.hold_suite_burn(self, list(described.get("burn") or ()))
+        share.hold_suite_burn(self, system, described)
         self.progress(
             f"attached to the shared copy of session {system.session_id} "
             f"({len(system.services)} service instance(s))"
@@ -198,6 +233,13 @@ class DcfireSession:
     def make_step(self, effect: str, spec: Any, handles: Any) -> Any:
         """The fire controller's step factory: link cuts to the links, the rest to faults."""
         if effect == "links":
+            if self.links is None:  # the xdist controller's adopted-only system has none
+                from pytest_dcfire.faults.timing import FaultTiming
+                from pytest_dcfire.fire import CallStep
+
+                return CallStep(
+                    "links", lambda: FaultTiming("links", "no proxies", 0.0), lambda: None
+                )
             return self.links.make_step(effect, spec, handles)
         return self.faults.make_step(effect, spec, handles)
 

@@ -18,6 +18,14 @@ Fires are serialised with `FireLock`, a readers-writer lock on a file in a direc
 controller made: a test that can burn (it uses `dcfire`, or has a fault marker) holds it
 exclusive from setup to teardown (restore and health wait included); a test that only uses
 `dcfire_topology` holds it shared, so it never runs while another worker's site burns.
+
+A session burn (`--dcfire-burn`) is ignited once per set of containers, by their owner: the
+controller burns the shared copy, and the adopted compose containers that every per-worker
+copy sees (`start_adopted`, `BURN_KEY`), before any worker runs, and restores them in its
+`pytest_sessionfinish`, after the last worker ended, where a failed health wait becomes an
+error of the run. Workers hold those (`hold_suite_burn`, `hold_controller_burn`) and burn
+only their own copy: no process waits for health while another holds a cut of the same
+containers.
 """
 
 from __future__ import annotations
@@ -34,11 +42,14 @@ from typing import Any
 
 import pytest
 
+from pytest_dcfire.burn import OPTION as BURN_OPTION
 from pytest_dcfire.errors import DcfireError
 
 #: `workerinput` keys: the description of the shared copy, and the fire lock's path.
 SHARED_KEY = "dcfire_shared"
 LOCK_KEY = "dcfire_lock"
+#: `workerinput` key: the controller's session burn of the adopted containers (per-worker).
+BURN_KEY = "dcfire_burn_held"
 #: The JUnit property (and `item.user_properties` entry) with the seconds a test waited.
 LOCK_WAIT_PROPERTY = "dcfire_lock_wait_s"
 EXCLUSIVE_FIXTURES = ("dcfire",)
@@ -62,6 +73,8 @@ def describe(state: Any) -> dict[str, Any]:
         "pools": [dataclasses.asdict(p) for p in pools],
         "links": state.links.describe(system.topology) if state.links is not None else None,
         "burn": list(state.burn.burning()),
+        "burn_since": state.burn.since,
+        "burn_members": list(state.burn.members),
         "started_s": round(system.start_seconds, 3),
     }
 
@@ -104,21 +117,51 @@ def attach(state: Any, described: dict[str, Any]) -> Any:
     return system
 
 
-def hold_suite_burn(state: Any, sites: list[str]) -> None:
-    """The controller keeps `sites` dark for the whole run: count its faults here, so a
-    worker's fire of the same site says "already in place" and its restore undoes nothing
-    of the suite burn (a thaw would thaw the controller's freeze)."""
+def hold_suite_burn(state: Any, system: Any, described: dict[str, Any]) -> None:
+    """The controller keeps the burned sites dark for the whole run: count its faults here,
+    so a worker's fire of the same site says "already in place" and its restore undoes
+    nothing of the suite burn (a thaw would thaw the controller's freeze)."""
+    sites = list(described.get("burn") or ())
     if not sites:
         return
-    state.burn.elsewhere = True
-    handles = [h for site in sites for h in state.system.in_site(site)]
+    burn = state.burn
+    burn.elsewhere = True
+    burn.since = described.get("burn_since")
+    burn.members = list(described.get("burn_members") or ())
+    effects = burn.spec.effects() if burn.sites else ("network", "links", "storage")
+    handles = [h for site in sites for h in system.in_site(site)]
     for handle in handles:
-        state.faults.hold("network", handle.container.id)
-    if state.faults.pools is not None:
+        for effect in effects:
+            if effect in ("network", "kill", "pause"):
+                state.faults.hold(effect, handle.container.id)
+    if state.faults.pools is not None and "storage" in effects:
         for pool in state.faults.pools.pools(sites):
             state.faults.hold("storage", pool.name)
-    if state.links is not None:
+    if state.links is not None and "links" in effects:
         state.links.hold(state.links.proxies_of(handles))
+
+
+def describe_burn(state: Any) -> dict[str, Any]:
+    """What a worker needs to hold the controller's burn of the adopted containers."""
+    burn = state.burn
+    handles = [h for site in burn.sites for h in state.system.in_site(site)]
+    return {
+        "sites": list(burn.sites),
+        "containers": [h.container.id for h in handles],
+        "since": burn.since,
+        "members": list(burn.members),
+    }
+
+
+def hold_controller_burn(state: Any, described: dict[str, Any]) -> None:
+    """In a worker with its own copy: the controller burns the adopted containers; this
+    worker burns only its own containers and holds (never cuts nor waits for) the rest."""
+    if described.get("failure"):
+        state.refuse(str(described["failure"]))
+        return
+    state.burn.held = frozenset(str(c) for c in described.get("containers") or ())
+    state.burn.since = described.get("since")
+    state.burn.members = list(described.get("members") or ())
 
 
 # -- the lock -------------------------------------------------------------------------------
@@ -206,6 +249,7 @@ class ShareController:
         self.state = state
         self.lockdir: str | None = None
         self._described: dict[str, Any] | None = None
+        self._burn: dict[str, Any] | None = None
 
     def _needs_lock(self) -> bool:
         # Adopted compose containers are the same in every worker's copy: their fires must
@@ -231,6 +275,53 @@ class ShareController:
             node.workerinput[LOCK_KEY] = str(Path(self.lockdir) / "fires.lock")
         if self._serving():
             node.workerinput[SHARED_KEY] = self.described()
+        elif self._burning_adopted():
+            node.workerinput[BURN_KEY] = self.burn_described()
+
+    def _burning_adopted(self) -> bool:
+        """Per-worker copies with an adopted compose project under a session burn: the
+        adopted containers are the same in every worker, so the controller burns them."""
+        option = self.config.option
+        return (
+            bool(self.state.burn)
+            and self.state.compose is not None
+            and self.state.settings.share != "session"
+            and not option.dcfire_plan
+            and not option.collectonly
+        )
+
+    def burn_described(self) -> dict[str, Any]:
+        """Burn the adopted containers once (before any worker runs a test) and describe it."""
+        if self._burn is None:
+            try:
+                self.state.start_adopted()
+                self._burn = describe_burn(self.state)
+            except DcfireError as exc:
+                self._burn = {"failure": str(exc)}
+        return self._burn
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """After the last worker ended: restore the session burn once, wait for health, and
+        make a failed recovery fail the run (an error of its own in the report and JUnit)."""
+        burn = self.state.burn
+        if burn.controller is None:
+            return
+        failed = burn.restore_quietly()
+        if failed is None:
+            return
+        what = f"{BURN_OPTION} {','.join(burn.sites)}"
+        report = pytest.TestReport(
+            nodeid=f"dcfire {what}",
+            location=("dcfire", None, what),
+            keywords={},
+            outcome="failed",
+            longrepr=f"dcfire: {failed}",
+            when="teardown",
+        )
+        self.config.hook.pytest_runtest_logreport(report=report)
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def described(self) -> dict[str, Any]:
         """Start the shared copy once (eagerly: the controller cannot know which tests need
@@ -258,6 +349,9 @@ def configure_worker(config: pytest.Config, state: Any) -> None:
     lock = workerinput.get(LOCK_KEY)
     if lock:
         config.pluginmanager.register(WorkerLock(FireLock(lock)), "dcfire-share-lock")
+    held = workerinput.get(BURN_KEY)
+    if held is not None:
+        hold_controller_burn(state, held)
     described = workerinput.get(SHARED_KEY)
     if described is not None:
         state.share(described)
@@ -278,5 +372,7 @@ __all__ = [
     "attach",
     "configure_worker",
     "describe",
+    "hold_controller_burn",
+    "hold_suite_burn",
     "lock_mode",
 ]

@@ -165,6 +165,8 @@ def parts(evidence: SessionEvidence, timeline: Iterable[FireRecord], prefix: str
         "sections": [_drill_section(f"{prefix}{n}", d) for n, d in enumerate(shown)],
         "tests": sorted({r.test for r in records} | {f.test for f in faults if f.test}),
         "lost": sum(r.lost_writes or 0 for r in records),
+        "burn": evidence.burn_label,
+        "under_burn": sorted(evidence.under_burn.items()),
     }
 
 
@@ -197,11 +199,36 @@ def page(shares: Sequence[Parts]) -> str:
     ]
     if link_rows:
         out += ["<h2>Link faults</h2>", f"<table>{LINKS_HEAD}{''.join(link_rows)}</table>"]
+    out += _under_burn(shares)
     if sections:
         out.append("<h2>Tests</h2>")
         out += sections
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _under_burn(shares: Sequence[Parts]) -> list[str]:
+    """Every test that ran under the session burn, with its outcome (from every process)."""
+    ran = sorted(
+        {(test, outcome) for share in shares for test, outcome in share.get("under_burn", ())}
+    )
+    label = next((share["burn"] for share in shares if share.get("burn")), "")
+    if not label:
+        return []
+    counts: dict[str, int] = {}
+    for _, outcome in ran:
+        counts[outcome] = counts.get(outcome, 0) + 1
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no test"
+    rows = "".join(
+        f'<tr><td class="test" title="{_e(test)}">{_breakable(test)}</td>'
+        f"<td>{_outcome_badge(outcome)}</td></tr>"
+        for test, outcome in ran
+    )
+    return [
+        f"<h2>Tests under the session burn: {_e(label)}</h2>",
+        f'<p class="meta">dark for the whole session (--dcfire-burn): {_e(summary)}</p>',
+        f"<table><tr><th>test</th><th>outcome</th></tr>{rows}</table>" if rows else "",
+    ]
 
 
 def _outcome_badge(outcome: str, reason: str = "") -> str:

@@ -256,3 +256,20 @@ def test_sigint_mid_fire_with_keep_undoes_faults_and_keeps_the_system(
     successor = start_inner(tmp_path / "next", PLAIN)
     assert successor.wait() == pytest.ExitCode.OK, successor.output
     assert_clean(client, session, successor.output)
+
+
+@pytest.mark.parametrize("gap", [0.05, 0.5])
+def test_three_sigints_in_a_row(client: docker.DockerClient, tmp_path: Path, gap: float) -> None:
+    """A user hammering Ctrl-C: the first interrupts, the later ones are absorbed while the
+    plugin undoes and removes everything (no traceback, no helper left)."""
+    inner = start_inner(tmp_path, BURN.format(decorator=""))
+    session = inner.wait_mark()
+    assert_burning(client, session)
+    for _ in range(3):
+        inner.signal(signal.SIGINT)
+        threading.Event().wait(gap)
+    code = inner.wait()
+    assert code == pytest.ExitCode.INTERRUPTED, inner.output
+    assert "Traceback" not in inner.output, inner.output
+    assert "Ctrl-C again" in inner.output or gap < 0.1, inner.output
+    assert_clean(client, session, inner.output)

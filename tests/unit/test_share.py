@@ -232,20 +232,25 @@ def test_a_fault_marker_takes_the_exclusive_lock(pytester: pytest.Pytester, writ
 
 
 class _State:
-    def __init__(self, share: str, compose: object = None) -> None:
+    def __init__(self, share: str, compose: object = None, burn: tuple[str, ...] = ()) -> None:
         from types import SimpleNamespace
+
+        from pytest_dcfire.burn import SuiteBurn
 
         self.settings = SimpleNamespace(share=share)
         self.topology = object()
         self.compose = compose
         self.serving = False
         self.started = 0
+        self.burn = SuiteBurn(burn)
 
     def start(self) -> None:
         from pytest_dcfire.errors import DcfireError
 
         self.started += 1
         raise DcfireError("no Docker engine at nowhere")
+
+    start_adopted = start
 
 
 def _controller(state: _State) -> object:
@@ -278,6 +283,37 @@ def test_adopted_compose_containers_get_the_lock_in_per_worker_mode() -> None:
     assert SHARED_KEY not in node.workerinput  # type: ignore[attr-defined]
     controller.pytest_unconfigure(None)  # type: ignore[attr-defined]
     assert not Path(node.workerinput[LOCK_KEY]).parent.exists()  # type: ignore[attr-defined]
+
+
+def test_the_controller_burns_adopted_containers_once_for_per_worker_copies() -> None:
+    """Per-worker copies, an adopted compose project, a session burn: the controller burns
+    the adopted containers (once, before any worker runs) and tells every worker."""
+    from pytest_dcfire.share import BURN_KEY, SHARED_KEY
+
+    state = _State("worker", compose=object(), burn=("east",))
+    controller = _controller(state)
+    nodes = [_node(), _node()]
+    for node in nodes:
+        controller.pytest_configure_node(node)  # type: ignore[attr-defined]
+    assert state.started == 1
+    for node in nodes:
+        assert node.workerinput[BURN_KEY] == {"failure": "no Docker engine at nowhere"}  # type: ignore[attr-defined]
+        assert SHARED_KEY not in node.workerinput  # type: ignore[attr-defined]
+    controller.pytest_unconfigure(None)  # type: ignore[attr-defined]
+
+
+def test_a_worker_refuses_to_start_when_the_controller_could_not_burn() -> None:
+    from pytest_dcfire.errors import DcfireError
+    from pytest_dcfire.session import DcfireSession
+    from pytest_dcfire.share import hold_controller_burn
+
+    state = DcfireSession(None, object(), lambda line: None)  # type: ignore[arg-type]
+    hold_controller_burn(state, {"failure": "--dcfire-burn east: no helper"})
+    with pytest.raises(DcfireError, match="--dcfire-burn east: no helper"):
+        state.start()
+    state = DcfireSession(None, object(), lambda line: None)  # type: ignore[arg-type]
+    hold_controller_burn(state, {"containers": ["abc"], "since": 1.0, "members": ["api"]})
+    assert state.burn.held == {"abc"} and state.burn.members == ["api"]
 
 
 def test_a_failed_shared_start_is_started_once_and_told_to_every_worker() -> None:
