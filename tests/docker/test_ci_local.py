@@ -30,8 +30,8 @@ CACHE_TESTS = {
 }
 
 
-def junit(path: Path) -> tuple[dict[str, int], dict[str, str]]:
-    """(counts of the testsuite, failure message and text by test name)."""
+def junit(path: Path) -> tuple[dict[str, int], dict[str, str], dict[str, str]]:
+    """(counts of the testsuite, failure message and text by test name, suite properties)."""
     suite = ET.parse(path).getroot()
     suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
     assert suite is not None
@@ -41,7 +41,11 @@ def junit(path: Path) -> tuple[dict[str, int], dict[str, str]]:
         for case in suite.iter("testcase")
         if (failure := case.find("failure")) is not None
     }
-    return counts, failures
+    props = suite.find("properties")
+    properties = {
+        prop.get("name", ""): prop.get("value", "") for prop in (props if props is not None else ())
+    }
+    return counts, failures, properties
 
 
 def test_the_github_workflow_runs_end_to_end_here(tmp_path: Path) -> None:
@@ -80,13 +84,17 @@ def test_the_github_workflow_runs_end_to_end_here(tmp_path: Path) -> None:
 
     artifacts = workdir / "artifacts"
     for burn in ("none", "east", "west"):
-        counts, failures = junit(artifacts / f"dcfire-{burn}" / "junit.xml")
+        counts, failures, properties = junit(artifacts / f"dcfire-{burn}" / "junit.xml")
         assert counts["tests"] == 7 and counts["errors"] == 0, (burn, counts)
         report = (artifacts / f"dcfire-{burn}" / "report.html").read_text()
         if burn == "none":
             assert failures == {}
             assert "--dcfire-burn" not in report
+            assert "dcfire_burn_sites" not in properties, properties
             continue
+        # The matrix jobs' JUnit files say which site was dark, so they no longer look alike.
+        assert properties.get("dcfire_burn_sites") == burn, properties
+        assert properties.get("dcfire_burn_mode") == "fire", properties
         # The burn is in the published files: the report's fire row, and east's failures.
         assert "(whole session: --dcfire-burn)" in report and f"{burn} [fire]" in report
         if burn == "west":
