@@ -10,6 +10,7 @@ from pytest_dcfire.history.checkers import (
     availability,
     lost_writes,
 )
+from pytest_dcfire.history.counters import CounterCheck, SetCheck, check_counter, check_set
 from pytest_dcfire.history.formats import load, load_edn_ops, load_jepsen_log
 from pytest_dcfire.history.linearizability import Linearizability, LinearizedOp, check
 from pytest_dcfire.history.model import History, HistoryError, Mark, Op, OpType, Value
@@ -26,6 +27,7 @@ __all__ = [
     "ANY",
     "Availability",
     "Counter",
+    "CounterCheck",
     "Fail",
     "History",
     "HistoryError",
@@ -40,11 +42,14 @@ __all__ = [
     "OpType",
     "Outage",
     "Register",
+    "SetCheck",
     "Value",
     "Workload",
     "WorkloadError",
     "availability",
     "check",
+    "check_counter",
+    "check_set",
     "declare",
     "load",
     "load_edn_ops",

@@ -19,6 +19,7 @@ from pytest_dcfire.errors import DcfireError
 
 if TYPE_CHECKING:
     from pytest_dcfire.history.checkers import Availability, LostWrites
+    from pytest_dcfire.history.counters import CounterCheck, SetCheck
     from pytest_dcfire.history.linearizability import Linearizability
     from pytest_dcfire.history.models import Model
 
@@ -427,6 +428,18 @@ class History:
         from pytest_dcfire.history.checkers import availability
 
         return availability(self, stable=stable, present=present, lost=lost)
+
+    def counter(self, initial: float = 0) -> CounterCheck:
+        """Every read of a counter within its bounds, in one pass (see `counters`)."""
+        from pytest_dcfire.history.counters import check_counter
+
+        return check_counter(self, initial)
+
+    def set(self, final: Op | None = None) -> SetCheck:
+        """Lost, unexpected and vanished elements of a set, in one pass (see `counters`)."""
+        from pytest_dcfire.history.counters import check_set
+
+        return check_set(self, final)
 
     def linearizable(
         self,
