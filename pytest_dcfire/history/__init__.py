@@ -12,6 +12,12 @@ from pytest_dcfire.history.checkers import (
 )
 from pytest_dcfire.history.counters import CounterCheck, SetCheck, check_counter, check_set
 from pytest_dcfire.history.formats import load, load_edn_ops, load_jepsen_log
+from pytest_dcfire.history.isolation import (
+    Anomaly,
+    Isolation,
+    IsolationError,
+    check_isolation,
+)
 from pytest_dcfire.history.linearizability import Linearizability, LinearizedOp, check
 from pytest_dcfire.history.model import History, HistoryError, Mark, Op, OpType, Value
 from pytest_dcfire.history.models import ANY, Counter, KeyValue, Model, Register
@@ -25,6 +31,7 @@ from pytest_dcfire.history.workload import (
 
 __all__ = [
     "ANY",
+    "Anomaly",
     "Availability",
     "Counter",
     "CounterCheck",
@@ -32,6 +39,8 @@ __all__ = [
     "History",
     "HistoryError",
     "Indeterminate",
+    "Isolation",
+    "IsolationError",
     "KeyValue",
     "Linearizability",
     "LinearizedOp",
@@ -49,6 +58,7 @@ __all__ = [
     "availability",
     "check",
     "check_counter",
+    "check_isolation",
     "check_set",
     "declare",
     "load",

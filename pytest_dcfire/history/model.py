@@ -20,6 +20,7 @@ from pytest_dcfire.errors import DcfireError
 if TYPE_CHECKING:
     from pytest_dcfire.history.checkers import Availability, LostWrites
     from pytest_dcfire.history.counters import CounterCheck, SetCheck
+    from pytest_dcfire.history.isolation import Isolation
     from pytest_dcfire.history.linearizability import Linearizability
     from pytest_dcfire.history.models import Model
 
@@ -440,6 +441,14 @@ class History:
         from pytest_dcfire.history.counters import check_set
 
         return check_set(self, final)
+
+    def isolation(self, level: str = "serializable") -> Isolation:
+        """The anomalies of list-append transactions that `level` forbids (see
+        `isolation`): "serializable", "snapshot-isolation", "repeatable-read",
+        "read-committed"."""
+        from pytest_dcfire.history.isolation import check_isolation
+
+        return check_isolation(self, level)
 
     def linearizable(
         self,
