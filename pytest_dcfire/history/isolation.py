@@ -363,9 +363,9 @@ def _check(history: History | Iterable[Op], level: str) -> Isolation:
     # own order is unknown, so only a few of them get edges (a sound, bounded subset).
     unseen: dict[Any, list[tuple[int, Any]]] = {}
     observed = {(key, value) for key, order in longest.items() for value in order}
-    for (t, key), values in appends_of.items():
+    for (t, key), appended in appends_of.items():
         if txns[t].type == "ok":
-            for value in values:
+            for value in appended:
                 if (key, value) not in observed:
                     unseen.setdefault(key, []).append((t, value))
     for key, later in unseen.items():
