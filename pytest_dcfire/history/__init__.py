@@ -27,6 +27,7 @@ from pytest_dcfire.history.workload import (
     Workload,
     WorkloadError,
     declare,
+    transaction,
 )
 
 __all__ = [
@@ -65,4 +66,5 @@ __all__ = [
     "load_edn_ops",
     "load_jepsen_log",
     "lost_writes",
+    "transaction",
 ]

@@ -138,6 +138,12 @@ def _micro_ops(op: Op, micro: Value, where: str) -> list[tuple[str, Any, Value]]
     return out
 
 
+def _in_order(mine: Sequence[Any], seen: Sequence[Any]) -> bool:
+    """Whether `mine` appears in `seen` in order (others may come between)."""
+    rest = iter(seen)
+    return all(any(v == w for w in rest) for v in mine)
+
+
 def _name(op: Op) -> str:
     return f"T{op.id}"
 
@@ -251,6 +257,7 @@ def _check(history: History | Iterable[Op], level: str) -> Isolation:
 
     # External reads (before the transaction's own appends to the key) of committed ones.
     reads: list[tuple[int, Any, tuple[Any, ...]]] = []
+    orders: list[tuple[int, Any, tuple[Any, ...]]] = []  # every committed read
     for t, ms in enumerate(micro):
         if txns[t].type != "ok":
             continue
@@ -260,30 +267,31 @@ def _check(history: History | Iterable[Op], level: str) -> Isolation:
                 own.setdefault(key, []).append(value)
                 continue
             seen = value if isinstance(value, tuple) else ()
+            orders.append((t, key, seen))
             mine = own.get(key)
             if not mine:
                 reads.append((t, key, seen))
                 continue
-            if tuple(seen[-len(mine) :]) != tuple(mine):
+            if not _in_order(mine, seen):
                 found.append(
                     Anomaly(
                         "internal",
                         (txns[t],),
                         explanation=f"{_name(txns[t])} appended {_show(tuple(mine))} to key "
                         f"{key!r}, then read {_show(seen)}: a transaction must see its own "
-                        "appends",
+                        "appends, in order",
                     )
                 )
-            else:
-                reads.append((t, key, tuple(seen[: len(seen) - len(mine)])))
+            # (A read after the transaction's own appends says nothing about the order of
+            # others: it is not used for dependencies.)
 
     # The version order of each key: its longest read; every read must be a prefix of it.
     longest: dict[Any, tuple[Any, ...]] = {}
-    for _, key, seen in reads:
+    for _, key, seen in orders:
         if key not in longest or len(seen) > len(longest[key]):
             longest[key] = seen
     odd: set[Any] = set()  # keys with a read that is no prefix of the longest
-    for t, key, seen in reads:
+    for t, key, seen in orders:
         order = longest[key]  # (there is one: this read)
         if order[: len(seen)] != seen:
             odd.add(key)
@@ -307,7 +315,7 @@ def _check(history: History | Iterable[Op], level: str) -> Isolation:
             for v in order
         )
     }
-    for t, key, seen in reads:
+    for t, key, seen in orders:
         if key not in suspect and key not in odd:
             values: tuple[Any, ...] = ()
         else:
