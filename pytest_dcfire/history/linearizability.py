@@ -144,6 +144,10 @@ def _searching(
             ret_of[i] = entry
     steps = [item.step for item in items]
     deadline = [r if r else tail + i for i, r in enumerate(ret_of)]
+    due = [0] * (size + 2)  # the deadline of each call entry's operation, for sorting
+    for entry in range(1, size + 1):
+        if is_call[entry]:
+            due[entry] = deadline[op_of[entry]]
     # Operations that never return (info) are numbered apart from the others: the memo is
     # keyed by (set of the others, state) and holds the sets of info operations seen with it.
     # (An optional operation that returns still has to be linearized or skipped before its
@@ -279,7 +283,7 @@ def _searching(
                         )
                     if len(order) > 1:
                         if ordering == "deadline":
-                            order.sort(key=lambda e: deadline[op_of[e]])
+                            order.sort(key=due.__getitem__)
                         else:  # entries are numbered in time order
                             order.sort()
                 tried = 0
