@@ -76,6 +76,7 @@ class _Race(Generic[T]):
 
     live: dict[int, list[Any]]
     done: dict[int, int] = field(default_factory=dict)  # work of the searches still running
+    stagger: dict[int, int] = field(default_factory=dict)  # see `decide`
 
     def work(self) -> int:
         return sum(self.done.values())
@@ -87,7 +88,11 @@ class _Race(Generic[T]):
             ways = self.live.get(task)
             if not ways:
                 continue
-            for way in ways:
+            first = self.done.get(id(ways[0]), 0)
+            delay = self.stagger.get(task, 0)
+            for k, way in enumerate(ways):
+                if k and first < k * delay:
+                    break  # its turn comes once the first search has done its share
                 try:
                     for _ in range(TURN):
                         self.done[id(way)] = next(way)
@@ -110,12 +115,17 @@ def decide(
     workers: int | None = None,
     deadline: float | None = None,
     max_work: int | None = None,
+    stagger: Sequence[int] = (),
 ) -> Outcome[T]:
     """Decide tasks 0..len(ways)-1, each by whichever of its searches finishes first
-    (searches raise `Exhausted` past the deadline). Starts here, continues in `workers`
-    processes (default: the CPUs available; 1: here) after WARMUP states. Stops as soon as
-    an answer `settles` everything, or past `max_work` states in all."""
-    race: _Race[T] = _Race({task: list(w) for task, w in enumerate(ways) if w})
+    (searches raise `Exhausted` past the deadline). A task's k-th search joins once its
+    first has done k x `stagger[task]` work (0: all at once): an easy task is then decided
+    by one search alone, at half the cost. Starts here, continues in `workers` processes
+    (default: the CPUs available; 1: here) after WARMUP states. Stops as soon as an answer
+    `settles` everything, or past `max_work` states in all."""
+    race: _Race[T] = _Race(
+        {task: list(w) for task, w in enumerate(ways) if w}, stagger=dict(enumerate(stagger))
+    )
     answers: dict[int, T] = {}
     work = 0
     count = min(workers or default_workers(), len(ways))
