@@ -75,10 +75,6 @@ def _events(items: Sequence[_Item]) -> list[tuple[float, int, int]]:
     return events
 
 
-class _Cutoff(Exception):
-    """A search used up its share of nodes."""
-
-
 #: A key's second search order joins its race after the first explored this many states
 #: (plus 4 a operation): most keys are decided by the first alone.
 STAGGER = 2_000
@@ -91,10 +87,9 @@ def _search(
     init: State,
     budget: _Budget,
     ordering: str = "deadline",
-    limit: int | None = None,
 ) -> _Run:
     """`_searching` run to its end."""
-    steps = _searching(items, init, budget, ordering, limit)
+    steps = _searching(items, init, budget, ordering)
     try:
         while True:
             next(steps)
@@ -108,7 +103,6 @@ def _searching(
     init: State,
     budget: _Budget,
     ordering: str = "deadline",
-    limit: int | None = None,
 ) -> Generator[int, None, _Run]:
     """Depth-first search over linearization orders (Wing & Gong), never visiting a node
     twice (Lowe's memo of linearized set and state). Raises _OutOfBudget.
@@ -124,8 +118,8 @@ def _searching(
     - a node is skipped when a visited one had the same non-info operations linearized, the
       same state, and a subset of its info operations (it could do all this one can).
     Branches are tried in `ordering`: "invocation" order, or earliest "deadline" (return)
-    first. Past `limit` nodes it raises _Cutoff. Every few hundred steps it yields the
-    nodes pushed so far, so that several searches can share one process (see `schedule`).
+    first. Every few hundred steps it yields the nodes pushed so far, so that several
+    searches can share one process (see `schedule`).
     """
     events = _events(items)
     size = len(events)
@@ -233,8 +227,6 @@ def _searching(
             if not countdown:
                 countdown = _CHECK_EVERY
                 budget.spend(pushes)
-                if limit is not None and pushes > limit:
-                    raise _Cutoff()
                 yield pushes
             if fresh:
                 fresh = False
