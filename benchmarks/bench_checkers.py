@@ -1,20 +1,31 @@
 """How fast the history checkers are: lost writes and availability on 1k-100k operations,
-linearizability on 100-5000 operations (register, kv, counter; with the limits), next to a
-plain Wing & Gong / Lowe search (memo only, no reductions) measured in the same run.
+linearizability on 100-5000 operations (register, kv, counter; up to 32 clients), next to a
+plain Wing & Gong / Lowe search (memo only, no reductions) measured in the same run;
+counters in one pass; isolation of 1k-100k list-append transactions; porcupine's 50-client
+key-value histories beside porcupine itself.
 
     python benchmarks/bench_checkers.py [--timeout 10] [--data /work/shared/data/histories]
+        [--porcupine /path/to/porcupine-checkout]   (or DCFIRE_PORCUPINE)
 
 Histories come from `pytest_dcfire.history.synthetic` (linearizable by construction, fixed
 seeds), so every verdict printed should be "ok"; "gave up" means the budget ran out. The
-last table checks the largest and the slowest histories of the shared data set.
+shared data table checks the largest and the slowest histories of the shared data set.
+Porcupine (Go) is not part of the project: given a checkout of it (its test data and `go`
+on the PATH), its own benchmark of the same histories runs in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import re
+import resource
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -23,7 +34,7 @@ from typing import Any
 
 from bench_table import print_table
 
-from pytest_dcfire.history import History, Op, check, load
+from pytest_dcfire.history import History, Op, check, check_isolation, load
 from pytest_dcfire.history.formats import shared_histories
 from pytest_dcfire.history.linearizability import _events, _items, _OutOfBudget
 from pytest_dcfire.history.models import State, resolve
@@ -157,6 +168,8 @@ def bench_linearizability(timeout: float) -> None:
         ("counter", 1_000, 4, 0.05, 0.0),
         ("counter", 2_000, 8, 0.05, 0.0),
         ("counter", 2_000, 8, 0.20, 0.0),
+        ("counter", 2_000, 16, 0.05, 0.0),
+        ("counter", 2_000, 32, 0.05, 0.0),
     ]
     rows: list[Sequence[object]] = []
     for model, n, processes, info, cas in configs:
@@ -203,6 +216,178 @@ def bench_linearizability(timeout: float) -> None:
     )
 
 
+def bench_counters() -> None:
+    rows: list[Sequence[object]] = []
+    for n, processes in ((2_000, 8), (10_000, 16), (100_000, 32)):
+        history = linearizable_history(
+            random.Random(n), "counter", ops=n, processes=processes, values=None, info=0.05
+        )
+        history.ops  # noqa: B018 - sort once, outside the timings
+        seconds, result = timed(history.counter, repeat=1)
+        rows.append(
+            (n, processes, f"{seconds:.3f}", len(result.reads), "ok" if result.ok else "NOT")
+        )
+    table(
+        "counter bounds in one pass (seconds)",
+        ("ops", "clients", "check", "reads", "verdict"),
+        rows,
+    )
+
+
+def serial_transactions(n: int, seed: int) -> History:
+    """`n` list-append transactions run one at a time on a dict (serializable), 1-4
+    micro-operations each, about 20 transactions a key, times overlapping at random."""
+    rng = random.Random(seed)
+    keys = max(8, n // 20)
+    store: dict[int, list[int]] = {}
+    ops = []
+    counter = 0
+    for t in range(n):
+        done: list[tuple[str, int, Any]] = []
+        for _ in range(rng.randint(1, 4)):
+            k = rng.randrange(keys)
+            if rng.random() < 0.5:
+                counter += 1
+                store.setdefault(k, []).append(counter)
+                done.append(("append", k, counter))
+            else:
+                done.append(("r", k, tuple(store.get(k, ()))))
+        start = rng.random() * n
+        invoked = tuple((f, k, None if f == "r" else v) for f, k, v in done)
+        ops.append(Op("txn", invoked, invoke=start, complete=start + 5, result=tuple(done), id=t))
+    return History(ops)
+
+
+def bench_isolation() -> None:
+    rows: list[Sequence[object]] = []
+    for n in (1_000, 10_000, 100_000):
+        history = serial_transactions(n, n)
+        history.ops  # noqa: B018
+        started = time.process_time()
+        wall, result = timed(partial(check_isolation, history, "serializable"), repeat=1)
+        cpu = time.process_time() - started
+        rows.append((n, f"{wall:.2f}", f"{cpu:.2f}", result.edges, "ok" if result.ok else "NOT"))
+    table(
+        "isolation (serializable) of list-append transactions (seconds)",
+        ("transactions", "check (wall)", "check (cpu)", "dependencies", "verdict"),
+        rows,
+    )
+
+
+def porcupine_times(checkout: Path | None) -> dict[str, tuple[float, float]]:
+    """Porcupine's own benchmark of its 50-client kv histories, built from its checkout
+    with the Go toolchain found here (the test binary goes to a temporary directory):
+    (wall, cpu) seconds per check. CPU counts every thread (it checks keys in parallel);
+    its benchmark runs each check b.N + 1 times. {} if the checkout or Go is missing."""
+    go = shutil.which("go")
+    if checkout is None or go is None or not (checkout / "porcupine_test.go").exists():
+        return {}
+    env = dict(os.environ)
+    env.setdefault("GOFLAGS", "-mod=mod")
+    env.setdefault("GOPROXY", "off")
+    env.setdefault("GOCACHE", str(Path(tempfile.gettempdir()) / "dcfire-go-cache"))
+    runs = 3
+    times = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        binary = str(Path(tmp) / "porcupine.test")
+        try:
+            subprocess.run(
+                [go, "test", "-c", "-o", binary, "."],
+                cwd=checkout,
+                env=env,
+                capture_output=True,
+                timeout=600,
+                check=True,
+            )
+            for name in ("Ok", "Bad"):
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                out = subprocess.run(
+                    [
+                        binary,
+                        "-test.run",
+                        "^$",
+                        "-test.bench",
+                        f"Kv50Clients{name}$",
+                        "-test.benchtime",
+                        f"{runs}x",
+                    ],
+                    cwd=checkout,
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                    check=False,
+                ).stdout
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+                found = re.search(r"\s(\d+) ns/op", out)
+                if found:
+                    times[f"c50-{name.lower()}"] = (int(found.group(1)) / 1e9, cpu / (runs + 1))
+        except (OSError, subprocess.SubprocessError):
+            return times
+    return times
+
+
+def cpu_now() -> float:
+    """CPU seconds of this process and of its finished children (the checker's workers)."""
+    own = time.process_time()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return float(own + children.ru_utime + children.ru_stime)
+
+
+def bench_porcupine(checkout: Path | None, timeout: float) -> None:
+    data = checkout / "test_data" / "kv" if checkout is not None else None
+    if data is None or not data.is_dir():
+        print("\n(no porcupine checkout: --porcupine or DCFIRE_PORCUPINE; c50 skipped)")
+        return
+    theirs = porcupine_times(checkout)
+    rows: list[Sequence[object]] = []
+    for name in ("c50-ok", "c50-bad"):
+        history = load(data / f"{name}.txt")
+        cpu = cpu_now()
+        verdict_s, result = timed(
+            partial(check, history, "kv", initial="", timeout=timeout, explain=False), repeat=3
+        )
+        cpu = (cpu_now() - cpu) / 3
+        explained_s, _ = timed(partial(check, history, "kv", initial="", timeout=timeout), repeat=1)
+        serial_s, _ = timed(
+            partial(check, history, "kv", initial="", timeout=timeout, explain=False, workers=1),
+            repeat=1,
+        )
+        other = theirs.get(name)
+        rows.append(
+            (
+                name,
+                len(history),
+                verdict(result.valid),
+                f"{verdict_s:.3f}",
+                f"{cpu:.3f}",
+                f"{serial_s:.3f}",
+                f"{explained_s:.3f}",
+                f"{other[0]:.3f}" if other else "-",
+                f"{other[1]:.3f}" if other else "-",
+                f"{verdict_s / other[0]:.1f}x" if other else "-",
+                f"{cpu / other[1]:.1f}x" if other else "-",
+            )
+        )
+    table(
+        f"porcupine's 50-client kv histories (seconds, verdict median of 3; budget {timeout:g} s)",
+        (
+            "history",
+            "ops",
+            "verdict",
+            "check (verdict only)",
+            "cpu",
+            "one process",
+            "with explanation",
+            "porcupine (go, same run)",
+            "porcupine cpu",
+            "ratio (wall)",
+            "ratio (cpu)",
+        ),
+        rows,
+    )
+
+
 def bench_shared_data(root: Path, timeout: float) -> None:
     if not root.is_dir():
         print(f"\n(no shared histories at {root}: skipped)")
@@ -236,11 +421,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data/histories"))
+    parser.add_argument(
+        "--porcupine",
+        type=Path,
+        default=Path(os.environ["DCFIRE_PORCUPINE"])
+        if os.environ.get("DCFIRE_PORCUPINE")
+        else None,
+    )
+    parser.add_argument("--only", help="run only the sections whose name contains this")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d %H:%M')}")
-    bench_lost_writes()
-    bench_linearizability(args.timeout)
-    bench_shared_data(args.data, args.timeout)
+    sections: list[tuple[str, Callable[[], None]]] = [
+        ("lost_writes", bench_lost_writes),
+        ("linearizability", partial(bench_linearizability, args.timeout)),
+        ("counters", bench_counters),
+        ("isolation", bench_isolation),
+        ("porcupine", partial(bench_porcupine, args.porcupine, args.timeout)),
+        ("shared", partial(bench_shared_data, args.data, args.timeout)),
+    ]
+    for name, run in sections:
+        if not args.only or args.only in name:
+            run()
 
 
 if __name__ == "__main__":

@@ -13,11 +13,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 from pytest_dcfire.history.checkers import Availability, LostWrites
+from pytest_dcfire.history.counters import CounterCheck, SetCheck
+from pytest_dcfire.history.isolation import Isolation
 from pytest_dcfire.history.linearizability import Linearizability
 from pytest_dcfire.history.model import History
 from pytest_dcfire.history.workload import Workload
@@ -25,6 +27,8 @@ from pytest_dcfire.history.workload import Workload
 if TYPE_CHECKING:
     from pytest_dcfire.fire import Fire, FireRecord
     from pytest_dcfire.history.models import Model
+
+_R = TypeVar("_R")
 
 
 @dataclass
@@ -72,6 +76,12 @@ def to_verdict(value: Any, name: str | None = None, workload: str = "") -> Verdi
         summary += f"; {value.succeeded}/{value.attempts} ok, {len(value.outages)} outages"
         ok = None if value.ignited is None or value.recovered_at is not None else False
         return Verdict(name or "availability", ok, summary, str(value), workload)
+    if isinstance(value, (Isolation, CounterCheck, SetCheck)):
+        text = str(value)
+        label = value.level if isinstance(value, Isolation) else type(value).__name__
+        names = {"CounterCheck": "counter", "SetCheck": "set"}
+        first = text.splitlines()[0] if text else label
+        return Verdict(name or names.get(label, "isolation"), value.ok, first, text, workload)
     if isinstance(value, Linearizability):
         text = str(value)
         first = text.splitlines()[0] if text else ("linearizable" if value.ok else "not")
@@ -289,7 +299,21 @@ class DrillWorkload(Workload):
 
     def linearizable(self, model: str | Model = "register", **options: Any) -> Linearizability:
         """`History.linearizable`, recorded for the report."""
-        result = self.history.linearizable(model, **options)
+        return self._recorded(self.history.linearizable(model, **options))
+
+    def isolation(self, level: str = "serializable") -> Isolation:
+        """`History.isolation` (anomalies with their cycles), recorded for the report."""
+        return self._recorded(self.history.isolation(level))
+
+    def counter(self, initial: float = 0) -> CounterCheck:
+        """`History.counter`, recorded for the report."""
+        return self._recorded(self.history.counter(initial))
+
+    def set(self, final: Any = None) -> SetCheck:
+        """`History.set`, recorded for the report."""
+        return self._recorded(self.history.set(final))
+
+    def _recorded(self, result: _R) -> _R:
         verdict = to_verdict(result, workload=self.name)
         assert verdict is not None
         self._evidence.add_verdict(verdict)

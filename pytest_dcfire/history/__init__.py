@@ -10,7 +10,14 @@ from pytest_dcfire.history.checkers import (
     availability,
     lost_writes,
 )
+from pytest_dcfire.history.counters import CounterCheck, SetCheck, check_counter, check_set
 from pytest_dcfire.history.formats import load, load_edn_ops, load_jepsen_log
+from pytest_dcfire.history.isolation import (
+    Anomaly,
+    Isolation,
+    IsolationError,
+    check_isolation,
+)
 from pytest_dcfire.history.linearizability import Linearizability, LinearizedOp, check
 from pytest_dcfire.history.model import History, HistoryError, Mark, Op, OpType, Value
 from pytest_dcfire.history.models import ANY, Counter, KeyValue, Model, Register
@@ -20,16 +27,21 @@ from pytest_dcfire.history.workload import (
     Workload,
     WorkloadError,
     declare,
+    transaction,
 )
 
 __all__ = [
     "ANY",
+    "Anomaly",
     "Availability",
     "Counter",
+    "CounterCheck",
     "Fail",
     "History",
     "HistoryError",
     "Indeterminate",
+    "Isolation",
+    "IsolationError",
     "KeyValue",
     "Linearizability",
     "LinearizedOp",
@@ -40,14 +52,19 @@ __all__ = [
     "OpType",
     "Outage",
     "Register",
+    "SetCheck",
     "Value",
     "Workload",
     "WorkloadError",
     "availability",
     "check",
+    "check_counter",
+    "check_isolation",
+    "check_set",
     "declare",
     "load",
     "load_edn_ops",
     "load_jepsen_log",
     "lost_writes",
+    "transaction",
 ]

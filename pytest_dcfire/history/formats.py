@@ -154,8 +154,8 @@ class _Pairer:
         result: Value = None
         if kind == "ok":
             op_type = "ok"
-            if f in READ_FS:
-                result = value
+            if f in READ_FS or f == "txn":
+                result = value  # a transaction's completion holds what its reads saw
             elif f == "cas":
                 result = True
         elif kind == "fail":

@@ -9,12 +9,13 @@ unknown state), with their times.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pytest_dcfire.history.model import History, Op, Value, hashable
 from pytest_dcfire.history.models import ANY, Effect, Model, State, Step, resolve
+from pytest_dcfire.history.schedule import Attempt, Exhausted, Way, decide
 
 #: Windows at most this long are shrunk operation by operation to a minimal conflicting set.
 SHRINK_LIMIT = 64
@@ -74,28 +75,11 @@ def _events(items: Sequence[_Item]) -> list[tuple[float, int, int]]:
     return events
 
 
-class _Cutoff(Exception):
-    """One attempt of `_decide` used up its share of nodes."""
-
-
-#: Branch orders `_decide` takes turns with (see `_search`).
-ORDERINGS = ("invocation", "deadline")
-
-
-def _decide(items: Sequence[_Item], init: State, budget: _Budget) -> _Run:
-    """`_search` with restarts: a depth-first search that commits early to a wrong branch
-    can spend ages below it, and which branch order avoids that depends on the history. So
-    the orders take turns, each with a node limit that grows fourfold every round; a
-    linearizable history costs a few times its best order, a violation (which every order
-    must explore fully) a few times one full search."""
-    limit = 2_000 + 4 * len(items)
-    while True:
-        for ordering in ORDERINGS:
-            try:
-                return _search(items, init, budget, ordering, limit)
-            except _Cutoff:
-                continue
-        limit *= 4
+#: A key's second search order joins its race after the first explored this many states
+#: (plus 4 a operation): most keys are decided by the first alone.
+STAGGER = 2_000
+#: Branch orders each key's searches race with (see `_searching`).
+ORDERINGS = ("deadline", "invocation")
 
 
 def _search(
@@ -103,8 +87,23 @@ def _search(
     init: State,
     budget: _Budget,
     ordering: str = "deadline",
-    limit: int | None = None,
 ) -> _Run:
+    """`_searching` run to its end."""
+    steps = _searching(items, init, budget, ordering)
+    try:
+        while True:
+            next(steps)
+    except StopIteration as stop:
+        run: _Run = stop.value
+        return run
+
+
+def _searching(
+    items: Sequence[_Item],
+    init: State,
+    budget: _Budget,
+    ordering: str = "deadline",
+) -> Generator[int, None, _Run]:
     """Depth-first search over linearization orders (Wing & Gong), never visiting a node
     twice (Lowe's memo of linearized set and state). Raises _OutOfBudget.
 
@@ -119,7 +118,8 @@ def _search(
     - a node is skipped when a visited one had the same non-info operations linearized, the
       same state, and a subset of its info operations (it could do all this one can).
     Branches are tried in `ordering`: "invocation" order, or earliest "deadline" (return)
-    first. Past `limit` nodes it raises _Cutoff.
+    first. Every few hundred steps it yields the nodes pushed so far, so that several
+    searches can share one process (see `schedule`).
     """
     events = _events(items)
     size = len(events)
@@ -141,6 +141,10 @@ def _search(
             ret_of[i] = entry
     steps = [item.step for item in items]
     deadline = [r if r else tail + i for i, r in enumerate(ret_of)]
+    due = [0] * (size + 2)  # the deadline of each call entry's operation, for sorting
+    for entry in range(1, size + 1):
+        if is_call[entry]:
+            due[entry] = deadline[op_of[entry]]
     # Operations that never return (info) are numbered apart from the others: the memo is
     # keyed by (set of the others, state) and holds the sets of info operations seen with it.
     # (An optional operation that returns still has to be linearized or skipped before its
@@ -223,8 +227,7 @@ def _search(
             if not countdown:
                 countdown = _CHECK_EVERY
                 budget.spend(pushes)
-                if limit is not None and pushes > limit:
-                    raise _Cutoff()
+                yield pushes
             if fresh:
                 fresh = False
                 watchers = None
@@ -275,7 +278,7 @@ def _search(
                         )
                     if len(order) > 1:
                         if ordering == "deadline":
-                            order.sort(key=lambda e: deadline[op_of[e]])
+                            order.sort(key=due.__getitem__)
                         else:  # entries are numbered in time order
                             order.sort()
                 tried = 0
@@ -504,7 +507,9 @@ class Linearizability:
     reaches, `prefix` one linearization of everything before that point (the longest
     linearizable prefix, up to `prefix_until`), and `counterexample` a small set of
     operations that cannot be linearized together, starting from `counterexample_from` (the
-    model's initial state, or any state at all).
+    model's initial state, or any state at all). `failing` names the failing keys found
+    (only the first, unless every key was asked for), `undecided` the keys whose search the
+    budget cut short after one had failed already.
     """
 
     valid: bool | None
@@ -515,6 +520,7 @@ class Linearizability:
     explored: int
     reason: str = ""
     failing: tuple[Value, ...] = ()
+    undecided: tuple[Value, ...] = ()
     key: Value = None
     culprit: Op | None = None
     counterexample: tuple[Op, ...] = ()
@@ -545,6 +551,12 @@ class Linearizability:
             keys = ", ".join(repr(k) for k in self.failing[:10])
             more = "" if len(self.failing) <= 10 else f" and {len(self.failing) - 10} more"
             lines.append(f"  {len(self.failing)} keys fail: {keys}{more}")
+        if self.undecided:
+            keys = ", ".join(repr(k) for k in self.undecided[:10])
+            more = "" if len(self.undecided) <= 10 else f" and {len(self.undecided) - 10} more"
+            lines.append(
+                f"  undecided within the budget ({self.reason or 'stopped'}): {keys}{more}"
+            )
         if self.culprit is not None:
             lines.append(
                 f"  no linearization{where} reaches the completion of #{self.culprit.id} at "
@@ -584,49 +596,79 @@ def check(
     initial: Any = ...,
     timeout: float | None = None,
     max_states: int | None = None,
+    all_keys: bool = False,
+    explain: bool = True,
+    workers: int | None = None,
 ) -> Linearizability:
     """Is `history` linearizable with respect to `model` ("register", "kv", "counter", or a
     `Model`), starting from `initial` (default: None; 0 for a counter)?
 
     `fail` operations are left out (they did not happen); `info` ones may have happened at
     any time after their invocation, or never. Operations whose times are equal count as
-    overlapping. `kv` histories are checked key by key. `timeout` (seconds) and
-    `max_states` bound the search; past them the verdict is None (unknown). Explaining a
-    violation takes at most max(EXPLAIN_SECONDS, EXPLAIN_FACTOR x the verdict's time) more;
-    cut short, the explanation says so."""
+    overlapping. `kv` histories are checked key by key, easier keys first, the hard ones
+    in `workers` processes (default: the CPUs available; 1: all in this process); the
+    first key that is not linearizable settles the verdict, unless `all_keys` asks for
+    every failing key. `timeout` (seconds) and `max_states` bound the search; past them the
+    verdict is None (unknown) unless a key already failed (`undecided` names the keys left).
+    Explaining a violation (skipped with `explain=False`) takes at most
+    max(EXPLAIN_SECONDS, EXPLAIN_FACTOR x the verdict's time) more; cut short, the
+    explanation says so."""
     started = time.monotonic()
     spec = resolve(model, initial)
     hist = history if isinstance(history, History) else History(history)
     ops = hist.ops
     origin = hist.origin
-    budget = _Budget(None if timeout is None else started + timeout, max_states)
+    deadline = None if timeout is None else started + timeout
     parts = spec.partition(ops)
-    total = 0
-    failures: list[tuple[Value, list[_Item], _Run]] = []
+    tasks = [(key, _items(spec, spec.prune(part))) for key, part in parts]
+    init = spec.initial()
+
+    def way(items: list[_Item], ordering: str) -> Way[_Run]:
+        budget = _Budget(deadline, max_states)
+        try:
+            run = yield from _searching(items, init, budget, ordering)
+        except _OutOfBudget:
+            raise Exhausted(budget.reason) from None
+        run.order = []  # not needed here; keeps the answer small between processes
+        return Attempt(run, budget.explored)
+
+    # Every key races its search orders (which one suits a history shows only by trying):
+    # the first to finish answers. Smaller keys first.
+    tasks.sort(key=lambda task: len(task[1]))
+    outcome = decide(
+        [[way(items, ordering) for ordering in ORDERINGS] if items else [] for _, items in tasks],
+        lambda run: not run.valid and not all_keys,
+        workers=workers,
+        deadline=deadline,
+        max_work=max_states,
+        stagger=[STAGGER + 4 * len(items) for _, items in tasks],
+    )
+    for t, (_, items) in enumerate(tasks):
+        if not items:
+            outcome.answers[t] = _Run(True)
+    failures = [
+        (tasks[t][0], tasks[t][1], run)
+        for t, run in sorted(outcome.answers.items())
+        if not run.valid
+    ]
+    undecided = tuple(key for t, (key, _) in enumerate(tasks) if t not in outcome.answers)
+    explored = outcome.work
 
     def result(valid: bool | None, **extra: Any) -> Linearizability:
         return Linearizability(
             valid=valid,
             model=spec.name,
-            operations=total,
+            operations=sum(len(items) for _, items in tasks),
             partitions=len(parts),
             elapsed=time.monotonic() - started,
-            explored=budget.explored,
+            explored=explored,
             origin=origin,
+            undecided=undecided if failures and all_keys else (),
             **extra,
         )
 
-    try:
-        for key, part in parts:
-            items = _items(spec, spec.prune(part))
-            total += len(items)
-            run = _decide(items, spec.initial(), budget)
-            if not run.valid:
-                failures.append((key, items, run))
-    except _OutOfBudget:
-        return result(None, reason=budget.reason)
     if not failures:
-        return result(True)
+        return result(None, reason=outcome.reason) if undecided else result(True)
 
     def culprit_time(failure: tuple[Value, list[_Item], _Run]) -> float:
         _, items, run = failure
@@ -634,16 +676,19 @@ def check(
         return ret if ret is not None else float("inf")
 
     key, items, run = min(failures, key=culprit_time)
-    # The verdict is certain; explaining it gets a budget of its own, proportionate to it.
-    now = time.monotonic()
-    until = now + max(EXPLAIN_SECONDS, EXPLAIN_FACTOR * (now - started))
-    if budget.deadline is not None:
-        until = min(until, budget.deadline)
-    explaining = _Budget(until, None)
-    explanation = _explain(spec, items, run, explaining)
-    budget.explored += explaining.explored
+    explanation: dict[str, Any] = {}
+    if explain:
+        # The verdict is certain; explaining it gets a budget of its own, proportionate.
+        now = time.monotonic()
+        until = now + max(EXPLAIN_SECONDS, EXPLAIN_FACTOR * (now - started))
+        if deadline is not None:
+            until = min(until, deadline)
+        explaining = _Budget(until, None)
+        explanation = _explain(spec, items, run, explaining)
+        explored += explaining.explored
     return result(
         False,
+        reason=outcome.reason,
         failing=tuple(k for k, _, _ in failures),
         key=key,
         culprit=items[run.culprit].op if run.culprit is not None else None,

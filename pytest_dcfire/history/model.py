@@ -19,6 +19,8 @@ from pytest_dcfire.errors import DcfireError
 
 if TYPE_CHECKING:
     from pytest_dcfire.history.checkers import Availability, LostWrites
+    from pytest_dcfire.history.counters import CounterCheck, SetCheck
+    from pytest_dcfire.history.isolation import Isolation
     from pytest_dcfire.history.linearizability import Linearizability
     from pytest_dcfire.history.models import Model
 
@@ -428,6 +430,26 @@ class History:
         from pytest_dcfire.history.checkers import availability
 
         return availability(self, stable=stable, present=present, lost=lost)
+
+    def counter(self, initial: float = 0) -> CounterCheck:
+        """Every read of a counter within its bounds, in one pass (see `counters`)."""
+        from pytest_dcfire.history.counters import check_counter
+
+        return check_counter(self, initial)
+
+    def set(self, final: Op | None = None) -> SetCheck:
+        """Lost, unexpected and vanished elements of a set, in one pass (see `counters`)."""
+        from pytest_dcfire.history.counters import check_set
+
+        return check_set(self, final)
+
+    def isolation(self, level: str = "serializable") -> Isolation:
+        """The anomalies of list-append transactions that `level` forbids (see
+        `isolation`): "serializable", "snapshot-isolation", "repeatable-read",
+        "read-committed"."""
+        from pytest_dcfire.history.isolation import check_isolation
+
+        return check_isolation(self, level)
 
     def linearizable(
         self,

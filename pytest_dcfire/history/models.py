@@ -180,7 +180,27 @@ class Register:
         return None
 
     def prune(self, ops: list[Op]) -> list[Op]:
-        return ops
+        """Drop info writes and info cas whose value no read returned and no cas expects:
+        had one taken effect, nobody could have seen it until the next write (a read would
+        return it, a cas would need it), so a linearization without it works as well. (Not
+        when a cas failed its compare: that sees any change.)"""
+        seen: set[Any] = set()
+        for op in ops:
+            if op.f in CAS_FS:
+                if op.type == "ok" and op.result is False:
+                    return ops
+                seen.add(_cas_pair(op)[0])
+            elif op.f in READ_FS and op.type == "ok":
+                seen.add(hashable(op.result))
+
+        def unseen(op: Op) -> bool:
+            if op.type != "info":
+                return False
+            if op.f in WRITE_FS:
+                return hashable(op.value) not in seen
+            return op.f in CAS_FS and _cas_pair(op)[1] not in seen
+
+        return [op for op in ops if not unseen(op)]
 
     def partition(self, ops: Sequence[Op]) -> list[tuple[Value, list[Op]]]:
         return [(None, list(ops))]

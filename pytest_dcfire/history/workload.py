@@ -80,6 +80,27 @@ def declare(f: str, *, key: Any = _UNSET, value: Any = _UNSET) -> None:
         call.value = None
 
 
+def transaction(micro_ops: Any) -> list[list[Any]]:
+    """Declare the running workload operation a list-append transaction (checked by
+    `History.isolation`): `micro_ops` are `("append", key, value)` and `("r", key)` (or
+    `("r", key, None)`). Returns them as lists for the operation to fill in: set each
+    read's third item to the list it read, and return the whole (that is the result)."""
+    filled: list[list[Any]] = []
+    for m in micro_ops:
+        if not isinstance(m, (list, tuple)) or not m or m[0] not in ("append", "r"):
+            raise WorkloadError(
+                f"transaction micro-operation {m!r}: valid are ('append', key, value) and "
+                "('r', key)"
+            )
+        if m[0] == "append" and len(m) != 3:
+            raise WorkloadError(f"transaction micro-operation {m!r}: an append needs a value")
+        if m[0] == "r" and len(m) not in (2, 3):
+            raise WorkloadError(f"transaction micro-operation {m!r}: a read is ('r', key)")
+        filled.append(["append", m[1], m[2]] if m[0] == "append" else ["r", m[1], None])
+    declare("txn", value=[list(m) for m in filled])
+    return filled
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -289,6 +310,8 @@ class Workload:
                 machinery: BaseException | None = None
                 try:
                     result = freeze(op(n))
+                except WorkloadError as exc:  # a bad declaration: a bug, not an outcome
+                    outcome, error, machinery = "info", _describe(exc), exc
                 except Exception as exc:
                     error = _describe(exc)
                     try:

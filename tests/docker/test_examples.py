@@ -53,7 +53,7 @@ def outcomes(stdout: str) -> dict[str, int]:
             id="messenger-fixed",
         ),
         pytest.param(
-            ["examples/postgres-failover"], {"passed": 2, "xfailed": 1}, id="postgres-failover"
+            ["examples/postgres-failover"], {"passed": 3, "xfailed": 3}, id="postgres-failover"
         ),
         pytest.param(["examples/redis-sentinel"], {"passed": 2}, id="redis-sentinel"),
     ],

@@ -562,3 +562,18 @@ def test_five_thousand_operations_take_seconds_not_minutes(model: ModelName) -> 
     )
     result = check(history, model, timeout=30)
     assert result.valid is True and result.elapsed < 30
+
+
+def test_an_info_write_nobody_saw_is_dropped_unless_a_failed_cas_could_see_it() -> None:
+    from pytest_dcfire.history.models import Register
+
+    unseen = write(2, 2, None, type="info", id=2)
+    ops = [write(1, 0, 1, id=1), unseen, read(1, 3, 4, id=3)]
+    assert unseen not in Register().prune(ops)
+    assert check(ops).valid is True
+    # A cas whose compare failed sees any change: only the unseen write explains it.
+    failed = op("cas", (1, 3), 3, 4, result=False, id=4)
+    ops = [write(1, 0, 1, id=1), unseen, failed]
+    assert unseen in Register().prune(ops)
+    assert check(ops).valid is True
+    assert check([write(1, 0, 1, id=1), failed]).valid is False

@@ -287,3 +287,67 @@ def test_end_to_end_a_store_that_loses_writes_during_an_outage() -> None:
     assert verdict.valid is False and verdict.culprit == read
     last_lost = max(lost.lost, key=lambda op: op.complete or 0.0)
     assert [op.id for op in verdict.counterexample] == [last_lost.id, read.id]
+
+
+class _Store:
+    """A list-append store: `atomic` runs each transaction under one lock (serializable);
+    otherwise each micro-operation takes the lock on its own (read committed at best)."""
+
+    def __init__(self, atomic: bool) -> None:
+        self.lists: dict[str, list[int]] = defaultdict(list)
+        self.lock = threading.Lock()
+        self.atomic = atomic
+
+    def run(self, micro: list[list[object]]) -> list[list[object]]:
+        if self.atomic:
+            with self.lock:
+                return self._apply(micro)
+        for m in micro:
+            self._apply([m])
+            time.sleep(0.0005)  # let other transactions in between
+        return micro
+
+    def _apply(self, micro: list[list[object]]) -> list[list[object]]:
+        for m in micro:
+            if m[0] == "append":
+                self.lists[str(m[1])].append(int(m[2]))  # type: ignore[call-overload]
+            else:
+                m[2] = list(self.lists[str(m[1])])
+        return micro
+
+
+@pytest.mark.parametrize("atomic", [True, False])
+def test_a_transaction_workload_is_checked_for_isolation(atomic: bool) -> None:
+    from pytest_dcfire.history import transaction
+
+    store = _Store(atomic)
+
+    def op(n: int) -> list[list[object]]:
+        # Write skew: read one key, append to the other.
+        a, b = ("x", "y") if n % 2 else ("y", "x")
+        micro = transaction([("r", a), ("append", b, n), ("r", "x"), ("r", "y")])
+        return store.run(micro)
+
+    with Workload(op, threads=8, interval=0, limit=400) as workload:
+        assert workload.join(timeout=30)
+    history = workload.history
+    assert {o.f for o in history.ops} == {"txn"}
+    assert history.ops[0].value[0] == ("r", history.ops[0].value[0][1], None)
+    result = history.isolation("serializable")
+    if atomic:
+        assert result.ok, str(result)
+    else:
+        assert any(a.cycle for a in result.anomalies), str(result)
+
+
+def test_a_transaction_must_be_made_of_appends_and_reads() -> None:
+    from pytest_dcfire.history import transaction
+
+    def op(n: int) -> None:
+        transaction([("write", "x", n)])
+
+    with (
+        pytest.raises(WorkloadError, match=r"\('write', 'x', 1\): valid are"),
+        Workload(op, threads=1, interval=0, limit=1) as workload,
+    ):
+        workload.join(timeout=5)

@@ -166,6 +166,33 @@ def test_to_verdict_takes_checker_results_tuples_and_refuses_the_rest() -> None:
     assert "LOST" in lost.detail
     lin = to_verdict(history.linearizable("register", initial=None))
     assert lin is not None and lin.name == "linearizable"
+    skew = History(
+        [
+            Op(
+                "txn",
+                (("r", "x", None), ("append", "y", 1)),
+                "ok",
+                0,
+                1,
+                result=(("r", "x", ()), ("append", "y", 1)),
+                id=1,
+            ),
+            Op(
+                "txn",
+                (("r", "y", None), ("append", "x", 1)),
+                "ok",
+                0,
+                1,
+                result=(("r", "y", ()), ("append", "x", 1)),
+                id=2,
+            ),
+        ]
+    )
+    iso = to_verdict(skew.isolation("serializable"))
+    assert iso is not None and iso.name == "isolation" and iso.ok is False
+    assert "G2-item" in iso.summary and "T1 read key 'x' = []" in iso.detail
+    counter = to_verdict(History([Op("read", None, "ok", 0, 1, result=0)]).counter())
+    assert counter is not None and counter.name == "counter" and counter.ok is True
     assert to_verdict(("mine", True, "fine")) == Verdict("mine", True, "fine")
     assert to_verdict(None) is None
     assert to_verdict("3 reads were slow").ok is None  # type: ignore[union-attr]
