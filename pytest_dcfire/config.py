@@ -9,15 +9,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_dcfire.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pytest
 
 INI_TOPOLOGY = "dcfire_topology"
 INI_RECOVERY_TIMEOUT = "dcfire_recovery_timeout"
 INI_TOXIPROXY = "dcfire_toxiproxy"
 INI_KEEP = "dcfire_keep"
 INI_SHARE = "dcfire_share"
+INI_REPORT = "dcfire_report"
 OPTION_SHARE = "--dcfire-share"
 
 #: pytest-xdist: `worker` (each worker starts its own copy) or `session` (one shared copy).
@@ -131,3 +135,24 @@ def read_settings(
         rootdir=base,
         share=share,
     )
+
+
+def report_path(config: pytest.Config) -> str | None:
+    """Where to write the report: `--dcfire-report` (relative to where pytest was started)
+    beats the ini key (relative to the ini file); None when neither is set."""
+    cli = config.getoption("dcfire_report", None)
+    raw = cli or config.getini(INI_REPORT) or None
+    if not raw:
+        return None
+    if cli:
+        base, where = Path(config.invocation_params.dir), "--dcfire-report"
+    else:
+        base = Path(config.inipath).parent if config.inipath else Path(config.invocation_params.dir)
+        where = INI_REPORT
+    path = (base / str(raw).strip()).resolve()
+    if path.is_dir():
+        raise ConfigError(
+            f"{where} = {str(raw)!r}: {path} is a directory; give a file path such as "
+            "dcfire-report.html"
+        )
+    return str(path)

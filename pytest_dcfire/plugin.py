@@ -17,19 +17,20 @@ from pytest_dcfire.chaos import seed as chaos_seed
 from pytest_dcfire.config import (
     INI_KEEP,
     INI_RECOVERY_TIMEOUT,
+    INI_REPORT,
     INI_SHARE,
     INI_TOPOLOGY,
     INI_TOXIPROXY,
     OPTION_SHARE,
     TOXIPROXY_FORMS,
     read_settings,
+    report_path,
 )
 from pytest_dcfire.errors import ConfigError, DcfireError, TopologyError
 from pytest_dcfire.evidence import session_evidence
 from pytest_dcfire.fire import MODES, FireController, service_names
 from pytest_dcfire.linkfaults import BrownoutSpec, PartitionSpec
 from pytest_dcfire.progress import TerminalProgress
-from pytest_dcfire.report.html import INI_REPORT, report_path
 from pytest_dcfire.runtime import adopt
 from pytest_dcfire.session import DcfireSession
 

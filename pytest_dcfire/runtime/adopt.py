@@ -28,16 +28,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import docker.errors
+from typing import TYPE_CHECKING, Any
 
 from pytest_dcfire.errors import ConfigError, DcfireError, StartupError, did_you_mean
 from pytest_dcfire.runtime.engine import L_SESSION
-from pytest_dcfire.runtime.handles import ServiceHandle
-from pytest_dcfire.runtime.health import wait_healthy
 from pytest_dcfire.topology.model import NAME_PATTERN, HealthCheck, Service, Site, Topology
 from pytest_dcfire.topology.plan import blast_radius, with_adopted
+
+if TYPE_CHECKING:  # docker, handles and health load when a container is adopted
+    from pytest_dcfire.runtime.handles import ServiceHandle
 
 INI_ADOPT_COMPOSE = "dcfire_adopt_compose"
 OPTION_ADOPT_COMPOSE = "--dcfire-adopt-compose"
@@ -232,6 +231,11 @@ class Adoptions:
     ) -> ServiceHandle:
         """Make `container` (SDK object or id) a member of `site`, once its health check
         passes (within `timeout` seconds); return its handle."""
+        import docker.errors
+
+        from pytest_dcfire.runtime.handles import ServiceHandle
+        from pytest_dcfire.runtime.health import wait_healthy
+
         raw = getattr(container, "id", container)
         if not isinstance(raw, str) or not raw:
             raise ConfigError(
@@ -501,6 +505,9 @@ def find_compose_project(client: Any, project: str, where: str) -> ComposeProjec
 
 def discover_compose(project: str, where: str) -> ComposeProject:
     """Connect to the engine (DOCKER_HOST) just long enough to read the project."""
+    import docker
+    import docker.errors
+
     try:
         client = docker.from_env(timeout=30)
     except docker.errors.DockerException as exc:
