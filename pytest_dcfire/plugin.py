@@ -398,6 +398,8 @@ def _print_seeds(report: pytest.TestReport, seeds: list[int]) -> None:
 
 def _terminal_tables(state: DcfireSession) -> tuple[list[str], list[str]]:
     """This process's fire and link-fault tables (empty lists when nothing burned)."""
+    if not len(state.timeline) and not state.timeline.link_faults:
+        return [], []  # and the report's code stays unloaded
     from pytest_dcfire.report.terminal import fire_table, link_fault_table
 
     fires = fire_table(state.timeline) if len(state.timeline) else []
