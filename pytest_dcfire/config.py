@@ -23,6 +23,13 @@ INI_KEEP = "dcfire_keep"
 INI_SHARE = "dcfire_share"
 INI_REPORT = "dcfire_report"
 OPTION_SHARE = "--dcfire-share"
+#: Adoption (runtime/adopt.py): here so that declaring its options does not load it.
+INI_ADOPT_COMPOSE = "dcfire_adopt_compose"
+OPTION_ADOPT_COMPOSE = "--dcfire-adopt-compose"
+#: ini key declaring the sites when no topology file or compose project does.
+INI_SITES = "dcfire_sites"
+#: Service label naming the site of a compose service (`labels: {dcfire.site: pangyo}`).
+SITE_LABEL = "dcfire.site"
 
 #: pytest-xdist: `worker` (each worker starts its own copy) or `session` (one shared copy).
 SHARE_MODES = ("worker", "session")
@@ -156,3 +163,26 @@ def report_path(config: pytest.Config) -> str | None:
             "dcfire-report.html"
         )
     return str(path)
+
+
+def add_adopt_options(group: Any, parser: Any) -> None:
+    """--dcfire-adopt-compose, dcfire_adopt_compose and dcfire_sites (runtime/adopt.py)."""
+    group.addoption(
+        OPTION_ADOPT_COMPOSE,
+        dest="dcfire_adopt_compose",
+        metavar="PROJECT",
+        help="adopt every running container of compose project PROJECT, each in the site "
+        f"named by its service label {SITE_LABEL} (ini: {INI_ADOPT_COMPOSE}).",
+    )
+    parser.addini(
+        INI_ADOPT_COMPOSE,
+        "name of a running compose project whose containers are adopted (sites from the "
+        f"{SITE_LABEL} service label); no topology file is needed.",
+    )
+    parser.addini(
+        INI_SITES,
+        "sites of a system made only of adopted containers (testcontainers, docker run), "
+        "e.g. `east west`; for sessions without a topology file.",
+        type="args",
+        default=[],
+    )

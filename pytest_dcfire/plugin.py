@@ -8,21 +8,25 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_dcfire import burn, each_site, hookspecs, share
 from pytest_dcfire.chaos import seed as chaos_seed
 from pytest_dcfire.config import (
+    INI_ADOPT_COMPOSE,
     INI_KEEP,
     INI_RECOVERY_TIMEOUT,
     INI_REPORT,
     INI_SHARE,
+    INI_SITES,
     INI_TOPOLOGY,
     INI_TOXIPROXY,
+    OPTION_ADOPT_COMPOSE,
     OPTION_SHARE,
     TOXIPROXY_FORMS,
+    add_adopt_options,
     read_settings,
     report_path,
 )
@@ -31,8 +35,10 @@ from pytest_dcfire.evidence import session_evidence
 from pytest_dcfire.fire import MODES, FireController, service_names
 from pytest_dcfire.linkfaults import BrownoutSpec, PartitionSpec
 from pytest_dcfire.progress import TerminalProgress
-from pytest_dcfire.runtime import adopt
 from pytest_dcfire.session import DcfireSession
+
+if TYPE_CHECKING:  # Docker, the runtime and the report load when a test first needs them
+    from pytest_dcfire.runtime.adopt import ComposeProject
 
 SESSION_KEY = pytest.StashKey[DcfireSession]()
 BROWNOUT_HELP = (
@@ -97,7 +103,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     burn.add_options(group, parser)
     chaos_seed.add_options(group, parser)
-    adopt.add_options(group, parser)
+    add_adopt_options(group, parser)
     parser.addini(
         INI_TOPOLOGY, "path of the topology YAML or docker-compose file, relative to the ini file."
     )
@@ -154,9 +160,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
             topology = load_topology(settings.topology)
         compose = _adopt_compose(config)
-        topology = adopt.resolve_topology(
-            topology, compose, config.getini(adopt.INI_SITES), _ini_where(config, adopt.INI_SITES)
-        )
+        declared = config.getini(INI_SITES)
+        if topology is not None or compose is not None or declared:
+            from pytest_dcfire.runtime import adopt
+
+            topology = adopt.resolve_topology(
+                topology, compose, declared, _ini_where(config, INI_SITES)
+            )
         sites = topology.site_names if topology is not None else ()
         suite_burn = burn.SuiteBurn(
             burn.burn_sites(config.getoption("dcfire_burn"), config.getini(burn.INI_BURN), sites)
@@ -190,14 +200,16 @@ def pytest_configure(config: pytest.Config) -> None:
     share.configure_worker(config, state)  # after Integrity: a shared copy shares its health
 
 
-def _adopt_compose(config: pytest.Config) -> adopt.ComposeProject | None:
+def _adopt_compose(config: pytest.Config) -> ComposeProject | None:
     """The compose project to adopt (CLI beats ini), read from the engine at startup."""
-    project = config.getoption("dcfire_adopt_compose") or config.getini(adopt.INI_ADOPT_COMPOSE)
+    project = config.getoption("dcfire_adopt_compose") or config.getini(INI_ADOPT_COMPOSE)
     if not project or config.option.help:
         return None
+    from pytest_dcfire.runtime.adopt import discover_compose
+
     cli = config.getoption("dcfire_adopt_compose")
-    where = adopt.OPTION_ADOPT_COMPOSE if cli else adopt.INI_ADOPT_COMPOSE
-    return adopt.discover_compose(str(project), where)
+    where = OPTION_ADOPT_COMPOSE if cli else INI_ADOPT_COMPOSE
+    return discover_compose(str(project), where)
 
 
 def _ini_where(config: pytest.Config, key: str) -> str:

@@ -13,7 +13,8 @@ import textwrap
 
 import pytest
 
-#: Loaded only when a test burns, checks a history, writes a report or starts links.
+#: Loaded only when a topology is configured, a test burns, checks a history, a report is
+#: written or links start.
 HEAVY = (
     "docker",
     "tenacity",
@@ -32,10 +33,13 @@ HEAVY = (
     "pytest_dcfire.links",
     "pytest_dcfire.faults.backend",
     "pytest_dcfire.faults.agent",
+    "pytest_dcfire.runtime.adopt",
     "pytest_dcfire.runtime.system",
     "pytest_dcfire.runtime.handles",
     "pytest_dcfire.runtime.health",
     "pytest_dcfire.topology.load",
+    "pytest_dcfire.topology.model",
+    "pytest_dcfire.topology.plan",
     "pytest_dcfire.interrupts",
     "pytest_dcfire.integrity",
 )
