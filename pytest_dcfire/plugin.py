@@ -1,7 +1,9 @@
 """What pytest sees of pytest-dcfire: options and ini keys, the marker, the fixtures, hooks.
 
 The machinery lives in modules named after what they are (topology, runtime, faults, fire,
-recovery, report); this module only wires them to pytest.
+recovery, report); this module only wires them to pytest. pytest imports it in every run, so
+what is heavy (Docker, tenacity, the checkers, the report, Toxiproxy) is imported by the hook
+that first needs it (tests/unit/test_import_cost.py; benchmarks/bench_import.py).
 """
 
 from __future__ import annotations
