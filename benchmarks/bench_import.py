@@ -92,18 +92,22 @@ def measure(repeat: int, env: dict[str, str]) -> None:
     """Print the table: importtime split, whole-process wall times, what was loaded."""
     wall("import pytest, pytest_dcfire.plugin", env)  # warm the bytecode caches
     times = [importtime(env) for _ in range(repeat)]
-    bare = [wall("import pytest", env) for _ in range(repeat)]
-    full = [wall("import pytest, pytest_dcfire.plugin", env) for _ in range(repeat)]
+    bare, full = [], []
+    for _ in range(repeat):  # in turn, so that the machine's drift hits both alike
+        bare.append(wall("import pytest", env))
+        full.append(wall("import pytest, pytest_dcfire.plugin", env))
     loaded = subprocess.run(
         [sys.executable, "-c", LOADED], env=env, capture_output=True, text=True, check=True
     ).stdout.splitlines()
     med = statistics.median
+    paired = [f - b for f, b in zip(full, bare, strict=True)]
     rows = [
         ("importtime: pytest", f"{med(t[0] for t in times):.1f}"),
         ("importtime: pytest_dcfire.plugin", f"{med(t[1] for t in times):.1f}"),
+        ("importtime: plugin / pytest", f"{med(t[1] / t[0] for t in times):.2f}"),
         ("wall: python -c 'import pytest'", f"{med(bare):.1f}"),
         ("wall: ... + pytest_dcfire.plugin", f"{med(full):.1f}"),
-        ("wall: difference", f"{med(full) - med(bare):.1f}"),
+        ("wall: difference (median of pairs)", f"{med(paired):.1f}"),
     ]
     print_table(f"Import cost, ms (median of {repeat})", ("what", "ms"), rows)
     print(f"\npytest_dcfire modules loaded: {loaded[0]}")
