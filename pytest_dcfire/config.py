@@ -9,16 +9,27 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_dcfire.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pytest
 
 INI_TOPOLOGY = "dcfire_topology"
 INI_RECOVERY_TIMEOUT = "dcfire_recovery_timeout"
 INI_TOXIPROXY = "dcfire_toxiproxy"
 INI_KEEP = "dcfire_keep"
 INI_SHARE = "dcfire_share"
+INI_REPORT = "dcfire_report"
 OPTION_SHARE = "--dcfire-share"
+#: Adoption (runtime/adopt.py): here so that declaring its options does not load it.
+INI_ADOPT_COMPOSE = "dcfire_adopt_compose"
+OPTION_ADOPT_COMPOSE = "--dcfire-adopt-compose"
+#: ini key declaring the sites when no topology file or compose project does.
+INI_SITES = "dcfire_sites"
+#: Service label naming the site of a compose service (`labels: {dcfire.site: pangyo}`).
+SITE_LABEL = "dcfire.site"
 
 #: pytest-xdist: `worker` (each worker starts its own copy) or `session` (one shared copy).
 SHARE_MODES = ("worker", "session")
@@ -130,4 +141,48 @@ def read_settings(
         plan=bool(cli.get("plan")),
         rootdir=base,
         share=share,
+    )
+
+
+def report_path(config: pytest.Config) -> str | None:
+    """Where to write the report: `--dcfire-report` (relative to where pytest was started)
+    beats the ini key (relative to the ini file); None when neither is set."""
+    cli = config.getoption("dcfire_report", None)
+    raw = cli or config.getini(INI_REPORT) or None
+    if not raw:
+        return None
+    if cli:
+        base, where = Path(config.invocation_params.dir), "--dcfire-report"
+    else:
+        base = Path(config.inipath).parent if config.inipath else Path(config.invocation_params.dir)
+        where = INI_REPORT
+    path = (base / str(raw).strip()).resolve()
+    if path.is_dir():
+        raise ConfigError(
+            f"{where} = {str(raw)!r}: {path} is a directory; give a file path such as "
+            "dcfire-report.html"
+        )
+    return str(path)
+
+
+def add_adopt_options(group: Any, parser: Any) -> None:
+    """--dcfire-adopt-compose, dcfire_adopt_compose and dcfire_sites (runtime/adopt.py)."""
+    group.addoption(
+        OPTION_ADOPT_COMPOSE,
+        dest="dcfire_adopt_compose",
+        metavar="PROJECT",
+        help="adopt every running container of compose project PROJECT, each in the site "
+        f"named by its service label {SITE_LABEL} (ini: {INI_ADOPT_COMPOSE}).",
+    )
+    parser.addini(
+        INI_ADOPT_COMPOSE,
+        "name of a running compose project whose containers are adopted (sites from the "
+        f"{SITE_LABEL} service label); no topology file is needed.",
+    )
+    parser.addini(
+        INI_SITES,
+        "sites of a system made only of adopted containers (testcontainers, docker run), "
+        "e.g. `east west`; for sessions without a topology file.",
+        type="args",
+        default=[],
     )

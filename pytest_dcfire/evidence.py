@@ -2,33 +2,26 @@
 ignitions and restores, and the checkers' verdicts, kept for the report, the terminal table
 and the JUnit properties.
 
-`dcfire.workload(op)` returns a `DrillWorkload`: a `Workload` whose history gets an `ignite`
-mark for every fire of the test that burns while it runs (and a `restore` mark when it is
-put out), so that `availability()` measures the RTO from the right moment, and whose checker
-methods (`lost_writes`, `availability`, `linearizable`) also record their verdict.
+`dcfire.workload(op)` returns a `DrillWorkload` (drill_workload.py): a `Workload` whose
+history gets an `ignite` mark for every fire of the test that burns while it runs (and a
+`restore` mark when it is put out), so that `availability()` measures the RTO from the right
+moment, and whose checker methods also record their verdict here.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_dcfire.history.checkers import Availability, LostWrites
-from pytest_dcfire.history.counters import CounterCheck, SetCheck
-from pytest_dcfire.history.isolation import Isolation
-from pytest_dcfire.history.linearizability import Linearizability
-from pytest_dcfire.history.model import History
-from pytest_dcfire.history.workload import Workload
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the checkers load on first use: importing the plugin stays cheap
+    from pytest_dcfire.drill_workload import DrillWorkload
     from pytest_dcfire.fire import Fire, FireRecord
-    from pytest_dcfire.history.models import Model
-
-_R = TypeVar("_R")
+    from pytest_dcfire.history.checkers import Availability, LostWrites
+    from pytest_dcfire.history.model import History
 
 
 @dataclass
@@ -47,6 +40,11 @@ def to_verdict(value: Any, name: str | None = None, workload: str = "") -> Verdi
     """Turn what a checker (or a `pytest_dcfire_check` hook) returned into a `Verdict`:
     a Verdict, a LostWrites / Availability / Linearizability, a `(name, ok, text)` tuple,
     a bool, or a string (a measurement). None stays None (the hook had nothing to say)."""
+    from pytest_dcfire.history.checkers import Availability, LostWrites
+    from pytest_dcfire.history.counters import CounterCheck, SetCheck
+    from pytest_dcfire.history.isolation import Isolation
+    from pytest_dcfire.history.linearizability import Linearizability
+
     if value is None:
         return None
     if isinstance(value, Verdict):
@@ -231,93 +229,6 @@ class DrillEvidence:
         if record.lost is not None:
             fire.lost_writes = (fire.lost_writes or 0) + len(record.lost.lost)
             fire.rpo_s = max(fire.rpo_s or 0.0, record.lost.rpo)
-
-
-class DrillWorkload(Workload):
-    """A `Workload` run by `dcfire.workload()`: marked with the test's fires, and whose
-    checker calls land in the report."""
-
-    def __init__(
-        self,
-        op: Callable[[int], Any],
-        evidence: DrillEvidence,
-        burning: Callable[[], Any],
-        **kw: Any,
-    ) -> None:
-        super().__init__(op, **kw)
-        self._evidence = evidence
-        self._burning = burning
-        self.record = WorkloadRecord(self.name, self.history)
-
-    def start(self) -> DrillWorkload:
-        ev = self._evidence
-        names = {w.name for w in ev.workloads}
-        if self.name in names:  # two workloads of one op: tell them apart in the report
-            self.name = f"{self.name}#{len(ev.workloads) + 1}"
-            self.record.name = self.name
-        ev.workloads.append(self.record)
-        for fire in self._burning():  # a marker's fire ignited before the body started
-            self.mark("ignite", fire.record.ignited, fire.spec.describe())
-        with ev._lock:
-            ev._running.append(self)
-        super().start()
-        return self
-
-    def stop(self) -> History:
-        with self._evidence._lock:
-            if self in self._evidence._running:
-                self._evidence._running.remove(self)
-        return super().stop()
-
-    def lost_writes(
-        self,
-        present: Iterable[Any] | Mapping[Any, Any],
-        writes: Iterable[str] | None = None,
-        key: Callable[[Any], Any] | None = None,
-    ) -> LostWrites:
-        """`History.lost_writes`, recorded for the report (and `dcfire_lost_writes`):
-        `present` holds the values read back (the workload wrote its `n`: 1, 2, 3, ...)."""
-        result = self.history.lost_writes(present, writes=writes, key=key)
-        self.record.lost = result
-        verdict = to_verdict(result, workload=self.name)
-        assert verdict is not None
-        self._evidence.add_verdict(verdict)
-        if self.record.availability is not None:  # keep the RPO in the availability
-            self.availability(self.record.availability.stable)
-        return result
-
-    def availability(self, stable: int = 3, present: Any = None) -> Availability:
-        """`History.availability` (RTO from the last ignition), recorded for the report."""
-        result = self.history.availability(stable=stable, present=present, lost=self.record.lost)
-        if result.lost is not None and self.record.lost is None:
-            self.record.lost = result.lost
-        self.record.availability = result
-        verdict = to_verdict(result, workload=self.name)
-        assert verdict is not None
-        self._evidence.add_verdict(verdict)
-        return result
-
-    def linearizable(self, model: str | Model = "register", **options: Any) -> Linearizability:
-        """`History.linearizable`, recorded for the report."""
-        return self._recorded(self.history.linearizable(model, **options))
-
-    def isolation(self, level: str = "serializable") -> Isolation:
-        """`History.isolation` (anomalies with their cycles), recorded for the report."""
-        return self._recorded(self.history.isolation(level))
-
-    def counter(self, initial: float = 0) -> CounterCheck:
-        """`History.counter`, recorded for the report."""
-        return self._recorded(self.history.counter(initial))
-
-    def set(self, final: Any = None) -> SetCheck:
-        """`History.set`, recorded for the report."""
-        return self._recorded(self.history.set(final))
-
-    def _recorded(self, result: _R) -> _R:
-        verdict = to_verdict(result, workload=self.name)
-        assert verdict is not None
-        self._evidence.add_verdict(verdict)
-        return result
 
 
 class SessionEvidence:

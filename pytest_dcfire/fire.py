@@ -451,7 +451,7 @@ class FireController:
         """Call `op(n)` from `threads` background threads, `interval` s apart, recording a
         History (`.history`) marked with this test's ignitions and restores; a context
         manager. Its `lost_writes()`, `availability()`, `linearizable()` go to the report."""
-        from pytest_dcfire.evidence import DrillWorkload
+        from pytest_dcfire.drill_workload import DrillWorkload
 
         return DrillWorkload(
             op,

@@ -1,37 +1,46 @@
 """What pytest sees of pytest-dcfire: options and ini keys, the marker, the fixtures, hooks.
 
 The machinery lives in modules named after what they are (topology, runtime, faults, fire,
-recovery, report); this module only wires them to pytest.
+recovery, report); this module only wires them to pytest. pytest imports it in every run, so
+what is heavy (Docker, tenacity, the checkers, the report, Toxiproxy) is imported by the hook
+that first needs it (tests/unit/test_import_cost.py; benchmarks/bench_import.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_dcfire import burn, each_site, hookspecs, share
 from pytest_dcfire.chaos import seed as chaos_seed
 from pytest_dcfire.config import (
+    INI_ADOPT_COMPOSE,
     INI_KEEP,
     INI_RECOVERY_TIMEOUT,
+    INI_REPORT,
     INI_SHARE,
+    INI_SITES,
     INI_TOPOLOGY,
     INI_TOXIPROXY,
+    OPTION_ADOPT_COMPOSE,
     OPTION_SHARE,
     TOXIPROXY_FORMS,
+    add_adopt_options,
     read_settings,
+    report_path,
 )
 from pytest_dcfire.errors import ConfigError, DcfireError, TopologyError
 from pytest_dcfire.evidence import session_evidence
 from pytest_dcfire.fire import MODES, FireController, service_names
 from pytest_dcfire.linkfaults import BrownoutSpec, PartitionSpec
 from pytest_dcfire.progress import TerminalProgress
-from pytest_dcfire.report.html import INI_REPORT, report_path
-from pytest_dcfire.runtime import adopt
 from pytest_dcfire.session import DcfireSession
+
+if TYPE_CHECKING:  # Docker, the runtime and the report load when a test first needs them
+    from pytest_dcfire.runtime.adopt import ComposeProject
 
 SESSION_KEY = pytest.StashKey[DcfireSession]()
 BROWNOUT_HELP = (
@@ -96,7 +105,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     burn.add_options(group, parser)
     chaos_seed.add_options(group, parser)
-    adopt.add_options(group, parser)
+    add_adopt_options(group, parser)
     parser.addini(
         INI_TOPOLOGY, "path of the topology YAML or docker-compose file, relative to the ini file."
     )
@@ -153,9 +162,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
             topology = load_topology(settings.topology)
         compose = _adopt_compose(config)
-        topology = adopt.resolve_topology(
-            topology, compose, config.getini(adopt.INI_SITES), _ini_where(config, adopt.INI_SITES)
-        )
+        declared = config.getini(INI_SITES)
+        if topology is not None or compose is not None or declared:
+            from pytest_dcfire.runtime import adopt
+
+            topology = adopt.resolve_topology(
+                topology, compose, declared, _ini_where(config, INI_SITES)
+            )
         sites = topology.site_names if topology is not None else ()
         suite_burn = burn.SuiteBurn(
             burn.burn_sites(config.getoption("dcfire_burn"), config.getini(burn.INI_BURN), sites),
@@ -197,14 +210,16 @@ def pytest_configure(config: pytest.Config) -> None:
     share.configure_worker(config, state)  # after Integrity: a shared copy shares its health
 
 
-def _adopt_compose(config: pytest.Config) -> adopt.ComposeProject | None:
+def _adopt_compose(config: pytest.Config) -> ComposeProject | None:
     """The compose project to adopt (CLI beats ini), read from the engine at startup."""
-    project = config.getoption("dcfire_adopt_compose") or config.getini(adopt.INI_ADOPT_COMPOSE)
+    project = config.getoption("dcfire_adopt_compose") or config.getini(INI_ADOPT_COMPOSE)
     if not project or config.option.help:
         return None
+    from pytest_dcfire.runtime.adopt import discover_compose
+
     cli = config.getoption("dcfire_adopt_compose")
-    where = adopt.OPTION_ADOPT_COMPOSE if cli else adopt.INI_ADOPT_COMPOSE
-    return adopt.discover_compose(str(project), where)
+    where = OPTION_ADOPT_COMPOSE if cli else INI_ADOPT_COMPOSE
+    return discover_compose(str(project), where)
 
 
 def _ini_where(config: pytest.Config, key: str) -> str:
@@ -416,6 +431,8 @@ def _print_seeds(report: pytest.TestReport, seeds: list[int]) -> None:
 
 def _terminal_tables(state: DcfireSession) -> tuple[list[str], list[str]]:
     """This process's fire and link-fault tables (empty lists when nothing burned)."""
+    if not len(state.timeline) and not state.timeline.link_faults:
+        return [], []  # and the report's code stays unloaded
     from pytest_dcfire.report.terminal import fire_table, link_fault_table
 
     fires = fire_table(state.timeline) if len(state.timeline) else []

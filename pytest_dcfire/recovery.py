@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
-
 from pytest_dcfire.errors import RecoveryTimeout
 
 T = TypeVar("T")
@@ -63,6 +61,8 @@ def _error_text(exc: BaseException | None) -> str:
 
 def eventually(fn: Callable[[], T], timeout: float, interval: float = PROBE_INTERVAL) -> T:
     """Call `fn` until it neither raises nor returns False; return what it returned."""
+    from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
     started = time.monotonic()
     attempts = 0
     last: list[BaseException | None] = [None]
@@ -108,6 +108,8 @@ def measure_recovery(
     """
     if stable < 1:
         raise ValueError("stable must be at least 1")
+    from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
     started = time.monotonic()
     attempts = failures = 0
     streak_start: float | None = None

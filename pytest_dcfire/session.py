@@ -9,15 +9,17 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_dcfire.burn import SuiteBurn
 from pytest_dcfire.config import INI_TOXIPROXY, Settings
 from pytest_dcfire.errors import DcfireError
 from pytest_dcfire.fire import Timeline
-from pytest_dcfire.runtime.adopt import ComposeProject
 from pytest_dcfire.runtime.engine import Engine, SessionIdentity
-from pytest_dcfire.topology.model import Topology
+
+if TYPE_CHECKING:  # loaded by the topology or the adoption that needs them
+    from pytest_dcfire.runtime.adopt import ComposeProject
+    from pytest_dcfire.topology.model import Topology
 
 Progress = Callable[[str], None]
 

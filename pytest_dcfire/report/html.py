@@ -18,16 +18,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_dcfire.errors import ConfigError
-
 if TYPE_CHECKING:
-    import pytest
-
     from pytest_dcfire.evidence import DrillEvidence, SessionEvidence, WorkloadRecord
     from pytest_dcfire.fire import FireRecord
     from pytest_dcfire.linkfaults import LinkFault
 
-INI_REPORT = "dcfire_report"
 DASH = "\u2013"  # an en dash: "not measured"
 
 COLORS = {"ok": "#2f9e44", "fail": "#e03131", "info": "#f59f00"}
@@ -77,27 +72,6 @@ summary{cursor:pointer;color:#495057}
 .lost{color:#c92a2a;font-weight:600}
 .reason{color:#e67700;margin:0 0 8px}
 """
-
-
-def report_path(config: pytest.Config) -> str | None:
-    """Where to write the report: `--dcfire-report` (relative to where pytest was started)
-    beats the ini key (relative to the ini file); None when neither is set."""
-    cli = config.getoption("dcfire_report", None)
-    raw = cli or config.getini(INI_REPORT) or None
-    if not raw:
-        return None
-    if cli:
-        base, where = Path(config.invocation_params.dir), "--dcfire-report"
-    else:
-        base = Path(config.inipath).parent if config.inipath else Path(config.invocation_params.dir)
-        where = INI_REPORT
-    path = (base / str(raw).strip()).resolve()
-    if path.is_dir():
-        raise ConfigError(
-            f"{where} = {str(raw)!r}: {path} is a directory; give a file path such as "
-            "dcfire-report.html"
-        )
-    return str(path)
 
 
 def write_report(

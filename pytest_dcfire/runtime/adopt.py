@@ -28,56 +28,28 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import docker.errors
-
+from pytest_dcfire.config import INI_ADOPT_COMPOSE, INI_SITES, SITE_LABEL
 from pytest_dcfire.errors import ConfigError, DcfireError, StartupError, did_you_mean
 from pytest_dcfire.runtime.engine import L_SESSION
-from pytest_dcfire.runtime.handles import ServiceHandle
-from pytest_dcfire.runtime.health import wait_healthy
 from pytest_dcfire.topology.model import NAME_PATTERN, HealthCheck, Service, Site, Topology
 from pytest_dcfire.topology.plan import blast_radius, with_adopted
 
-INI_ADOPT_COMPOSE = "dcfire_adopt_compose"
-OPTION_ADOPT_COMPOSE = "--dcfire-adopt-compose"
+if TYPE_CHECKING:  # docker, handles and health load when a container is adopted
+    from pytest_dcfire.runtime.handles import ServiceHandle
+
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
 COMPOSE_NUMBER = "com.docker.compose.container-number"
-#: Service label naming the site of a compose service (`labels: {dcfire.site: pangyo}`).
-SITE_LABEL = "dcfire.site"
 #: Optional service label with a health check, as in a topology file: `tcp:5432`,
 #: `http:/health:8080` or `cmd:pg_isready -q`.
 HEALTH_LABEL = "dcfire.healthcheck"
 #: Optional label listing what a member needs (`cache`, `db@east`; commas or spaces), used
 #: by the blast radius: `dcfire.depends_on: cache`.
 DEPENDS_LABEL = "dcfire.depends_on"
-#: ini key declaring the sites when no topology file or compose project does.
-INI_SITES = "dcfire_sites"
 #: Method shown in the fire table when a fire meets the storage of adopted containers.
 STORAGE_NOT_OURS = "not ours, skipped"
-
-
-def add_options(group: Any, parser: Any) -> None:
-    group.addoption(
-        OPTION_ADOPT_COMPOSE,
-        dest="dcfire_adopt_compose",
-        metavar="PROJECT",
-        help="adopt every running container of compose project PROJECT, each in the site "
-        f"named by its service label {SITE_LABEL} (ini: {INI_ADOPT_COMPOSE}).",
-    )
-    parser.addini(
-        INI_ADOPT_COMPOSE,
-        "name of a running compose project whose containers are adopted (sites from the "
-        f"{SITE_LABEL} service label); no topology file is needed.",
-    )
-    parser.addini(
-        INI_SITES,
-        "sites of a system made only of adopted containers (testcontainers, docker run), "
-        "e.g. `east west`; for sessions without a topology file.",
-        type="args",
-        default=[],
-    )
 
 
 def parse_healthcheck(value: Any, where: str) -> HealthCheck | None:
@@ -232,6 +204,11 @@ class Adoptions:
     ) -> ServiceHandle:
         """Make `container` (SDK object or id) a member of `site`, once its health check
         passes (within `timeout` seconds); return its handle."""
+        import docker.errors
+
+        from pytest_dcfire.runtime.handles import ServiceHandle
+        from pytest_dcfire.runtime.health import wait_healthy
+
         raw = getattr(container, "id", container)
         if not isinstance(raw, str) or not raw:
             raise ConfigError(
@@ -501,6 +478,9 @@ def find_compose_project(client: Any, project: str, where: str) -> ComposeProjec
 
 def discover_compose(project: str, where: str) -> ComposeProject:
     """Connect to the engine (DOCKER_HOST) just long enough to read the project."""
+    import docker
+    import docker.errors
+
     try:
         client = docker.from_env(timeout=30)
     except docker.errors.DockerException as exc:

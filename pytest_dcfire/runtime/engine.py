@@ -14,20 +14,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import docker
-import docker.errors
-import requests.exceptions
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-)
-
 from pytest_dcfire.errors import EngineUnavailable
+
+if TYPE_CHECKING:  # docker loads when the engine is first reached: the plugin's import is cheap
+    import docker
 
 LABEL = "io.github.pytest-dcfire"
 L_SESSION = f"{LABEL}.session"
@@ -160,6 +153,9 @@ class Engine:
     @classmethod
     def connect(cls, session: SessionIdentity, timeout: float = 30.0) -> Engine:
         """Reach the engine named by DOCKER_HOST (or the local socket), or say why not."""
+        import docker
+        import requests.exceptions
+
         where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         try:
             client = docker.from_env(timeout=int(timeout), max_pool_size=CLIENT_POOL_SIZE)
@@ -187,6 +183,8 @@ class Engine:
 
     def retry(self, fn: Callable[[], Any], attempts: int = 4) -> Any:
         """Run an engine call again when the engine hiccups (connection reset, 5xx busy)."""
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
         for attempt in Retrying(
             stop=stop_after_attempt(attempts),
             wait=wait_exponential(multiplier=0.1, max=2),
@@ -208,6 +206,9 @@ class Engine:
 
 def _is_transient(exc: BaseException) -> bool:
     """Connection hiccups and 'busy' answers are worth another try; real refusals are not."""
+    import docker.errors
+    import requests.exceptions
+
     if isinstance(exc, requests.exceptions.ConnectionError):
         return True
     if isinstance(exc, docker.errors.APIError):
