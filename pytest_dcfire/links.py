@@ -553,6 +553,18 @@ class Links:
             fault.lift()
             raise
         fault.setup_ms = (time.monotonic() - fault.started) * 1000.0
+        kinds = [
+            k
+            for k, used in (
+                ("latency", spec.latency or spec.jitter),
+                ("bandwidth", spec.bandwidth is not None),
+            )
+            if used
+        ]
+        # The link-fault table's `via`: which toxics, not "-" as if nothing had been done.
+        fault.steps.append(
+            FaultTiming("links", ("+".join(kinds) or "no") + " toxics", fault.setup_ms)
+        )
         return fault
 
     def _remove_toxics(self, fault: LinkFault) -> None:

@@ -7,11 +7,15 @@ uses too. A probe that hangs is an attempt in progress, not a success: a probe t
 for a second and then succeeds recovered a second later than it started.
 
 Both go through tenacity and fail with what a person needs: how long it waited, how many
-attempts it made, and the last error it saw.
+attempts it made, and the last error it saw. `timeout` bounds the whole wait even when a call
+never returns (a client without a timeout on a blackholed site waits forever): each call runs
+in a daemon thread, and one still running at the deadline is abandoned with an error that
+says so, instead of hanging the test.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +63,45 @@ def _error_text(exc: BaseException | None) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class _StillRunning(Exception):
+    """A call was still running when the wait's deadline passed."""
+
+    def __init__(self, running: float) -> None:
+        super().__init__(running)
+        self.running = running
+
+
+def _call_by(fn: Callable[[], T], deadline: float) -> T:
+    """`fn()`, in a daemon thread so that a call that never returns cannot outlast
+    `deadline` (a `time.monotonic()` instant); its exception, of any kind, is raised here."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread, whatever it is
+            box["error"] = exc
+
+    started = time.monotonic()
+    thread = threading.Thread(target=run, name=f"dcfire-probe-{_describe(fn)}", daemon=True)
+    thread.start()
+    thread.join(max(0.0, deadline - started))
+    if thread.is_alive():
+        raise _StillRunning(time.monotonic() - started)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]  # type: ignore[no-any-return]
+
+
+def _hung(what: str, timeout: float, waited: float, attempts: int, running: float) -> str:
+    return (
+        f"{what} within {timeout:g} s: the last call was still running after {running:.1f} s "
+        f"when the time ran out (waited {waited:.1f} s, {attempts} attempts); a call that "
+        "can hang needs a timeout of its own, shorter than this wait (a burning site answers "
+        "nothing, ever: e.g. urlopen(..., timeout=1), socket.create_connection(..., timeout=1))"
+    )
+
+
 def eventually(fn: Callable[[], T], timeout: float, interval: float = PROBE_INTERVAL) -> T:
     """Call `fn` until it neither raises nor returns False; return what it returned."""
     from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
@@ -71,7 +114,9 @@ def eventually(fn: Callable[[], T], timeout: float, interval: float = PROBE_INTE
         nonlocal attempts
         attempts += 1
         try:
-            result = fn()
+            result = _call_by(fn, started + timeout)
+        except _StillRunning:
+            raise
         except Exception as exc:
             last[0] = exc
             raise _NotYet() from exc
@@ -86,6 +131,10 @@ def eventually(fn: Callable[[], T], timeout: float, interval: float = PROBE_INTE
             wait=wait_fixed(interval),
             retry=retry_if_exception_type(_NotYet),
         )(once)
+    except _StillRunning as hung:
+        waited = time.monotonic() - started
+        what = f"eventually({_describe(fn)}) did not succeed"
+        raise RecoveryTimeout(_hung(what, timeout, waited, attempts, hung.running)) from None
     except RetryError:
         raise RecoveryTimeout(
             f"eventually({_describe(fn)}) did not succeed within {timeout:g} s "
@@ -120,9 +169,11 @@ def measure_recovery(
         nonlocal attempts, failures, streak, streak_start, last
         attempts += 1
         try:
-            ok = probe() is not False
+            ok = _call_by(probe, started + timeout) is not False
             if not ok:
                 last = AssertionError("probe returned False")
+        except _StillRunning:
+            raise
         except Exception as exc:
             ok = False
             last = exc
@@ -143,6 +194,10 @@ def measure_recovery(
             wait=wait_fixed(interval),
             retry=retry_if_exception_type(_NotYet),
         )(once)
+    except _StillRunning as hung:
+        waited = time.monotonic() - started
+        what = f"no recovery: {_describe(probe)} did not succeed {stable} times in a row"
+        raise RecoveryTimeout(_hung(what, timeout, waited, attempts, hung.running)) from None
     except RetryError:
         raise RecoveryTimeout(
             f"no recovery within {timeout:g} s: {_describe(probe)} did not succeed {stable} "

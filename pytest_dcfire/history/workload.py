@@ -7,8 +7,8 @@ mere unavailability.
 How an operation reports what happened:
 
 - it returns: `ok`, and the return value is the result (for a read, the value read);
-- it raises `Fail`, `ConnectionRefusedError` or `socket.gaierror`: `fail`, it certainly
-  did not take effect (nothing was sent);
+- it raises `Fail`, `ConnectionRefusedError` or `socket.gaierror` (bare, or as the reason
+  of urllib's `URLError`): `fail`, it certainly did not take effect (nothing was sent);
 - it raises anything else (a timeout, a reset after sending, `Indeterminate`): `info`;
 - `classify(exc)` may decide first: return "fail" or "info", or None for the default.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -292,6 +293,10 @@ class Workload:
                     f"classify({_describe(exc)}) returned {verdict!r}; "
                     "it must return 'fail', 'info' or None"
                 )
+        # urllib wraps the connection's error: URLError(reason=ConnectionRefusedError(...)),
+        # one attempt, so its reason says as much as the bare error would.
+        if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, NOT_SENT):
+            return "fail"
         return "fail" if isinstance(exc, NOT_SENT) else "info"
 
     def _work(self, process: int) -> None:

@@ -141,6 +141,7 @@ def parts(evidence: SessionEvidence, timeline: Iterable[FireRecord], prefix: str
         "lost": sum(r.lost_writes or 0 for r in records),
         "burn": evidence.burn_label,
         "under_burn": sorted(evidence.under_burn.items()),
+        "failed_checks": sum(1 for d in drills for v in d.verdicts if v.ok is False),
     }
 
 
@@ -150,6 +151,9 @@ def page(shares: Sequence[Parts]) -> str:
     sections = [section for share in shares for section in share["sections"]]
     tests = {test for share in shares for test in share["tests"]}
     lost_total = sum(share["lost"] for share in shares)
+    # A failed check with nothing lost (phantoms, a revived write, not linearizable) must not
+    # read as an all-clear in the headline.
+    failed = sum(share.get("failed_checks", 0) for share in shares)
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -165,6 +169,7 @@ def page(shares: Sequence[Parts]) -> str:
             if lost_total
             else "no acknowledged write lost where checked"
         )
+        + (f' · <span class="lost">{failed} check(s) failed</span>' if failed else "")
         + "</p>",
         "<h2>Fires</h2>",
         f"<table>{FIRES_HEAD}{''.join(rows)}</table>"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -79,10 +80,20 @@ def probe(handle: ServiceHandle, check: HealthCheck) -> None:
         raise Unhealthy(f"GET http://{host}:{port}{check.path} answered {status}")
 
 
-def wait_healthy(handle: ServiceHandle, timeout: float | None = None) -> HealthResult:
+#: Seconds of refused health probes before `notice` hears what the container listens on.
+EARLY_HINT_AFTER = 5.0
+
+
+def wait_healthy(
+    handle: ServiceHandle,
+    timeout: float | None = None,
+    notice: Callable[[str], None] | None = None,
+) -> HealthResult:
     """Block until the handle's health check passes, or raise StartupError saying why not.
 
-    A service without a health check is healthy once its container runs.
+    A service without a health check is healthy once its container runs. When the health
+    port still refuses after EARLY_HINT_AFTER s while the container listens on other ports,
+    `notice` hears it once, so a wrong port is not a silent wait of the whole budget.
     """
     check = handle.spec.healthcheck
     limit = timeout if timeout is not None else (check.budget if check else 30.0)
@@ -99,7 +110,28 @@ def wait_healthy(handle: ServiceHandle, timeout: float | None = None) -> HealthR
         if state not in ("running", "paused"):
             raise ContainerExited(f"its container {_exited(handle, state)}")
         if check is not None:
-            probe(handle, check)
+            try:
+                probe(handle, check)
+            except Unhealthy as exc:
+                early_hint(exc)
+                raise
+
+    noticed = False
+
+    def early_hint(exc: Unhealthy) -> None:
+        nonlocal noticed
+        if noticed or notice is None or not exc.refused or check is None or not check.port:
+            return
+        waited = time.monotonic() - started
+        if waited < EARLY_HINT_AFTER or waited >= limit:
+            return
+        noticed = True
+        hint = listening_hint(handle, check.port)
+        if hint and "(yet)" not in hint:  # nothing listening yet: it may still be starting
+            notice(
+                f"{handle.name}: health port {check.port} still refused after {waited:.0f} s"
+                f"{hint} (waiting up to {limit:g} s)"
+            )
 
     retrying = Retrying(
         stop=stop_after_delay(limit),

@@ -214,7 +214,7 @@ class System:
                     lambda svc: self._start_one(svc, images[svc.name], addresses[svc.name]), wave
                 )
                 self._handles.update({h.name: h for h in handles})
-                for result in self._parallel(wait_healthy, handles):
+                for result in self._parallel(self._wait_one, handles):
                     self.health[result.service] = result
         except BaseException:
             if not self.keep:
@@ -230,7 +230,11 @@ class System:
 
     def wait_healthy(self, handles: Sequence[ServiceHandle]) -> list[HealthResult]:
         """Health-gate `handles` again (after a restore), all at once."""
-        return self._parallel(wait_healthy, handles)
+        return self._parallel(self._wait_one, handles)
+
+    def _wait_one(self, handle: ServiceHandle) -> HealthResult:
+        """One health wait; a health port refused for a while is said on a progress line."""
+        return wait_healthy(handle, notice=self._progress)
 
     def stop(self) -> list[str]:
         """Remove everything this system created; return the problems met (never raises)."""

@@ -260,6 +260,7 @@ def compose_topology(ctx: Context, doc: Mapping[str, Any]) -> Topology:
         volumes = _declared_volumes(ctx, doc.get("volumes"))
     specs: list[ServiceSpec] = []
     broken: set[str] = set()
+    broken_depends: dict[str, tuple[DependencySpec, ...]] = {}
     with ctx.collect():
         if doc.get("services") is None:
             ctx.fail(
@@ -272,9 +273,14 @@ def compose_topology(ctx: Context, doc: Mapping[str, Any]) -> Topology:
             ctx.fail("services", "no services: define at least one")
         for service, value in services.items():
             broken.add(service)
+            path = key_path("services", service)
             with ctx.collect():
-                specs.append(_service(ctx, service, value, key_path("services", service), volumes))
+                specs.append(_service(ctx, service, value, path, volumes))
                 broken.discard(service)
+            if service in broken and isinstance(value, dict) and value.get("depends_on"):
+                with Context(ctx.source, ctx.base_dir).collect():  # already reported
+                    depends = _depends_on(ctx, value["depends_on"], key_path(path, "depends_on"))
+                    broken_depends[service] = depends
     sites = list(declared_sites)
     known = {site.name for site in sites}
     for spec in specs:
@@ -289,7 +295,15 @@ def compose_topology(ctx: Context, doc: Mapping[str, Any]) -> Topology:
     if ctx.errors:
         if sites_ok and sites:
             with ctx.collect():
-                assemble(Context(ctx.source, ctx.base_dir), sites, specs, name, wan, broken)
+                assemble(
+                    Context(ctx.source, ctx.base_dir),
+                    sites,
+                    specs,
+                    name,
+                    wan,
+                    broken,
+                    broken_depends,
+                )
         ctx.raise_collected()
     return assemble(ctx, sites, specs, name, wan)
 

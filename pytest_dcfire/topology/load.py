@@ -352,6 +352,7 @@ def _our_topology(ctx: Context, doc: Mapping[str, object]) -> Topology:
     site_names = [site.name for site in sites] if sites is not None else []
     specs: list[ServiceSpec] = []
     broken: set[str] = set()  # services with a mistake of their own: not in `specs`
+    broken_depends: dict[str, tuple[DependencySpec, ...]] = {}  # what they need, if readable
     with ctx.collect():
         if "services" not in doc:
             if not misspelt("services"):
@@ -365,10 +366,14 @@ def _our_topology(ctx: Context, doc: Mapping[str, object]) -> Topology:
                 ctx.fail("services", "no services: define at least one")
         for service, value in services.items():
             broken.add(service)
+            path = key_path("services", service)
             with ctx.collect():
-                path = key_path("services", service)
                 specs.append(_our_service(ctx, service, value, path, site_names))
                 broken.discard(service)
+            if service in broken and isinstance(value, dict) and value.get("depends_on"):
+                with Context(ctx.source, ctx.base_dir).collect():  # already reported
+                    depends = depends_list(ctx, value["depends_on"], key_path(path, "depends_on"))
+                    broken_depends[service] = depends
     wan = None
     if sites is not None:
         with ctx.collect():
@@ -379,7 +384,15 @@ def _our_topology(ctx: Context, doc: Mapping[str, object]) -> Topology:
         # services that could be read; a reference to one that could not is not a mistake.
         if sites is not None:
             with ctx.collect():
-                assemble(Context(ctx.source, ctx.base_dir), sites, specs, name, wan, broken)
+                assemble(
+                    Context(ctx.source, ctx.base_dir),
+                    sites,
+                    specs,
+                    name,
+                    wan,
+                    broken,
+                    broken_depends,
+                )
         ctx.raise_collected()
     assert sites is not None and specs
     return assemble(ctx, sites, specs, name, wan)

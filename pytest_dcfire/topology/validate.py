@@ -650,11 +650,14 @@ def assemble(
     name: str | None = None,
     wan: Wan | None = None,
     broken: Collection[str] = (),
+    broken_depends: Mapping[str, Sequence[DependencySpec]] | None = None,
 ) -> Topology:
     """Check what spans services (sites, instance names, dependencies, cycles); build it.
 
     Every mistake is collected and raised together. `broken` names services that had
-    mistakes of their own (left out of `specs`): references to them are not checked."""
+    mistakes of their own (left out of `specs`): references to them are not checked.
+    `broken_depends` holds the dependencies those services declared: a name no service of
+    the file has is reported with their other mistakes, not on the next run."""
     site_names = [site.name for site in sites]
     for spec in specs:
         for index, site in enumerate(spec.sites):
@@ -705,6 +708,17 @@ def assemble(
                 edges[spec.name].append((target, ref_path))
                 if dep.same_site:
                     _check_same_site(ctx, spec, dep, bases)
+    names = [*bases, *(name for name in broken if name not in bases)]
+    for own, deps in (broken_depends or {}).items():
+        for dep in deps:
+            if dep.ref.partition("@")[0] not in names:
+                others = [name for name in names if name != own]
+                with ctx.collect():
+                    ctx.fail(
+                        dep.path,
+                        f"unknown service {dep.ref!r}{did_you_mean(dep.ref, others)}; "
+                        f"{one_of(others)}",
+                    )
     with ctx.collect():
         _check_cycles(ctx, [spec.name for spec in specs], edges)
     ctx.raise_collected()

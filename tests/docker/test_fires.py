@@ -262,3 +262,38 @@ def test_rto_counts_until_a_hanging_probe_answers(pytester: pytest.Pytester) -> 
         for p in ET.parse(pytester.path / "junit.xml").iter("property")
     }
     assert abs(float(props["dcfire_rto_s"]) - rto) < 0.002, (props, rto)
+
+
+def test_a_probe_with_no_timeout_cannot_hang_the_test_past_its_wait(
+    pytester: pytest.Pytester,
+) -> None:
+    """A new user's probe: a socket with no timeout, on the site that burns. The wait's
+    `timeout` still ends the test, with an error saying the call hung and what to do."""
+    result = run_fires(
+        pytester,
+        """
+        @dc_fire("east")
+        def test_probe_without_timeout(dcfire, dcfire_topology):
+            addr = dcfire_topology.service("echo@east").address(7000)
+
+            def probe():
+                with socket.create_connection(addr) as s:  # no timeout at all
+                    s.sendall(b"ping")
+                    return s.recv(100) == b"ping"
+
+            started = time.monotonic()
+            try:
+                dcfire.measure_recovery(probe, timeout=3)
+            finally:
+                print(f"WAITED={time.monotonic() - started:.1f}")
+        """,
+        "-s",
+    )
+    result.assert_outcomes(failed=1)
+    assert float(result.stdout.str().split("WAITED=")[1].split()[0]) < 10
+    result.stdout.fnmatch_lines(
+        [
+            "*RecoveryTimeout: no recovery: *probe did not succeed 3 times in a row within 3 s: "
+            "the last call was still running after 3.0 s*needs a timeout of its own*"
+        ]
+    )

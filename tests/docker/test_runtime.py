@@ -374,3 +374,42 @@ def test_foreign_containers_are_never_touched_by_a_session(
         assert bystander.status == "running"
     finally:
         bystander.remove(force=True)
+
+
+def test_a_health_port_refused_for_a_while_is_said_before_the_budget_runs_out(
+    pytester: pytest.Pytester,
+) -> None:
+    """With the default budget a wrong health port cost a silent minute: after 5 s of
+    refusals, a progress line says what the container listens on, once."""
+    listen = (
+        "import socket,time; s=socket.socket(); s.bind(('0.0.0.0', 7001)); s.listen(); "
+        "time.sleep(1e6)"
+    )
+    result = run_inner(
+        pytester,
+        f"""
+        sites: [east]
+        services:
+          elsewhere:
+            site: east
+            image: {IMAGE}
+            command: ["python3", "-c", {listen!r}]
+            healthcheck: {{tcp: 7000, budget: 9}}
+        """,
+        """
+        def test_one(dcfire_topology):
+            pass
+        """,
+    )
+    result.assert_outcomes(errors=1)
+    lines = result.stdout.lines
+    notice = [n for n, line in enumerate(lines) if "health port 7000 still refused" in line]
+    error = [n for n, line in enumerate(lines) if "not healthy (tcp port 7000)" in line]
+    assert len(notice) == 1 and error and notice[0] < error[0], result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "dcfire: elsewhere: health port 7000 still refused after * s; the container "
+            "listens on 7001, not on 7000: is the health check's port the one the service "
+            "listens on? (waiting up to 9 s)",
+        ]
+    )

@@ -78,6 +78,24 @@ def test_outcomes_are_classified() -> None:
     assert outcome[5] == ("fail", "gaierror: no such host")
 
 
+def test_urllib_wrapped_refusals_are_failures_and_its_timeouts_are_not() -> None:
+    """urllib.request.urlopen (the README's first client) wraps a refused connection in a
+    URLError; it was recorded as indeterminate."""
+    import urllib.error
+
+    def op(n: int) -> None:
+        if n % 3 == 1:
+            raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+        if n % 3 == 2:
+            raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+        raise urllib.error.URLError(TimeoutError("timed out"))
+
+    with Workload(op, interval=0, limit=9) as workload:
+        assert workload.join(timeout=10)
+    types = {o.id % 3: o.type for o in workload.history.ops}
+    assert types == {1: "fail", 2: "fail", 0: "info"}
+
+
 def test_classify_decides_first_and_none_falls_back() -> None:
     def op(n: int) -> None:
         raise (TimeoutError if n % 2 else ConnectionRefusedError)()

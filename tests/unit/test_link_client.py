@@ -130,6 +130,7 @@ def test_brownout_adds_latency_and_lift_removes_it(links: tuple[Links, Handle]) 
         assert s.recv(10) == b"slow"
         assert time.monotonic() - started >= 0.18  # 100 ms each way
     assert len(record.toxics) == 2
+    assert record.via == "links: latency toxics"  # the link-fault table's `via`, not "-"
     record.lift()
     assert record.restored is not None
     record.lift()  # twice is fine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -111,3 +112,32 @@ def test_a_probe_that_hangs_then_answers_recovered_when_it_answered() -> None:
     recovery = measure_recovery(probe, since=ignition, timeout=10, stable=3, interval=0.01)
     assert recovery.failures == 0
     assert 1.0 <= recovery.rto < 1.5
+
+
+def test_a_probe_that_never_returns_cannot_outlast_the_timeout() -> None:
+    """A client without a timeout on a blackholed site waits forever: `timeout` still bounds
+    the wait, and the error says that the call hung and what to do."""
+    never = threading.Event()
+
+    def probe() -> None:
+        never.wait(5)  # a socket with no timeout, on a site that burns (5 s: fails, not hangs)
+
+    started = time.monotonic()
+    try:
+        with pytest.raises(RecoveryTimeout) as info:
+            measure_recovery(probe, since=started, timeout=0.5, stable=1, interval=0.01)
+        assert time.monotonic() - started < 2.0
+        assert "the last call was still running after 0.5 s" in str(info.value)
+        assert "needs a timeout of its own" in str(info.value)
+        with pytest.raises(RecoveryTimeout, match=r"eventually\(.*probe\) did not succeed "):
+            eventually(probe, timeout=0.3)
+    finally:
+        never.set()
+
+
+def test_a_probe_failing_with_pytest_fail_still_stops_the_wait() -> None:
+    def probe() -> None:
+        pytest.fail("the probe gave up")
+
+    with pytest.raises(pytest.fail.Exception, match="the probe gave up"):
+        measure_recovery(probe, since=time.monotonic(), timeout=5, stable=1)

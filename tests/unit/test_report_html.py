@@ -135,3 +135,17 @@ def test_long_container_names_are_not_clipped() -> None:
     # Anchored at its end: the text starts about 6.5 px a character to the left of x.
     assert float(label.get("x", "0")) - 6.5 * len(name) >= 0
     assert float(svg.get("width", "0")) >= float(label.get("x", "0")) + 500
+
+
+def test_a_failed_check_with_nothing_lost_is_in_the_headline() -> None:
+    """Phantoms fail `lost_writes` with 0 writes lost: the headline must not read as an
+    all-clear."""
+    from pytest_dcfire.evidence import Verdict
+
+    drill = DrillEvidence("t.py::test_phantoms", outcome="failed")
+    drill.add_verdict(Verdict("lost writes", False, "0 acknowledged writes lost, 3 phantoms"))
+    headline = render(_session(drill), []).split('<p class="meta">', 1)[1].split("</p>", 1)[0]
+    assert '<span class="lost">1 check(s) failed</span>' in headline
+    passing = DrillEvidence("t.py::test_fine", outcome="passed")
+    passing.add_verdict(Verdict("lost writes", True, "0 acknowledged writes lost"))
+    assert "failed" not in render(_session(passing), []).split('<p class="meta">', 1)[1][:300]

@@ -162,3 +162,55 @@ def test_health_budget_and_its_older_name() -> None:
         "`timeout` is the older name of `budget`, the seconds allowed in all to become healthy "
         "after a start or a restore"
     )
+
+
+def test_a_service_with_its_own_mistake_still_has_its_dependencies_checked() -> None:
+    # A new user's file: a misspelt key in api hid api's unknown dependency until the next run.
+    text = """
+sites: [north, south]
+services:
+  store: {site: nort, image: x, ports: [7000]}
+  api:
+    site: [north, south]
+    image: x
+    port: [8080]
+    depends_on: [stor, store@south]
+"""
+    with pytest.raises(TopologyErrors) as info:
+        parse_topology(text, "topology.yml")
+    assert [(e.path, e.detail) for e in info.value.errors] == [
+        (
+            "services.api",
+            "unknown key 'port' (did you mean 'ports'?); one of: build, command, depends_on, "
+            "entrypoint, environment, healthcheck, image, ports, site, volumes",
+        ),
+        (
+            "services.store.site",
+            "unknown site 'nort' (did you mean 'north'?); one of: north, south",
+        ),
+        (
+            "services.api.depends_on[0]",
+            "unknown service 'stor' (did you mean 'store'?); one of: store",
+        ),
+    ]
+
+
+def test_a_compose_service_with_its_own_mistake_still_has_its_dependencies_checked() -> None:
+    text = """
+services:
+  store:
+    image: x
+    labels: {dcfire.site: north}
+  api:
+    image: x
+    labels: {dcfire.site: south}
+    network_mode: host
+    depends_on: {stor: {condition: service_started}}
+"""
+    with pytest.raises(TopologyErrors) as info:
+        parse_topology(text, "compose.yml")
+    assert [e.path for e in info.value.errors] == [
+        "services.api.network_mode",
+        "services.api.depends_on.stor",
+    ]
+    assert "unknown service 'stor' (did you mean 'store'?)" in str(info.value)

@@ -146,5 +146,5 @@ def test_every_site_burns_without_losing_an_acknowledged_write(dcfire, cluster, 
     lost = sync_writes.lost_writes(cluster.values(survivor))
     availability = sync_writes.availability()
     print(lost, availability, sep="\n")
-    assert lost.ok, lost
+    assert lost.ok, str(lost)
     assert availability.rto is not None
