@@ -44,6 +44,7 @@ from pytest_dcfire.topology.validate import (
     key_path,
     parse_argv,
     parse_build,
+    parse_clock,
     parse_image,
     parse_mount_path,
     parse_port,
@@ -302,9 +303,10 @@ def _yaml_error(source: str, exc: yaml.MarkedYAMLError) -> TopologyError:
 
 # -- our own format -------------------------------------------------------------------------
 
-TOP_KEYS = ("name", "services", "sites", "wan")
+TOP_KEYS = ("clock", "name", "services", "sites", "wan")
 SERVICE_KEYS = (
     "build",
+    "clock",
     "command",
     "depends_on",
     "entrypoint",
@@ -369,6 +371,10 @@ def _our_topology(ctx: Context, doc: Mapping[str, object]) -> Topology:
                 path = key_path("services", service)
                 specs.append(_our_service(ctx, service, value, path, site_names))
                 broken.discard(service)
+    clock = "host"
+    if doc.get("clock") is not None:
+        with ctx.collect():
+            clock = parse_clock(ctx, doc["clock"], "clock")
     wan = None
     if sites is not None:
         with ctx.collect():
@@ -379,10 +385,10 @@ def _our_topology(ctx: Context, doc: Mapping[str, object]) -> Topology:
         # services that could be read; a reference to one that could not is not a mistake.
         if sites is not None:
             with ctx.collect():
-                assemble(Context(ctx.source, ctx.base_dir), sites, specs, name, wan, broken)
+                assemble(Context(ctx.source, ctx.base_dir), sites, specs, name, wan, broken, clock)
         ctx.raise_collected()
     assert sites is not None and specs
-    return assemble(ctx, sites, specs, name, wan)
+    return assemble(ctx, sites, specs, name, wan, clock=clock)
 
 
 def _our_service(
@@ -454,6 +460,10 @@ def _our_service(
     if given("depends_on"):
         with local.collect():
             depends = depends_list(ctx, svc["depends_on"], key_path(path, "depends_on"))
+    clock = None
+    if given("clock"):
+        with local.collect():
+            clock = parse_clock(ctx, svc["clock"], key_path(path, "clock"))
     local.raise_collected()
     return ServiceSpec(
         name=name,
@@ -468,6 +478,7 @@ def _our_service(
         volumes=checked_volumes,
         healthcheck=health,
         depends_on=depends,
+        clock=clock,
     )
 
 
