@@ -146,3 +146,32 @@ def test_a_valid_clock_marker_collects(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--co", "-q")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*test_jump*"])
+
+
+# -- the chaos kind ----------------------------------------------------------------------------
+
+
+def test_chaos_draws_clock_jumps_only_where_clocks_are_controllable() -> None:
+    from pytest_dcfire.chaos import Targets
+    from pytest_dcfire.chaos.generator import generate, parse_kinds, parse_span
+
+    plain = Targets(("a", "b"), {"db": ("a",), "api": ("b",)})
+    assert "clock" not in [k.name for k in parse_kinds(None, plain)]
+    with pytest.raises(ConfigError, match="fault kind 'clock' needs a site or service with"):
+        parse_kinds(["clock"], plain)
+    valid = Targets(("a", "b"), {"db": ("a",), "api": ("b",)}, clocks=("a", "db"))
+    kinds = parse_kinds(["clock"], valid)
+    steps = generate(
+        kinds,
+        valid,
+        7,
+        duration=60.0,
+        interval=parse_span("interval", 2.0),
+        hold=parse_span("hold", 4.0),
+        max_at_once=1,
+    )
+    assert steps and {s.kind for s in steps} == {"clock"}
+    assert {s.targets[0] for s in steps} <= {"a", "db"}
+    assert all(s.options["offset"] != 0 for s in steps)
+    with pytest.raises(ConfigError, match="valid: a, db"):
+        kinds[0].check_targets("schedule", ("api",), valid)
