@@ -103,6 +103,14 @@ def test_every_clock_was_put_back(dcfire, dcfire_topology):
     assert_host_untouched()
 
 
+def test_a_schedule_jumps_the_clock_and_lifts_it(dcfire, dcfire_topology):
+    steps = [(0.0, "clock", "tick", {"offset": 3600, "for": 60.0})]
+    with dcfire.schedule(steps, quiet=0.1) as s:
+        dcfire.eventually(lambda: assert_offset(dcfire_topology, "tick", 3600), timeout=20)
+    assert [e.kind for e in s.events] == ["clock"] and s.events[0].lifted is not None
+    assert_offset(dcfire_topology, "tick", 0)
+
+
 def test_a_host_clock_service_is_a_clear_error(dcfire):
     with pytest.raises(ConfigError, match="plain keep.*clock: controllable"):
         dcfire.clock("plain", offset=5)
@@ -111,4 +119,4 @@ def test_a_host_clock_service_is_a_clear_error(dcfire):
 
 def test_clock_faults(pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, TOPOLOGY, HELPERS + textwrap.dedent(TESTS))
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)
