@@ -175,3 +175,24 @@ def test_chaos_draws_clock_jumps_only_where_clocks_are_controllable() -> None:
     assert all(s.options["offset"] != 0 for s in steps)
     with pytest.raises(ConfigError, match="valid: a, db"):
         kinds[0].check_targets("schedule", ("api",), valid)
+
+
+def test_compose_files_say_it_in_x_dcfire(tmp_path: Path) -> None:
+    path = tmp_path / "compose.yml"
+    text = """\
+x-dcfire:
+  clock: controllable
+services:
+  db:
+    image: debian:bookworm-slim
+    labels: {dcfire.site: a}
+    x-dcfire: {clock: host}
+  api:
+    image: debian:bookworm-slim
+    x-dcfire: {site: b}
+"""
+    path.write_text(text)
+    assert {s.name: s.clock for s in load_topology(path)} == {"db": "host", "api": "controllable"}
+    path.write_text(text.replace("clock: host", "clock: fake"))
+    with pytest.raises(TopologyError, match=r"services\.db\.x-dcfire\.clock: expected host or"):
+        load_topology(path)
