@@ -28,6 +28,8 @@ dc_fire = pytest.mark.dc_fire
 brownout = pytest.mark.brownout
 #: `@partition("pangyo", "ansan")` is `@pytest.mark.partition(...)`.
 partition = pytest.mark.partition
+#: `@clock("ansan", offset=3600)` is `@pytest.mark.clock(...)`.
+clock = pytest.mark.clock
 
 __all__ = [
     "BrownoutSpec",
@@ -46,6 +48,7 @@ __all__ = [
     "StartupError",
     "TopologyError",
     "brownout",
+    "clock",
     "dc_fire",
     "partition",
 ]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pytest_dcfire.clockfaults import ClockSpec, not_controllable
 from pytest_dcfire.errors import (
     ConfigError,
     FireError,
@@ -384,6 +385,53 @@ class FireController:
                 handles = [h for h in self.system if spec.target in (h.name, h.spec.base)]
             fault = self._links.brownout(spec, handles, test)
         self.link_faults.append(fault)
+        self.evidence.link_fault(fault)
+        self._timeline.add_link_fault(fault)
+        return fault
+
+    def clock(self, target: str, offset: float = 0.0, rate: float = 1.0) -> LinkFault:
+        """Move the wall clock that a site's, a service's or an instance's processes read:
+        a jump of `offset` seconds (forward or back) and a drift `rate` (2.0: twice as fast).
+        Only `clock: controllable` services (libfaketime); the host's clock never moves.
+        Lifted by `restore()` and at teardown (or use the record as a context manager)."""
+        spec = ClockSpec.parse(
+            (target,),
+            {"offset": offset, "rate": rate},
+            self.system.sites,
+            service_names(self.system.topology),
+            where="dcfire.clock",
+        )
+        return self.ignite_clock(spec)
+
+    def ignite_clock(self, spec: ClockSpec) -> LinkFault:
+        """Apply a validated clock fault; it is undone by `restore()`."""
+        where = f"dcfire.clock({spec.target!r})"
+        if spec.target in self.system.sites:
+            handles = list(self.system.in_site(spec.target))
+        else:
+            handles = [h for h in self.system if spec.target in (h.name, h.spec.base)]
+        fixed = [h for h in handles if getattr(h.spec, "clock", "host") != "controllable"]
+        if fixed:
+            raise not_controllable(where, [h.spec.base for h in fixed], self.system.topology.source)
+        clocks = getattr(self.system, "clocks", None)
+        if clocks is None or not handles:
+            raise FireError(f"{where}: no clock volume in this session (a shared system?)")
+        instances = [h.name for h in handles]
+        test = getattr(self._item, "nodeid", "")
+        fault = LinkFault("clock", spec.target, spec.describe(), [], test)
+
+        def undo(_: LinkFault) -> None:
+            clocks.set(instances, "+0")
+
+        fault.undo = undo
+        self.link_faults.append(fault)  # recorded before it is applied: always lifted
+        try:
+            ms = clocks.set(instances, spec.timestamp())
+        except BaseException:
+            fault.lift()
+            raise
+        fault.steps.append(StepTiming("clock", "libfaketime", ms))
+        fault.setup_ms = (time.monotonic() - fault.started) * 1000.0
         self.evidence.link_fault(fault)
         self._timeline.add_link_fault(fault)
         return fault

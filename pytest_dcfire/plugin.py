@@ -16,6 +16,7 @@ import pytest
 
 from pytest_dcfire import burn, each_site, hookspecs, share
 from pytest_dcfire.chaos import seed as chaos_seed
+from pytest_dcfire.clockfaults import ClockSpec, check_controllable
 from pytest_dcfire.config import (
     INI_ADOPT_COMPOSE,
     INI_KEEP,
@@ -47,6 +48,11 @@ BROWNOUT_HELP = (
     "brownout(site_or_service, latency=0, jitter=0, bandwidth=None): degrade every Toxiproxy "
     "link touching a site or service during this test: latency and jitter in ms (one way, "
     "each direction), bandwidth in KB/s; lifted afterwards."
+)
+CLOCK_HELP = (
+    "clock(site_or_service, offset=0, rate=1.0): move the wall clock that its processes read "
+    "during this test (offset in seconds, + or -; rate 2.0: twice as fast); needs "
+    "`clock: controllable` in the topology; put back afterwards."
 )
 PARTITION_HELP = (
     "partition(site_a, site_b): cut the service-to-service links between two sites during "
@@ -152,7 +158,7 @@ def _settings(config: pytest.Config) -> Any:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    for line in (MARKER_HELP, BROWNOUT_HELP, PARTITION_HELP):
+    for line in (MARKER_HELP, BROWNOUT_HELP, PARTITION_HELP, CLOCK_HELP):
         config.addinivalue_line("markers", line)
     try:
         settings = _settings(config)
@@ -304,10 +310,12 @@ def pytest_collection_modifyitems(
         burn.add_timeouts(items, state.burn.test_timeout)
 
 
-FAULT_MARKERS = ("dc_fire", "brownout", "partition")
+FAULT_MARKERS = ("dc_fire", "brownout", "partition", "clock")
 
 
-def _parse_marker(mark: pytest.Mark, topology: Any) -> BrownoutSpec | PartitionSpec | None:
+def _parse_marker(
+    mark: pytest.Mark, topology: Any
+) -> BrownoutSpec | PartitionSpec | ClockSpec | None:
     """Validate one fault marker against the topology; return a link fault's spec (fires
     are returned by `each_site.specs`, which knows which site an each_site test burns)."""
     sites = topology.site_names if topology is not None else ()
@@ -315,6 +323,12 @@ def _parse_marker(mark: pytest.Mark, topology: Any) -> BrownoutSpec | PartitionS
     if mark.name == "brownout":
         services = service_names(topology) if topology is not None else ()
         return BrownoutSpec.parse(mark.args, mark.kwargs, sites, services, where=where)
+    if mark.name == "clock":
+        services = service_names(topology) if topology is not None else ()
+        spec = ClockSpec.parse(mark.args, mark.kwargs, sites, services, where=where)
+        if topology is not None:
+            check_controllable(spec, topology, where)
+        return spec
     if mark.name == "partition":
         return PartitionSpec.parse(mark.args, mark.kwargs, sites, where=where)
     each_site.check(mark, sites, where=where)
@@ -336,7 +350,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
         for mark in markers:
             if mark.name != "dc_fire":  # link faults first, fires after
                 spec = _parse_marker(mark, controller.system.topology)
-                if spec is not None:
+                if isinstance(spec, ClockSpec):
+                    controller.ignite_clock(spec)
+                elif spec is not None:
                     controller.ignite_link_fault(spec)
         fires = each_site.specs(item, controller.system.sites)
         if fires:

@@ -136,6 +136,7 @@ class DcfireSession:
     def _start(self, topology: Topology) -> Any:
         from pytest_dcfire.faults.backend import FaultBackend
         from pytest_dcfire.links import Links
+        from pytest_dcfire.runtime.clocks import Clocks
         from pytest_dcfire.runtime.reaper import reap_dead_sessions
         from pytest_dcfire.runtime.system import System
 
@@ -147,6 +148,7 @@ class DcfireSession:
         if report.sessions:
             self.reaped = str(report)
             self.progress(self.reaped)
+        controllable = [s.name for s in topology.services if s.clock == "controllable"]
         system = System(
             self.engine,
             topology,
@@ -155,6 +157,7 @@ class DcfireSession:
             keep=self.settings.keep,
             wiring=self.links,
             verbose=self.verbose,
+            clocks=Clocks(self.engine, controllable, self.progress) if controllable else None,
         )
         self.faults.attach(system)
         system.start()

@@ -60,7 +60,13 @@ def targets_of(system: Any, exclude: Iterable[str] = ()) -> Targets:
         base = services.get(svc.base, ())
         if svc.base != svc.name and svc.site not in base:
             services[svc.base] = (*base, svc.site)
-    return Targets(sites, services)
+
+    def controllable(name: str) -> bool:
+        members = [s for s in system.topology.services if name in (s.site, s.name, s.base)]
+        return bool(members) and all(getattr(s, "clock", "host") == "controllable" for s in members)
+
+    clocks = tuple(name for name in (*sites, *services) if controllable(name))
+    return Targets(sites, services, clocks)
 
 
 def schedule(

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from pytest_dcfire.clockfaults import ClockSpec
 from pytest_dcfire.errors import ConfigError, did_you_mean, unknown_name
 from pytest_dcfire.linkfaults import BrownoutSpec
 
@@ -48,11 +49,15 @@ class Controller(Protocol):
         bandwidth: int | None = None,
     ) -> Any: ...
 
+    def clock(self, target: str, offset: float = 0.0, rate: float = 1.0) -> Any: ...
+
 
 #: What a kind's targets are: one or more sites, exactly two sites, or one site or service.
 SITES = "sites"
 SITE_PAIR = "two sites"
 SITE_OR_SERVICE = "site or service"
+#: One site or service whose every instance has `clock: controllable`.
+CLOCK_TARGET = "a site or service with `clock: controllable`"
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class Targets:
 
     sites: tuple[str, ...]
     services: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Sites and services whose every instance has `clock: controllable`.
+    clocks: tuple[str, ...] = ()
 
     def sites_of(self, target: str) -> tuple[str, ...]:
         return (target,) if target in self.sites else tuple(self.services.get(target, ()))
@@ -89,6 +96,14 @@ class Kind:
 
     def check_targets(self, where: str, targets: tuple[str, ...], valid: Targets) -> None:
         """Refuse targets this kind cannot take, naming what would be valid."""
+        if self.targets == CLOCK_TARGET:
+            if len(targets) != 1 or targets[0] not in valid.clocks:
+                shown = ", ".join(valid.clocks) or "none: add `clock: controllable` to a service"
+                raise ConfigError(
+                    f"{where}: {self.name} takes one site or service with "
+                    f"`clock: controllable`, got {list(targets)}; valid: {shown}"
+                )
+            return
         if self.targets == SITE_OR_SERVICE:
             names = valid.sites + tuple(valid.services)
             if len(targets) != 1:
@@ -115,6 +130,8 @@ class Kind:
 
     def candidates(self, valid: Targets) -> list[tuple[str, ...]]:
         """Every target a random schedule may draw for this kind, in a fixed order."""
+        if self.targets == CLOCK_TARGET:
+            return [(name,) for name in valid.clocks]
         if self.targets == SITE_OR_SERVICE:
             return [(name,) for name in (*valid.sites, *valid.services)]
         if self.targets == SITE_PAIR:
@@ -157,6 +174,20 @@ def _draw_brownout(rng: random.Random) -> dict[str, Any]:
     return {"latency": rng.choice((50, 100, 200, 500, 1000))}
 
 
+def _clock(ctl: Controller, targets: tuple[str, ...], options: Mapping[str, Any]) -> Any:
+    return ctl.clock(targets[0], **options)
+
+
+def _draw_clock(rng: random.Random) -> dict[str, Any]:
+    return {"offset": rng.choice((-86400, -3600, -60, 60, 3600, 86400))}
+
+
+def _check_clock(
+    where: str, targets: tuple[str, ...], options: Mapping[str, Any], valid: Targets
+) -> None:
+    ClockSpec.parse(targets, options, valid.sites, tuple(valid.services), where=where)
+
+
 KINDS: dict[str, Kind] = {
     "fire": Kind("fire", SITES, _fire("fire"), _extinguish, darkens=True),
     "power-loss": Kind("power-loss", SITES, _fire("power-loss"), _extinguish, darkens=True),
@@ -171,6 +202,15 @@ KINDS: dict[str, Kind] = {
         draw_options=_draw_brownout,
         check_options=_check_brownout,
     ),
+    "clock": Kind(
+        "clock",
+        CLOCK_TARGET,
+        _clock,
+        _lift,
+        options=("offset", "rate"),
+        draw_options=_draw_clock,
+        check_options=_check_clock,
+    ),
 }
 
 #: Pinned kind names whose fault does not exist yet, and what will bring it.
@@ -178,7 +218,6 @@ NOT_YET: dict[str, str] = {
     "crash": "mode='crash' (SIGKILL, restarted on restore)",
     "one-way": "partition(a, b, one_way=True)",
     "flaky": "dcfire.flaky(target, loss=...)",
-    "clock": "dcfire.clock(target, offset=...)",
     "disk": "dcfire.disk(target, kind)",
 }
 

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 import docker.errors
 
 from pytest_dcfire.errors import DcfireError, StartupError
+from pytest_dcfire.runtime.clocks import environment as clock_environment
+from pytest_dcfire.runtime.clocks import musl_loader
 from pytest_dcfire.runtime.engine import L_ROLE, L_SESSION, L_SITE, Engine, SessionIdentity
 from pytest_dcfire.runtime.handles import ServiceHandle
 from pytest_dcfire.runtime.health import HealthResult, wait_healthy
@@ -74,8 +76,11 @@ class System:
         keep: bool = False,
         wiring: Wiring | None = None,
         verbose: bool = False,
+        clocks: Any = None,
     ) -> None:
         self.engine = engine
+        #: The clock volume (faults/clock.py) when a service has `clock: controllable`.
+        self.clocks = clocks
         self.verbose = verbose
         self._wiring = wiring
         self.topology = topology
@@ -199,6 +204,8 @@ class System:
         started = time.monotonic()
         try:
             self._create_network()
+            if self.clocks is not None:
+                self.clocks.start()
             resolver = ImageResolver(self.engine, self._progress, verbose=self.verbose)
             images = resolver.resolve(self.topology.services)
             self.image_seconds = time.monotonic() - started
@@ -250,6 +257,8 @@ class System:
             self._volumes.close()
         except Exception as exc:
             problems.append(f"volumes: {exc}")
+        if self.clocks is not None:
+            problems += self.clocks.close()
         if self.network is not None:
             try:
                 self.network.remove()
@@ -312,6 +321,12 @@ class System:
             self._volumes.volume_for(svc, vol): {"bind": vol.mount, "mode": "rw"}
             for vol in svc.volumes
         }
+        environment = instance_environment(svc)
+        if svc.clock == "controllable":
+            if self.clocks is None:
+                raise StartupError(f"service {svc.name}: clock: controllable, but no clock volume")
+            binds.update(self.clocks.binds())
+            environment.update(clock_environment(svc.name))
         local = self.engine.local
         port_bindings = {p: ("0.0.0.0", None) for p in svc.ports} if not local else None
         host_config = api.create_host_config(
@@ -331,7 +346,7 @@ class System:
                     image,
                     command=list(svc.command) if svc.command is not None else None,
                     entrypoint=list(svc.entrypoint) if svc.entrypoint is not None else None,
-                    environment=instance_environment(svc),
+                    environment=environment,
                     name=self.engine.session.name(svc.name),
                     hostname=dns_name(svc).replace(".", "-"),
                     labels=labels,
@@ -341,6 +356,8 @@ class System:
                     detach=True,
                 )
             )
+            if svc.clock == "controllable":
+                self._check_clock_loader(svc, image, created["Id"])
             self.engine.retry(lambda: api.start(created["Id"]))
         except docker.errors.APIError as exc:
             shown = " ".join(shlex.quote(a) for a in (svc.command or ()))
@@ -353,6 +370,17 @@ class System:
         return ServiceHandle(
             spec, container, ip, local, self.engine.host_address, self.topology.source
         )
+
+    def _check_clock_loader(self, svc: Service, image: str, container_id: str) -> None:
+        """A musl image (Alpine) cannot load Debian's libfaketime: say so before it starts."""
+        loader = musl_loader(self.engine.client.api, container_id)
+        if loader is not None:
+            _remove_container(self.engine.client.containers.get(container_id))
+            raise StartupError(
+                f"{self.topology.source}: services.{svc.base}.clock: controllable needs a glibc "
+                f"image, but {image} is musl-based ({loader}): libfaketime cannot be loaded "
+                "there. Use a Debian/Ubuntu-based image, or set `clock: host` for it"
+            )
 
     def _parallel(
         self, fn: Callable[[Any], Any], items: Sequence[Any], swallow: bool = False

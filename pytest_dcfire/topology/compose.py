@@ -55,6 +55,7 @@ from pytest_dcfire.topology.validate import (
     index_path,
     key_path,
     parse_build,
+    parse_clock,
     parse_image,
     parse_mount_path,
     parse_port,
@@ -248,7 +249,7 @@ def compose_topology(ctx: Context, doc: Mapping[str, Any]) -> Topology:
         sites_ok = False
         with ctx.collect():
             extension = as_mapping(ctx, doc["x-dcfire"], "x-dcfire")
-            check_keys(ctx, extension, "x-dcfire", ("sites", "wan"))
+            check_keys(ctx, extension, "x-dcfire", ("clock", "sites", "wan"))
             if extension.get("sites") is not None:
                 declared_sites = parse_sites(ctx, extension["sites"], "x-dcfire.sites")
             sites_ok = True
@@ -288,6 +289,10 @@ def compose_topology(ctx: Context, doc: Mapping[str, Any]) -> Topology:
             if site not in known:
                 known.add(site)
                 sites.append(Site(site))
+    clock = "host"
+    if extension.get("clock") is not None:
+        with ctx.collect():
+            clock = parse_clock(ctx, extension["clock"], "x-dcfire.clock")
     wan = None
     if sites_ok and extension.get("wan") is not None:
         with ctx.collect():
@@ -303,9 +308,10 @@ def compose_topology(ctx: Context, doc: Mapping[str, Any]) -> Topology:
                     wan,
                     broken,
                     broken_depends,
+                    clock=clock,
                 )
         ctx.raise_collected()
-    return assemble(ctx, sites, specs, name, wan)
+    return assemble(ctx, sites, specs, name, wan, clock=clock)
 
 
 def _no_interpolation(ctx: Context, value: object, path: str) -> object:
@@ -440,6 +446,13 @@ def _service(
     if given("depends_on"):
         with local.collect():
             depends = _depends_on(ctx, svc["depends_on"], key_path(path, "depends_on"))
+    clock = None
+    extension = svc.get("x-dcfire")
+    if isinstance(extension, Mapping) and extension.get("clock") is not None:
+        with local.collect():
+            clock = parse_clock(
+                ctx, extension["clock"], key_path(key_path(path, "x-dcfire"), "clock")
+            )
     local.raise_collected()
     return ServiceSpec(
         name=name,
@@ -454,6 +467,7 @@ def _service(
         volumes=mounts,
         healthcheck=health,
         depends_on=depends,
+        clock=clock,
     )
 
 
@@ -496,7 +510,7 @@ def _site(
     extension_path = key_path(key_path(path, "x-dcfire"), "site")
     if svc.get("x-dcfire") is not None:
         extension = as_mapping(ctx, svc["x-dcfire"], key_path(path, "x-dcfire"))
-        check_keys(ctx, extension, key_path(path, "x-dcfire"), ("site",))
+        check_keys(ctx, extension, key_path(path, "x-dcfire"), ("clock", "site"))
         extension_site = extension.get("site")
     if SITE_LABEL in labels and extension_site is not None:
         ctx.fail(path, f"the site is given twice ({SITE_LABEL} label and x-dcfire.site): keep one")

@@ -44,6 +44,7 @@ from pytest_dcfire.topology.validate import (
     key_path,
     parse_argv,
     parse_build,
+    parse_clock,
     parse_image,
     parse_mount_path,
     parse_port,
@@ -302,9 +303,10 @@ def _yaml_error(source: str, exc: yaml.MarkedYAMLError) -> TopologyError:
 
 # -- our own format -------------------------------------------------------------------------
 
-TOP_KEYS = ("name", "services", "sites", "wan")
+TOP_KEYS = ("clock", "name", "services", "sites", "wan")
 SERVICE_KEYS = (
     "build",
+    "clock",
     "command",
     "depends_on",
     "entrypoint",
@@ -374,6 +376,10 @@ def _our_topology(ctx: Context, doc: Mapping[str, object]) -> Topology:
                 with Context(ctx.source, ctx.base_dir).collect():  # already reported
                     depends = depends_list(ctx, value["depends_on"], key_path(path, "depends_on"))
                     broken_depends[service] = depends
+    clock = "host"
+    if doc.get("clock") is not None:
+        with ctx.collect():
+            clock = parse_clock(ctx, doc["clock"], "clock")
     wan = None
     if sites is not None:
         with ctx.collect():
@@ -392,10 +398,11 @@ def _our_topology(ctx: Context, doc: Mapping[str, object]) -> Topology:
                     wan,
                     broken,
                     broken_depends,
+                    clock=clock,
                 )
         ctx.raise_collected()
     assert sites is not None and specs
-    return assemble(ctx, sites, specs, name, wan)
+    return assemble(ctx, sites, specs, name, wan, clock=clock)
 
 
 def _our_service(
@@ -467,6 +474,10 @@ def _our_service(
     if given("depends_on"):
         with local.collect():
             depends = depends_list(ctx, svc["depends_on"], key_path(path, "depends_on"))
+    clock = None
+    if given("clock"):
+        with local.collect():
+            clock = parse_clock(ctx, svc["clock"], key_path(path, "clock"))
     local.raise_collected()
     return ServiceSpec(
         name=name,
@@ -481,6 +492,7 @@ def _our_service(
         volumes=checked_volumes,
         healthcheck=health,
         depends_on=depends,
+        clock=clock,
     )
 
 

@@ -21,6 +21,10 @@ HealthKind = Literal["tcp", "cmd", "http"]
 
 DEFAULT_POOL_MB = 256
 
+#: `clock:` values: `host` (the default: the host's clock, untouched) or `controllable`
+#: (libfaketime preloaded, so that `dcfire.clock` can move what its processes read).
+CLOCK_MODES = ("host", "controllable")
+
 
 @dataclass(frozen=True)
 class HealthCheck:
@@ -96,6 +100,8 @@ class Service:
     #: The entries of `depends_on` needed to start but not to keep running (`failover:
     #: true`): losing every instance of one, this instance fails over instead of going dark.
     failover: tuple[str, ...] = ()
+    #: `controllable`: `dcfire.clock` may move its wall clock (libfaketime); `host`: never.
+    clock: str = "host"
 
     @property
     def env(self) -> dict[str, str]:

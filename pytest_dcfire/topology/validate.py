@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 from pytest_dcfire.errors import TopologyError, TopologyErrors, did_you_mean, one_of
 from pytest_dcfire.topology.model import (
+    CLOCK_MODES,
     DEFAULT_POOL_MB,
     NAME_PATTERN,
     Build,
@@ -636,6 +637,8 @@ class ServiceSpec:
     volumes: tuple[Volume, ...] = ()
     healthcheck: HealthCheck | None = None
     depends_on: tuple[DependencySpec, ...] = ()
+    #: `clock:` of the service; None: the file's default (top-level `clock:`, else host).
+    clock: str | None = None
 
     def instance_names(self) -> tuple[str, ...]:
         if self.per_site:
@@ -651,6 +654,7 @@ def assemble(
     wan: Wan | None = None,
     broken: Collection[str] = (),
     broken_depends: Mapping[str, Sequence[DependencySpec]] | None = None,
+    clock: str = "host",
 ) -> Topology:
     """Check what spans services (sites, instance names, dependencies, cycles); build it.
 
@@ -741,6 +745,7 @@ def assemble(
                     depends_on=tuple(_resolve(dep, site) for dep in spec.depends_on),
                     healthcheck=spec.healthcheck,
                     failover=tuple(_resolve(dep, site) for dep in spec.depends_on if dep.failover),
+                    clock=spec.clock or clock,
                 )
             )
     paths = {inst: spec.path for spec in specs for inst in spec.instance_names()}
@@ -756,6 +761,17 @@ def assemble(
         links=links,
         wan=wan or Wan(),
     )
+
+
+def parse_clock(ctx: Context, value: object, path: str) -> str:
+    """`clock: host | controllable` (per service, or at the top level for every service)."""
+    if not isinstance(value, str) or value not in CLOCK_MODES:
+        ctx.fail(
+            path,
+            f"expected {' or '.join(CLOCK_MODES)}, found {describe(value)} (controllable: "
+            "libfaketime is preloaded so that dcfire.clock can move this service's wall clock)",
+        )
+    return value
 
 
 def _resolve(dep: DependencySpec, site: str) -> str:

@@ -181,7 +181,7 @@ services:
     assert [(e.path, e.detail) for e in info.value.errors] == [
         (
             "services.api",
-            "unknown key 'port' (did you mean 'ports'?); one of: build, command, depends_on, "
+            "unknown key 'port' (did you mean 'ports'?); one of: build, clock, command, depends_on, "
             "entrypoint, environment, healthcheck, image, ports, site, volumes",
         ),
         (

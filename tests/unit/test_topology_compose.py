@@ -219,7 +219,7 @@ S = "services:\n  s:\n    image: x\n    labels: {dcfire.site: a}\n"
         ),
         (
             "services:\n  db: {image: x, x-dcfire: {sites: a}}\n",
-            "compose.yml: services.db.x-dcfire: unknown key 'sites' (did you mean 'site'?); one of: site",
+            "compose.yml: services.db.x-dcfire: unknown key 'sites' (did you mean 'site'?); one of: clock, site",
         ),
         (
             S + "    networks: [front]\n",

@@ -232,7 +232,7 @@ BASE = "sites: [pangyo, ansan]\nservices:\n"
         # unknown keys, with did-you-mean
         (
             "  db: {site: pangyo, imgae: x}",
-            "topology.yml: services.db: unknown key 'imgae' (did you mean 'image'?); one of: build, "
+            "topology.yml: services.db: unknown key 'imgae' (did you mean 'image'?); one of: build, clock, "
             "command, depends_on, entrypoint, environment, healthcheck, image, ports, site, volumes",
         ),
         (
@@ -541,7 +541,7 @@ def test_service_errors(services: str, expected: str) -> None:
         ),
         (
             "sites: [a]\nservice: {db: {site: a, image: x}}",
-            "topology.yml: unknown key 'service' (did you mean 'services'?); one of: name, services, sites, wan",
+            "topology.yml: unknown key 'service' (did you mean 'services'?); one of: clock, name, services, sites, wan",
         ),
         (
             "sites: [a]",
