@@ -182,7 +182,7 @@ class DcfireSession:
             raise DcfireError(
                 f"attaching to the shared copy (dcfire_share = session) failed: {exc}"
             ) from None
-        self._adoptions(system)
+        self._adoptions(system, dark_sites=tuple(described.get("burn") or ()))
         share.hold_suite_burn(self, system, described)
         self.progress(
             f"attached to the shared copy of session {system.session_id} "
@@ -190,8 +190,10 @@ class DcfireSession:
         )
         return system
 
-    def _adoptions(self, system: Any) -> None:
-        """Let tests adopt containers; adopt the compose project named in the ini file."""
+    def _adoptions(self, system: Any, dark_sites: tuple[str, ...] = ()) -> None:
+        """Let tests adopt containers; adopt the compose project named in the ini file.
+        Members the xdist controller already keeps dark (its session burn: `dark_sites` of a
+        shared copy, `burn.held` of a worker's own) are adopted without a health wait."""
         from pytest_dcfire.runtime.adopt import Adoptions
 
         assert self.engine is not None
@@ -207,7 +209,10 @@ class DcfireSession:
         if self.compose is not None:
             started = time.monotonic()
             try:
-                self.compose.adopt_into(adoptions)
+                held = self.burn.held
+                self.compose.adopt_into(
+                    adoptions, dark=lambda m: m.id in held or m.site in dark_sites
+                )
             except DcfireError:
                 system.stop()
                 raise

@@ -163,14 +163,6 @@ def resolve_topology(
     return topology
 
 
-def _ip(info: Mapping[str, Any]) -> str:
-    nets = (info.get("NetworkSettings") or {}).get("Networks") or {}
-    for cfg in nets.values():
-        if cfg.get("IPAddress"):
-            return str(cfg["IPAddress"])
-    return ""
-
-
 class Adoptions:
     """The session's adopted containers: `adopt`, `release`; wired by the session."""
 
@@ -201,12 +193,14 @@ class Adoptions:
         depends_on: Any = None,
         timeout: float | None = None,
         _checked: bool = False,
+        _dark: bool = False,
     ) -> ServiceHandle:
         """Make `container` (SDK object or id) a member of `site`, once its health check
-        passes (within `timeout` seconds); return its handle."""
+        passes (within `timeout` seconds); return its handle. `_dark`: another process keeps
+        it dark (the xdist controller's session burn), so no health check can pass now."""
         import docker.errors
 
-        from pytest_dcfire.runtime.handles import ServiceHandle
+        from pytest_dcfire.runtime.handles import ServiceHandle, container_ip
         from pytest_dcfire.runtime.health import wait_healthy
 
         raw = getattr(container, "id", container)
@@ -261,12 +255,12 @@ class Adoptions:
         handle = ServiceHandle(
             spec,
             self.engine.client.containers.get(full),
-            _ip(info),
+            container_ip(info),
             self.engine.local,
             self.engine.host_address,
         )
         handle.adopted = True
-        if check is not None:  # healthy before it is ours: a fire must not meet a cold start
+        if check is not None and not _dark:  # healthy before it is ours: no cold start on fire
             limit = timeout if timeout is not None else self.health_timeout
             try:
                 wait_healthy(handle, limit)
@@ -409,9 +403,14 @@ class ComposeProject:
             services=(),
         )
 
-    def adopt_into(self, adoptions: Adoptions) -> None:
+    def adopt_into(
+        self, adoptions: Adoptions, dark: Callable[[ComposeMember], bool] = lambda m: False
+    ) -> None:
+        """Adopt every member; `dark(member)`: kept dark by the xdist controller's burn (a
+        freeze pauses it: paused is running then, and no health check can pass yet)."""
         for m in self.members:
-            if m.state != "running":
+            held = dark(m)
+            if m.state != "running" and not (held and m.state == "paused"):
                 raise DcfireError(
                     f"{INI_ADOPT_COMPOSE} = {self.name}: service {m.service or m.name} (site "
                     f"{m.site}) is not running ({m.state}); start it before pytest: "
@@ -424,6 +423,7 @@ class ComposeProject:
                 healthcheck=m.healthcheck,
                 depends_on=m.depends_on,
                 _checked=True,
+                _dark=held,
             )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import docker.errors
@@ -116,4 +116,15 @@ class ServiceHandle:
             self.container.reload()
         except docker.errors.NotFound:
             return "removed"
+        if self.adopted:  # not on our network: a restart (power loss) may give it a new IP
+            self.ip = container_ip(self.container.attrs) or self.ip
         return str(self.container.attrs["State"]["Status"])
+
+
+def container_ip(info: Mapping[str, Any]) -> str:
+    """The first IPv4 address of a container, from the engine's inspect data ("" if none)."""
+    nets = (info.get("NetworkSettings") or {}).get("Networks") or {}
+    for cfg in nets.values():
+        if cfg.get("IPAddress"):
+            return str(cfg["IPAddress"])
+    return ""
