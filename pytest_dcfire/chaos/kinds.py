@@ -160,6 +160,7 @@ def _draw_brownout(rng: random.Random) -> dict[str, Any]:
 KINDS: dict[str, Kind] = {
     "fire": Kind("fire", SITES, _fire("fire"), _extinguish, darkens=True),
     "power-loss": Kind("power-loss", SITES, _fire("power-loss"), _extinguish, darkens=True),
+    "crash": Kind("crash", SITES, _fire("crash"), _extinguish, darkens=True),
     "freeze": Kind("freeze", SITES, _fire("freeze"), _extinguish, darkens=True),
     "partition": Kind("partition", SITE_PAIR, _partition, _lift),
     "brownout": Kind(
@@ -175,7 +176,6 @@ KINDS: dict[str, Kind] = {
 
 #: Pinned kind names whose fault does not exist yet, and what will bring it.
 NOT_YET: dict[str, str] = {
-    "crash": "mode='crash' (SIGKILL, restarted on restore)",
     "one-way": "partition(a, b, one_way=True)",
     "flaky": "dcfire.flaky(target, loss=...)",
     "clock": "dcfire.clock(target, offset=...)",
