@@ -59,6 +59,8 @@ from pytest_dcfire.topology.model import DEFAULT_POOL_MB, Service, Topology, Vol
 
 #: The via column of a power loss's storage step.
 SHUTDOWN_VIA = "ext4-shutdown"
+#: ... and for the shared copy's pools, which only their owner could mount again.
+SHARED_VIA = "fsfreeze (shared copy: pools of another session, not shut down)"
 POOL_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,95}$")
 
 
@@ -239,34 +241,54 @@ class StoragePools:
 
     def shutdown(self, pools: Sequence[Pool]) -> FaultTiming:
         """Shut the `pools` down as a power cut does: what was not fsynced (and committed
-        by the journal) is lost, every I/O returns EIO until `remount`."""
+        by the journal) is lost, every I/O returns EIO until `remount`.
+
+        Pools of a shared copy (`dcfire_share = session`) belong to the session that made
+        them and are mounted by its helper too, so they could never be mounted again from
+        here: they are frozen instead, and the via column says so."""
         started = monotonic_ms()
         if not self._check(pools):
             return FaultTiming("storage", SHUTDOWN_VIA, 0.0, {})
-        with self._lock:
-            attached = [p.name for p in pools if p.name in self._attached]
-        if attached:
-            raise FireError(
-                f"cannot cut the power of {', '.join(attached)}: pools of the shared copy "
-                "belong to the session that made them (use mode='crash' from a worker)"
-            )
-        try:
-            reply = self.helper.call(POOL_SHUTDOWN, PoolsRequest(names=[p.name for p in pools]))
-        except AgentError as exc:
-            raise FireError(f"shut down {', '.join(p.name for p in pools)}: {exc}") from None
-        return _timing(reply, reply.result["shut"], started, SHUTDOWN_VIA)
+        own, shared = self._split(pools)
+        timing = FaultTiming("storage", SHUTDOWN_VIA, 0.0, {})
+        if own:
+            request = PoolsRequest(names=[p.name for p in own])
+            try:
+                reply = self.helper.call(POOL_SHUTDOWN, request)
+            except AgentError as exc:
+                raise FireError(f"shut down {', '.join(p.name for p in own)}: {exc}") from None
+            timing = _timing(reply, reply.result["shut"], started, SHUTDOWN_VIA)
+        if shared:
+            frozen = self.freeze(shared)
+            timing.offsets_ms.update(frozen.offsets_ms)
+            timing.latency_ms = max(timing.latency_ms, frozen.latency_ms)
+            timing.method = f"{timing.method if own else ''}{'; ' if own else ''}{SHARED_VIA}"
+        return timing
 
     def remount(self, pools: Sequence[Pool]) -> FaultTiming:
         """Mount shut-down `pools` again (their journals replay: the state as of the last
-        commit). Every container that uses them must have exited."""
+        commit); thaw the shared copy's. Every container that uses them must have exited."""
         started = monotonic_ms()
         if not self._check(pools):
             return FaultTiming("storage", "remount", 0.0, {})
+        own, shared = self._split(pools)
+        if shared:
+            self.thaw(shared)
+        if not own:
+            return FaultTiming("storage", "remount", 0.0, {})
         try:
-            reply = self.helper.call(POOL_REMOUNT, PoolsRequest(names=[p.name for p in pools]))
+            reply = self.helper.call(POOL_REMOUNT, PoolsRequest(names=[p.name for p in own]))
         except AgentError as exc:
-            raise FireError(f"mount {', '.join(p.name for p in pools)} again: {exc}") from None
+            raise FireError(f"mount {', '.join(p.name for p in own)} again: {exc}") from None
         return _timing(reply, reply.result["remounted"], started, "remount")
+
+    def _split(self, pools: Sequence[Pool]) -> tuple[list[Pool], list[Pool]]:
+        """(this session's pools, the shared copy's pools of another session)."""
+        with self._lock:
+            return (
+                [p for p in pools if p.name not in self._attached],
+                [p for p in pools if p.name in self._attached],
+            )
 
     def _check(self, pools: Sequence[Pool]) -> bool:
         """False when there is nothing to do; FireError when a pool is not ours."""
