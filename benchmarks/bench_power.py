@@ -10,8 +10,8 @@ Columns, in milliseconds (median of --repeat):
 - restore: exited → pools mounted again → started → every container's port answers;
 - cycle: ignite + restore;
 - kill 1by1 (until exited) / start 1by1 (+healthy): the engine's own kill and start called
-  one container at a time, then the same health wait (what a power loss would cost without the helper,
-  and without losing anything: the disks keep their page cache);
+  one container at a time, then the same health wait (what a power loss would cost without
+  the helper, and without losing anything: the disks keep their page cache);
 - the baseline's cycle.
 
 Everything it creates carries its own session's labels and is removed at the end.
