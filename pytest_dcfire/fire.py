@@ -27,7 +27,9 @@ from pytest_dcfire.faults.timing import FaultTiming as StepTiming
 from pytest_dcfire.linkfaults import BrownoutSpec, LinkFault, PartitionSpec
 from pytest_dcfire.recovery import Recovery, eventually, measure_recovery
 
-MODES = ("fire", "power-loss", "partition", "freeze")
+MODES = ("fire", "power-loss", "crash", "partition", "freeze")
+#: Modes that kill the site's processes and start them again on restore.
+KILLING_MODES = ("power-loss", "crash")
 MARKER_KEYWORDS = ("mode", "network", "storage", "each_site")
 
 
@@ -88,9 +90,11 @@ class FireSpec:
             return ("pause",)
         if self.mode == "partition":
             return ("network", "links") if self.network else ()
-        if self.mode == "power-loss":
-            # Killed before the freeze: a process blocked on a frozen disk cannot die, so the
-            # undo must thaw, then start, then reconnect.
+        if self.mode in KILLING_MODES:
+            # Killed before the storage step: a process blocked on a frozen disk (crash)
+            # cannot die, and a shut-down pool (power-loss) comes back only once its
+            # containers have exited; so the undo thaws or remounts, then starts, then
+            # reconnects.
             return tuple(
                 k
                 for k, on in (

@@ -63,7 +63,8 @@ MARKER_HELP = (
     "during this test: their containers' network is blackholed and their storage frozen after "
     "the test's fixtures are set up, and restored (health-checked) afterwards. "
     "each_site=True runs the test once per site instead (dcfire.burning names it). "
-    f"Modes: {', '.join(MODES)}."
+    f"Modes: {', '.join(MODES)} (power-loss loses what was not fsynced; crash kills the "
+    "processes and keeps the disks)."
 )
 
 

@@ -191,6 +191,7 @@ def _check_clock(
 KINDS: dict[str, Kind] = {
     "fire": Kind("fire", SITES, _fire("fire"), _extinguish, darkens=True),
     "power-loss": Kind("power-loss", SITES, _fire("power-loss"), _extinguish, darkens=True),
+    "crash": Kind("crash", SITES, _fire("crash"), _extinguish, darkens=True),
     "freeze": Kind("freeze", SITES, _fire("freeze"), _extinguish, darkens=True),
     "partition": Kind("partition", SITE_PAIR, _partition, _lift),
     "brownout": Kind(
@@ -215,7 +216,6 @@ KINDS: dict[str, Kind] = {
 
 #: Pinned kind names whose fault does not exist yet, and what will bring it.
 NOT_YET: dict[str, str] = {
-    "crash": "mode='crash' (SIGKILL, restarted on restore)",
     "one-way": "partition(a, b, one_way=True)",
     "flaky": "dcfire.flaky(target, loss=...)",
     "disk": "dcfire.disk(target, kind)",

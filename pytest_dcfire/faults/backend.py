@@ -219,15 +219,28 @@ class FaultBackend:
     def _storage_step(self, spec: FireSpec, handles: Sequence[Any] = ()) -> CallStep:
         # Adopted containers keep their own storage: only the session's pools can freeze.
         if any(getattr(h, "adopted", False) for h in handles):
-            step = self._storage_step(spec)
+            ours = [h for h in handles if not getattr(h, "adopted", False)]
+            step = self._storage_step(spec, ours)
             return CallStep("storage", lambda: _not_ours(step.apply()), step.undo)
         if self.pools is None:
             raise FireError(
-                f"cannot freeze the storage of {', '.join(spec.sites)}: the engine refused the "
+                f"cannot {'shut down' if spec.mode == 'power-loss' else 'freeze'} the storage "
+                f"of {', '.join(spec.sites)}: the engine refused the "
                 f"helper container ({self.refused}); use storage=False or mode='partition'"
             )
         pools = self.pools
         site_pools = pools.pools(spec.sites)
+        apply: Callable[[Sequence[Pool]], FaultTiming] = pools.freeze
+        undo: Callable[[Sequence[Pool]], object] = pools.thaw
+        if spec.mode == "power-loss":
+            apply = pools.shutdown
+            containers = [h.container for h in handles]
+
+            def undo(chosen: Sequence[Pool]) -> FaultTiming:
+                # The engine lets go of a pool when the last container that uses it exits.
+                self.power.wait_exited(containers)
+                return pools.remount(chosen)
+
         keys = [("storage", p.name) for p in site_pools]
         changed: list[Any] = []
 
@@ -241,7 +254,7 @@ class FaultBackend:
                 return FaultTiming(
                     "storage", "no volumes" if not site_pools else "already in place", 0.0, {}
                 )
-            return pools.freeze(fresh)
+            return apply(fresh)
 
         def undo_fn() -> None:
             with self._lock:
@@ -256,7 +269,7 @@ class FaultBackend:
                     if self._held[k] <= 0:
                         del self._held[k]
             if last:
-                pools.thaw(last)
+                undo(last)
 
         return CallStep("storage", do, undo_fn)
 

@@ -1,7 +1,8 @@
-"""Power loss and pause: what happens to the processes of a burning site.
+"""Power loss, crash and pause: what happens to the processes of a burning site.
 
-Power loss SIGKILLs every target container at once and, on restore, starts the same
-containers again (same disks, same network endpoints; nothing is re-applied). The kill is
+A power loss and a crash SIGKILL every target container at once and, on restore, start the
+same containers again (same disks, same network endpoints; nothing is re-applied); they
+differ in what happens to the disks (storage.py: shut down, or frozen). The kill is
 sent by the helper's agent to each container's init through a pidfd (the kernel then kills
 the whole pid namespace): it takes microseconds and never blocks. The engine's own `kill`
 is the fallback when there is no helper; it is avoided otherwise because a process blocked
@@ -10,7 +11,7 @@ the kill call for 12 s and fails it ("tried to kill container, but did not recei
 event"; measured here, the engine itself stays responsive). The container exits as soon as
 the pool is thawed.
 
-That is also why, in `power-loss` mode, the fire must kill *before* it freezes storage and
+That is also why, in `crash` mode, the fire must kill *before* it freezes storage and
 thaw *before* it powers on: apply network → kill → storage, undo in reverse (thaw → start →
 network). `power_on` waits (bounded) for each container to have exited and says so clearly
 if a process is still stuck on frozen storage.
@@ -34,7 +35,7 @@ from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 from pytest_dcfire.errors import FireError
 from pytest_dcfire.faults.agent.protocol import KILL, KillRequest
 from pytest_dcfire.faults.helper import Helper
-from pytest_dcfire.faults.network import Target, Targets, parallel, wire
+from pytest_dcfire.faults.network import Target, Targets, container_id, parallel, wire
 from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.runtime.engine import Engine, monotonic_ms
 
@@ -124,6 +125,16 @@ class PowerSwitch:
             self.targets.forget(chosen)
         latency = max(offsets.values()) if offsets else 0.0
         return FaultTiming("kill", "start", latency, offsets)
+
+    def wait_exited(self, containers: Sequence[Any]) -> None:
+        """Wait (bounded) until every container of `containers` has exited."""
+        api = self.engine.client.api
+        ids = [container_id(c) for c in containers]
+
+        def one(cid: str) -> None:
+            wait_exited(api, cid, EXIT_TIMEOUT)
+
+        parallel(one, ids)
 
     def _suspend_restart_policies(self, targets: Sequence[Target]) -> None:
         """An adopted container may have a restart policy (compose's `restart: always`):

@@ -16,9 +16,14 @@ at once on the kernels checked (the superblock lingers frozen until thawed throu
 mount, which is how the reaper thaws a dead session's pools).
 
 A process blocked writing to a frozen pool sleeps uninterruptibly: it cannot die before
-the thaw, and the engine's own `kill` of its container fails after 12 s. So power loss
-kills through the helper (see power.py), and a power-loss fire kills before it freezes and
-thaws before it powers on.
+the thaw, and the engine's own `kill` of its container fails after 12 s. So a crash kills
+through the helper (see power.py), kills before it freezes and thaws before it powers on.
+
+A power loss shuts the pool down instead (EXT4_IOC_SHUTDOWN, NOLOGFLUSH): every dirty page
+and uncommitted journal transaction is dropped, every I/O returns EIO. A shut-down ext4
+only comes back once every mount of it is gone: the killed containers' exits make the
+engine unmount the volume, then the helper unmounts its own mount and mounts it again (the
+journal replays), and only then are the containers started (the engine mounts it again).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from pytest_dcfire.faults.agent.protocol import (
     POOL_ATTACH,
     POOL_CREATE,
     POOL_DESTROY,
+    POOL_REMOUNT,
+    POOL_SHUTDOWN,
     THAW,
     PoolAttachRequest,
     PoolCreateRequest,
@@ -50,6 +57,10 @@ from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.runtime.engine import Engine, monotonic_ms
 from pytest_dcfire.topology.model import DEFAULT_POOL_MB, Service, Topology, Volume
 
+#: The via column of a power loss's storage step.
+SHUTDOWN_VIA = "ext4-shutdown"
+#: ... and for the shared copy's pools, which only their owner could mount again.
+SHARED_VIA = "fsfreeze (shared copy: pools of another session, not shut down)"
 POOL_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,95}$")
 
 
@@ -228,6 +239,57 @@ class StoragePools:
             self._frozen_here.difference_update(p.name for p in pools)
         return _timing(times, times.result["thawed"], started)
 
+    def shutdown(self, pools: Sequence[Pool]) -> FaultTiming:
+        """Shut the `pools` down as a power cut does: what was not fsynced (and committed
+        by the journal) is lost, every I/O returns EIO until `remount`.
+
+        Pools of a shared copy (`dcfire_share = session`) belong to the session that made
+        them and are mounted by its helper too, so they could never be mounted again from
+        here: they are frozen instead, and the via column says so."""
+        started = monotonic_ms()
+        if not self._check(pools):
+            return FaultTiming("storage", SHUTDOWN_VIA, 0.0, {})
+        own, shared = self._split(pools)
+        timing = FaultTiming("storage", SHUTDOWN_VIA, 0.0, {})
+        if own:
+            request = PoolsRequest(names=[p.name for p in own])
+            try:
+                reply = self.helper.call(POOL_SHUTDOWN, request)
+            except AgentError as exc:
+                raise FireError(f"shut down {', '.join(p.name for p in own)}: {exc}") from None
+            timing = _timing(reply, reply.result["shut"], started, SHUTDOWN_VIA)
+        if shared:
+            frozen = self.freeze(shared)
+            timing.offsets_ms.update(frozen.offsets_ms)
+            timing.latency_ms = max(timing.latency_ms, frozen.latency_ms)
+            timing.method = f"{timing.method if own else ''}{'; ' if own else ''}{SHARED_VIA}"
+        return timing
+
+    def remount(self, pools: Sequence[Pool]) -> FaultTiming:
+        """Mount shut-down `pools` again (their journals replay: the state as of the last
+        commit); thaw the shared copy's. Every container that uses them must have exited."""
+        started = monotonic_ms()
+        if not self._check(pools):
+            return FaultTiming("storage", "remount", 0.0, {})
+        own, shared = self._split(pools)
+        if shared:
+            self.thaw(shared)
+        if not own:
+            return FaultTiming("storage", "remount", 0.0, {})
+        try:
+            reply = self.helper.call(POOL_REMOUNT, PoolsRequest(names=[p.name for p in own]))
+        except AgentError as exc:
+            raise FireError(f"mount {', '.join(p.name for p in own)} again: {exc}") from None
+        return _timing(reply, reply.result["remounted"], started, "remount")
+
+    def _split(self, pools: Sequence[Pool]) -> tuple[list[Pool], list[Pool]]:
+        """(this session's pools, the shared copy's pools of another session)."""
+        with self._lock:
+            return (
+                [p for p in pools if p.name not in self._attached],
+                [p for p in pools if p.name in self._attached],
+            )
+
     def _check(self, pools: Sequence[Pool]) -> bool:
         """False when there is nothing to do; FireError when a pool is not ours."""
         if not pools:
@@ -236,9 +298,11 @@ class StoragePools:
         return True
 
 
-def _timing(reply: Reply[Any], times: dict[str, float], started: float) -> FaultTiming:
+def _timing(
+    reply: Reply[Any], times: dict[str, float], started: float, via: str = "fsfreeze"
+) -> FaultTiming:
     offsets = reply.offsets(dict(times), started)
-    return FaultTiming("storage", "fsfreeze", max(offsets.values()), offsets)
+    return FaultTiming("storage", via, max(offsets.values(), default=0.0), offsets)
 
 
 class PoolVolumes:
@@ -279,4 +343,4 @@ class PoolVolumes:
             raise FireError("; ".join(problems))
 
 
-__all__ = ["Pool", "PoolVolumes", "StoragePools", "pool_name"]
+__all__ = ["SHUTDOWN_VIA", "Pool", "PoolVolumes", "StoragePools", "pool_name"]

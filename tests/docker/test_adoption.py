@@ -191,6 +191,8 @@ def test_adopt_an_sdk_container_started_before_the_session(
     result.assert_outcomes(passed=6)
     # The adopted containers' storage is not ours: the fire table says so.
     result.stdout.fnmatch_lines(["*test_fire*east [[]fire]*not ours, skipped*"])
+    # A power loss shuts down only the session's pools: the adopted ones' are skipped too.
+    result.stdout.fnmatch_lines(["*east [[]power-loss]*not ours, skipped*"])
     assert "cleanup problem" not in out
     for container in (legacy, bystander, late):
         container.reload()

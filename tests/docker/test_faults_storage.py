@@ -171,3 +171,36 @@ def test_pool_volumes_give_each_instance_volume_its_own_pool(
     assert {p.site for p in pools.pools(["a"])} == {"a"}
     provider.close()
     assert pools.pools() == []
+
+
+def test_shutdown_returns_eio_and_comes_back_only_once_its_containers_exited(
+    faults: Any, faults_lab: Any, pools: StoragePools, faults_probe: Any
+) -> None:
+    """A power loss's storage: EIO at once; no remount under a running container (a clear
+    error, the pool stays shut down); after the kill it mounts again with the journal's
+    state: the fsynced file whole, the unsynced one gone."""
+    pool = pools.create_pool(f"p{time.monotonic_ns() % 10**8}", 32, "a")
+    box = faults_lab.run("box", "a", volumes={pool.volume: "/data"})
+    spare = pools.create_pool(f"q{time.monotonic_ns() % 10**8}", 32, "a")
+    try:
+        assert faults_probe.write_and_sync(box, "/data/synced", "kept") == (0, "kept")
+        box.exec_run(["sh", "-c", "echo volatile > /data/unsynced"])
+        timing = pools.shutdown([pool])
+        assert timing.method == "ext4-shutdown" and set(timing.offsets_ms) == {pool.name}
+        code, out = box.exec_run(["sh", "-c", "echo x > /data/after"])
+        assert code != 0 and b"Input/output error" in out
+        with pytest.raises(FireError, match="a container still mounts it"):
+            pools.remount([pool])
+        faults.power.power_off([box])
+        faults.power.wait_exited([box])
+        assert pools.remount([pool]).method == "remount"
+        faults.power.power_on([box])
+        assert box.exec_run(["cat", "/data/synced"]).output == b"kept"
+        assert box.exec_run(["ls", "/data"]).output.split().count(b"unsynced") == 0
+        assert faults_probe.write_and_sync(box, "/data/again", "ok") == (0, "ok")
+        # A pool left shut down (a restore that never came) is still destroyed cleanly.
+        pools.shutdown([spare])
+    finally:
+        box.remove(force=True)
+        pools.destroy(pool)
+        pools.destroy(spare)

@@ -44,7 +44,7 @@ def foreign_is_untouched():
         assert s.recv(20) == b"still here"
 
 
-@pytest.mark.parametrize("mode", ["fire", "power-loss", "partition", "freeze"])
+@pytest.mark.parametrize("mode", ["fire", "power-loss", "crash", "partition", "freeze"])
 def test_a_look_alike_survives(mode, dcfire, dcfire_topology):
     with dcfire.fire("east", mode=mode):
         assert dcfire.burning == ("east",)
@@ -92,7 +92,7 @@ def test_look_alikes_survive_every_mode_and_the_helper_is_narrow(
     )
     faults_probe.wait_listening(look_alike)
     result = run_inner(pytester, TOPOLOGY, tests)
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)
     look_alike.reload()
     assert look_alike.status == "running"
     assert look_alike.attrs["State"]["StartedAt"] == attrs["State"]["StartedAt"]

@@ -183,3 +183,67 @@ def test_no_journal_adopts_nothing(tmp_path: Path) -> None:
     agent = Agent(SESSION, io.StringIO(), root=str(tmp_path))
     agent.undone = True
     assert agent.adopted == {"pools": [], "lost": [], "cuts": []}
+
+
+def _pool(world: World, name: str, **extra: Any) -> None:
+    entry: PoolEntry = {
+        "image": None,
+        "tag": f"dcfire:{SESSION}:{name}",
+        "loop": None,
+        "frozen": False,
+        "volume": "v",
+    }
+    entry.update(extra)  # type: ignore[typeddict-item]
+    world.agent.pools.pools[name] = entry
+
+
+def test_shutdown_is_journalled_before_and_remount_after(world: World) -> None:
+    """A power loss's shut-down pool is in the journal before the ioctl, so a killed
+    session's dead-man switch mounts it again; the flag goes only once it is mounted."""
+    _pool(world, "p1")
+
+    def shutdown(name: str) -> float:
+        world.events.append((f"shutdown {name}", world.journal()))
+        return 1.0
+
+    def remount(name: str, pool: PoolEntry) -> float:
+        world.events.append((f"remount {name}", world.journal()))
+        return 2.0
+
+    world.agent.pools.shutdown_one = shutdown  # type: ignore[method-assign]
+    world.agent.pools.remount_one = remount  # type: ignore[method-assign]
+    assert world.request(op="pool_shutdown", names=["p1"])["result"]["shut"] == {"p1": 1.0}
+    what, before = world.events[-1]
+    assert (what, before["pools"]["p1"]["shutdown"]) == ("shutdown p1", True)
+    world.request(op="thaw", names=["p1"])  # a shut-down pool is not thawed: it answers EIO
+    assert world.events[-1][0] == "shutdown p1"
+    assert world.request(op="pool_remount", names=["p1"])["result"]["remounted"] == {"p1": 2.0}
+    what, during = world.events[-1]
+    assert (what, during["pools"]["p1"]["shutdown"]) == ("remount p1", True)
+    assert world.journal()["pools"]["p1"]["shutdown"] is False
+
+
+def test_shutdown_of_another_sessions_pool_is_refused(world: World) -> None:
+    _pool(world, "theirs", attached="s0owner")
+    world.out.seek(0)
+    world.agent.handle({"id": 1, "op": "pool_shutdown", "names": ["theirs"]})
+    answer = json.loads(world.out.getvalue())
+    assert answer["ok"] is False and answer["kind"] == "refused"
+    assert "belongs to session s0owner" in answer["error"]
+    assert not world.agent.pools.pools["theirs"].get("shutdown")
+
+
+def test_is_shut_down_reads_the_superblock_options(tmp_path: Path) -> None:
+    from pytest_dcfire.faults.agent.pools import is_shut_down
+
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "48 27 7:0 / /dcfire/mnt/a rw,relatime - ext4 /dev/loop0 rw,shutdown\n"
+        "49 27 7:1 / /dcfire/mnt/b rw,relatime - ext4 /dev/loop1 rw\n"
+        "50 27 7:0 / /dcfire/mnt/c rw,relatime - ext4 /dev/loop0 rw,shutdown\n"
+        "51 27 7:0 / /dcfire/mnt/c rw,relatime - ext4 /dev/loop0 rw\n"
+    )
+    assert is_shut_down("/dcfire/mnt/a", str(info))
+    assert not is_shut_down("/dcfire/mnt/b", str(info))
+    assert not is_shut_down("/dcfire/mnt/c", str(info))  # mounted again on top: alive
+    assert not is_shut_down("/dcfire/mnt/none", str(info))

@@ -99,7 +99,7 @@ def test_unknown_burn_mode_names_the_valid_ones() -> None:
         burn_mode("powerloss", None)
     assert str(err.value) == (
         "--dcfire-burn-mode powerloss: unknown mode 'powerloss' (did you mean 'power-loss'?); "
-        "valid modes: fire, power-loss, partition, freeze"
+        "valid modes: fire, power-loss, crash, partition, freeze"
     )
     with pytest.raises(ConfigError, match=r"^dcfire_burn_mode melt: unknown mode 'melt'; valid"):
         burn_mode(None, "melt")

@@ -106,7 +106,7 @@ def test_unknown_kind_suggests() -> None:
         parse_kinds(["fier"], SITES)
     message = str(info.value)
     assert "unknown fault kind 'fier' (did you mean 'fire'?)" in message
-    assert "available kinds: fire, power-loss, freeze, partition, brownout" in message
+    assert "available kinds: fire, power-loss, crash, freeze, partition, brownout" in message
 
 
 def test_partition_needs_two_sites() -> None:
@@ -156,7 +156,7 @@ def test_steps_parse_and_sort() -> None:
     ("step", "message"),
     [
         ((0, "fire", "seoul"), "unknown site 'seoul'; valid sites: pangyo, ansan, daejeon"),
-        ((0, "crash", "pangyo"), "'crash' is not available yet"),
+        ((0, "flaky", "pangyo"), "'flaky' is not available yet"),
         ((-1, "fire", "pangyo"), "at=-1 must be a number of seconds >= 0"),
         ((0, "fire", "pangyo", {"for": 0}), "'for'=0 must be a number of seconds > 0"),
         ((0, "fire", "pangyo", {"four": 1}), "unknown keyword 'four' (did you mean 'for'?)"),

@@ -74,6 +74,8 @@ def controller(recorder: Recorder, system: FakeSystem | None = None) -> FireCont
         ("fire", False, True, ("storage",)),
         ("power-loss", True, True, ("network", "links", "kill", "storage")),
         ("power-loss", False, False, ("kill",)),
+        ("crash", True, True, ("network", "links", "kill", "storage")),
+        ("crash", False, True, ("kill", "storage")),
         ("partition", True, True, ("network", "links")),
         ("freeze", True, True, ("pause",)),
     ],

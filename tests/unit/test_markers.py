@@ -24,7 +24,7 @@ def test_dc_fire_is_pytest_mark_dc_fire() -> None:
         (
             "dc_fire('pangyo', mode='fir')",
             "*unknown mode 'fir' (did you mean 'fire'?); valid modes: fire, power-loss, "
-            "partition, freeze",
+            "crash, partition, freeze",
         ),
         (
             "dc_fire('pangyo', netwrok=False)",

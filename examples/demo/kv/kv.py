@@ -1,6 +1,7 @@
 """A tiny durable key-value store over HTTP (stdlib only), one per site.
 
-PUT /k/<key> stores the body in /data/<key> and fsyncs before answering 200;
+PUT /k/<key> stores the body in /data/<key> and fsyncs (the file, then its directory after
+the rename) before answering 200;
 GET /k/<key> returns it; GET /health answers 200 once the data directory is usable.
 """
 
@@ -41,6 +42,12 @@ class Handler(BaseHTTPRequestHandler):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, os.path.join(DATA, key))
+        # The rename lives in the directory: without this fsync a power cut can undo it.
+        directory = os.open(DATA, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
         self._send(200)
 
     def log_message(self, *args: object) -> None:

@@ -18,7 +18,9 @@ import errno
 import fcntl
 import os
 import re
+import struct
 import subprocess
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +33,8 @@ from .protocol import (
     POOL_ATTACH,
     POOL_CREATE,
     POOL_DESTROY,
+    POOL_REMOUNT,
+    POOL_SHUTDOWN,
     THAW,
     FreezeReply,
     PoolAttachReply,
@@ -40,9 +44,19 @@ from .protocol import (
     PoolDestroyReply,
     PoolEntry,
     PoolRequest,
+    PoolShutdownReply,
     PoolsRequest,
+    RemountReply,
     ThawReply,
 )
+
+#: ext4's shutdown ioctl, _IOR('X', 125, __u32), and its flag that drops the journal's
+#: uncommitted transactions and every dirty page: what a power cut leaves on the disk.
+EXT4_IOC_SHUTDOWN = 0x8004587D
+EXT4_GOING_FLAGS_NOLOGFLUSH = 2
+#: Seconds a remount waits for the engine to let go of a shut-down pool (its containers'
+#: mounts go when they exit; the superblock only comes back once every mount is gone).
+REMOUNT_TIMEOUT = 5.0
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,95}$")
 
@@ -216,6 +230,63 @@ class Pools:
     def op_thaw(self, request: PoolsRequest) -> ThawReply:
         return {"thawed": self.set_frozen(self._names(request), False)}
 
+    @handles(POOL_SHUTDOWN)
+    def op_pool_shutdown(self, request: PoolsRequest) -> PoolShutdownReply:
+        """Shut the pools' filesystems down as a power cut leaves them: nothing more reaches
+        the disk, every I/O returns EIO; what the journal had committed is what survives."""
+        pools = self._names(request)
+        for name, pool in pools:
+            if pool.get("attached"):
+                raise Refused(
+                    f"pool {name!r} belongs to session {pool['attached']}: only its owner can "
+                    "shut it down (it keeps a mount of it)"
+                )
+        for _, pool in pools:  # journalled first: a killed session's pool is mounted again
+            pool["shutdown"] = True
+        self.save()
+        times: dict[str, float] = {}
+        errors: list[str] = []
+
+        def one(name: str, pool: PoolEntry) -> None:
+            try:
+                times[name] = self.shutdown_one(name)
+            except (OSError, Refused) as exc:
+                errors.append(f"{name}: {exc}")
+
+        for name, pool in pools:  # one ioctl each, microseconds: no threads needed
+            one(name, pool)
+        if errors:
+            raise Failed("; ".join(errors))
+        return {"shut": times}
+
+    @handles(POOL_REMOUNT)
+    def op_pool_remount(self, request: PoolsRequest) -> RemountReply:
+        """Mount shut-down pools again (their journals replay). Every container that uses a
+        pool must have exited first: the engine's mount of it keeps the dead superblock."""
+        times: dict[str, float] = {}
+        errors: list[str] = []
+
+        def one(name: str, pool: PoolEntry) -> None:
+            if not pool.get("shutdown"):
+                times[name] = now_ms()
+                return
+            try:
+                times[name] = self.remount_one(name, pool)
+            except OSError as exc:
+                errors.append(f"{name}: {exc}")
+                return
+            pool["shutdown"] = False
+
+        pools = self._names(request)
+        if len(pools) == 1:
+            one(*pools[0])
+        else:  # each mount replays its journal: side by side
+            in_threads(one, pools)
+        self.save()
+        if errors:
+            raise Failed("; ".join(errors))
+        return {"remounted": times}
+
     @handles(POOL_DESTROY)
     def op_pool_destroy(self, request: PoolRequest) -> PoolDestroyReply:
         name, pool = self._pool(request.get("name", ""))
@@ -243,6 +314,44 @@ class Pools:
         finally:
             os.close(fd)
 
+    def _pool_fd(self, name: str) -> int:
+        """An fd on the pool's mount, checked to be a loop-backed pool of ours."""
+        mount = self.mount_point(name)
+        fd = os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        st = os.fstat(fd)
+        if os.major(st.st_dev) != loops.LOOP_MAJOR or os.stat(self.mnt_root).st_dev == st.st_dev:
+            os.close(fd)
+            raise Refused(f"{mount} is not a mounted loop-backed pool; refusing to touch it")
+        return fd
+
+    def shutdown_one(self, name: str) -> float:
+        fd = self._pool_fd(name)
+        try:
+            flags = struct.pack("I", EXT4_GOING_FLAGS_NOLOGFLUSH)
+            fcntl.ioctl(fd, EXT4_IOC_SHUTDOWN, flags)
+            return now_ms()
+        finally:
+            os.close(fd)
+
+    def remount_one(self, name: str, pool: PoolEntry) -> float:
+        """Unmount our mount and mount again until the kernel hands out a live superblock."""
+        mount = self.mount_point(name)
+        device = loops.node(int(pool["loop"] or 0))
+        deadline = time.monotonic() + REMOUNT_TIMEOUT
+        while True:
+            if os.path.ismount(mount):
+                unmount(mount)
+            loops.mount(device, mount)
+            if not is_shut_down(mount):
+                return now_ms()
+            if time.monotonic() > deadline:
+                raise OSError(
+                    errno.EBUSY,
+                    f"still shut down {REMOUNT_TIMEOUT:.0f} s later: a container still mounts "
+                    "it (stop every container that uses the pool before it is mounted again)",
+                )
+            time.sleep(0.05)
+
     def set_frozen(self, pools: list[tuple[str, PoolEntry]], freeze: bool) -> dict[str, float]:
         """Freeze (journalled before: an interrupt still thaws) or thaw (journalled after)."""
         if freeze:
@@ -253,6 +362,8 @@ class Pools:
         errors: list[str] = []
 
         def one(name: str, pool: PoolEntry) -> None:
+            if not freeze and pool.get("shutdown"):
+                return  # a shut-down pool answers EIO; remounting it is what brings it back
             try:
                 times[name] = self.freeze_one(name, freeze)
             except (OSError, Refused) as exc:
@@ -296,14 +407,39 @@ class Pools:
         self.save()
 
     def undo_all(self) -> None:
-        """Thaw every frozen pool, and set every loop device of ours to detach once its
-        last mount goes (when the helper is removed)."""
+        """Thaw every frozen pool, mount every shut-down one again (best effort: it cannot
+        come back while a container still mounts it), and set every loop device of ours to
+        detach once its last mount goes (when the helper is removed)."""
         frozen = [(n, p) for n, p in self.pools.items() if p.get("frozen")]
         if frozen:
             with contextlib.suppress(Exception):
                 self.set_frozen(frozen, False)
+        for name, pool in self.pools.items():
+            if pool.get("shutdown"):
+                with contextlib.suppress(OSError):
+                    if os.path.ismount(self.mount_point(name)):
+                        unmount(self.mount_point(name))
+                    loops.mount(loops.node(int(pool["loop"] or 0)), self.mount_point(name))
+                    pool["shutdown"] = is_shut_down(self.mount_point(name))
         for pool in self.pools.values():
             loop = pool.get("loop")
             if loop is not None and not pool.get("attached"):
                 with contextlib.suppress(OSError):
                     loops.autoclear(int(loop), pool["tag"], True)
+
+
+def is_shut_down(mount: str, mountinfo: str = "/proc/self/mountinfo") -> bool:
+    """Whether the filesystem mounted at `mount` is shut down (its superblock options say
+    `shutdown`; every I/O on it returns EIO)."""
+    try:
+        with open(mountinfo) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return False
+    found = False
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 5 or fields[4] != mount or " - " not in line:
+            continue
+        found = "shutdown" in line.rsplit(" ", 1)[-1].split(",")  # the last mount wins
+    return found

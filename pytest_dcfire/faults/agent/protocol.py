@@ -106,9 +106,12 @@ class _PoolEntry(TypedDict):
 
 
 class PoolEntry(_PoolEntry, total=False):
-    """A storage pool as journalled; `attached` names the owner of another session's pool."""
+    """A storage pool as journalled; `attached` names the owner of another session's pool;
+    `shutdown` is set while a power loss holds it shut down (the dead-man switch mounts it
+    again)."""
 
     attached: str
+    shutdown: bool
 
 
 class LoopInfo(TypedDict):
@@ -284,6 +287,16 @@ class ThawReply(TypedDict):
     thawed: dict[str, float]
 
 
+class PoolShutdownReply(TypedDict):
+    #: pool -> when its filesystem was shut down (every I/O returns EIO from then on)
+    shut: dict[str, float]
+
+
+class RemountReply(TypedDict):
+    #: pool -> when it was mounted again (its journal replayed)
+    remounted: dict[str, float]
+
+
 class PoolRequest(TypedDict):
     name: str
 
@@ -336,5 +349,7 @@ POOL_ATTACH: Op[PoolAttachRequest, PoolAttachReply] = declare("pool_attach")
 FREEZE: Op[PoolsRequest, FreezeReply] = declare("freeze")
 THAW: Op[PoolsRequest, ThawReply] = declare("thaw")
 POOL_DESTROY: Op[PoolRequest, PoolDestroyReply] = declare("pool_destroy")
+POOL_SHUTDOWN: Op[PoolsRequest, PoolShutdownReply] = declare("pool_shutdown")
+POOL_REMOUNT: Op[PoolsRequest, RemountReply] = declare("pool_remount")
 REAP: Op[ReapRequest, ReapReply] = declare("reap")
 SHUTDOWN: Op[Empty, ShutdownReply] = declare("shutdown")
