@@ -16,7 +16,7 @@ from pytest_dcfire.errors import (
     TopologyError,
 )
 from pytest_dcfire.fire import Fire, FireSpec
-from pytest_dcfire.linkfaults import BrownoutSpec, LinkFault, PartitionSpec
+from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
 from pytest_dcfire.recovery import Recovery
 
 if TYPE_CHECKING:
@@ -28,6 +28,9 @@ dc_fire = pytest.mark.dc_fire
 brownout = pytest.mark.brownout
 #: `@partition("pangyo", "ansan")` is `@pytest.mark.partition(...)`.
 partition = pytest.mark.partition
+#: `@flaky_network("ansan", loss=0.2)` is `@pytest.mark.flaky_network(...)` (not
+#: `flaky`: pytest-rerunfailures and the flaky plugin own `@pytest.mark.flaky`).
+flaky_network = pytest.mark.flaky_network
 
 __all__ = [
     "BrownoutSpec",
@@ -38,6 +41,7 @@ __all__ = [
     "Fire",
     "FireError",
     "FireSpec",
+    "FlakySpec",
     "Indeterminate",
     "LinkFault",
     "PartitionSpec",
@@ -47,6 +51,7 @@ __all__ = [
     "TopologyError",
     "brownout",
     "dc_fire",
+    "flaky_network",
     "partition",
 ]
 
