@@ -83,6 +83,11 @@ class PartitionSpec:
     groups: tuple[tuple[str, ...], ...]
     one_way: bool = False
 
+    def __post_init__(self) -> None:
+        # `PartitionSpec(("a", "b"))`: a bare site is a group of one.
+        groups = tuple((g,) if isinstance(g, str) else tuple(g) for g in self.groups)
+        object.__setattr__(self, "groups", groups)
+
     @property
     def sites(self) -> tuple[str, ...]:
         return tuple(s for group in self.groups for s in group)

@@ -219,3 +219,83 @@ def test_flaky_network(pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, TOPOLOGY, HELPERS + textwrap.dedent(FLAKY_TESTS))
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*flaky 0.3: lost to a 0.*, from a 0.*"])
+
+
+#: A TCP service that greets each connection ("hi"), then echoes: a client sees which way of
+#: a link is open (the greeting comes back to it, its echo goes there and back).
+GREETER = (
+    "import socket, threading\n"
+    "def serve(c):\n"
+    "    c.sendall(b'hi')\n"
+    "    while (d := c.recv(65536)):\n"
+    "        c.sendall(d)\n"
+    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('0.0.0.0', 7000)); s.listen(64)\n"
+    "while True:\n"
+    "    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()\n"
+)
+
+LINK_TOPOLOGY = f"""
+sites: [a, b]
+services:
+  greeter:
+    site: [a, b]
+    image: debian:bookworm-slim
+    command: ["python3", "-c", {json.dumps(GREETER)}]
+    ports: [7000]
+    healthcheck: {{tcp: 7000, timeout: 30}}
+  client:
+    site: [a, b]
+    image: debian:bookworm-slim
+    command: ["sleep", "infinity"]
+    environment:
+      TO_A: "${{link:greeter@a:7000}}"
+      TO_B: "${{link:greeter@b:7000}}"
+"""
+
+#: Run in a client: "greet echo" as 0/1 each, through the link named by argv[1].
+LINK_PROBE = """
+import os, socket, sys
+host, port = os.environ[sys.argv[1]].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=3)
+s.settimeout(1.5)
+def got(n):
+    try:
+        return s.recv(n)
+    except TimeoutError:
+        return b""
+greet = got(2) == b"hi"
+s.sendall(b"ping")
+echo = got(10).endswith(b"ping")
+print(int(greet), int(echo))
+"""
+
+LINK_TESTS = f"""
+import pytest
+
+LINK_PROBE = {LINK_PROBE!r}
+
+
+def through(t, client, link):
+    code, out = t.service(client).exec(["python3", "-c", LINK_PROBE, link])
+    assert code == 0, out
+    return out.strip()
+
+
+def test_one_way_on_links_cuts_one_stream_of_each(dcfire, dcfire_topology):
+    t = dcfire_topology
+    assert through(t, "client@a", "TO_B") == "1 1"
+    with dcfire.partition("a", "b", one_way=True) as fault:
+        assert len(fault.proxies) == 2 and fault.toxics
+        assert through(t, "client@a", "TO_B") == "1 0"   # b's greeting comes, a's ping not
+        assert through(t, "client@b", "TO_A") == "0 0"   # a's greeting never arrives
+        assert through(t, "client@a", "TO_A") == "1 1"   # inside a: untouched
+        assert fault.via.startswith("links: timeout-0 toxic + peers: ")
+    assert through(t, "client@a", "TO_B") == "1 1"
+    assert through(t, "client@b", "TO_A") == "1 1"
+"""
+
+
+def test_one_way_on_links(pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, LINK_TOPOLOGY, LINK_TESTS)
+    result.assert_outcomes(passed=1)
