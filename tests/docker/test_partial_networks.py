@@ -138,6 +138,7 @@ def test_one_way_a_to_b_is_silent_b_to_a_delivered(dcfire, dcfire_topology):
     assert py(t, "node@a", SEND, t.service("node@b").ip, "quiet", 20) == 0
     fault = dcfire.link_faults[0]
     assert fault.kind == "one-way" and fault.target == "a->b"
+    print(f"measured: one-way a->b in place in {fault.setup_ms:.1f} ms")
     assert "ip saddr @peers drop" in tables(t.service("node@b"))
     assert "drop" not in tables(t.service("node@a"))
 
@@ -179,6 +180,7 @@ def test_one_way_and_group_partitions(pytester: pytest.Pytester) -> None:
             "*test_one_way_a_to_b*one-way*a->b*direct traffic cut*peers: nftables*",
         ]
     )
+    print(*(line for line in result.outlines if "measured:" in line), sep="\n")
 
 
 FLAKY_TESTS = """
@@ -190,9 +192,10 @@ def test_flaky_loses_its_share_both_ways(dcfire, dcfire_topology):
     t = dcfire_topology
     with dcfire.flaky("a", loss=0.3) as fault:
         assert fault.kind == "flaky" and fault.detail == "30% loss"
+        print(f"measured: flaky a in place in {fault.setup_ms:.1f} ms")
         to_a = loss(t, "node@c", "node@a")
         from_a = loss(t, "node@a", "node@c")
-        print(f"flaky 0.3: lost to a {to_a:.3f}, from a {from_a:.3f}")
+        print(f"measured: flaky 0.3: lost to a {to_a:.3f}, from a {from_a:.3f}")
         assert 0.2 <= to_a <= 0.4, to_a
         assert 0.2 <= from_a <= 0.4, from_a
         assert loss(t, "node@b", "node@c") == 0            # b and c are not flaky
@@ -219,6 +222,7 @@ def test_flaky_network(pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, TOPOLOGY, HELPERS + textwrap.dedent(FLAKY_TESTS))
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*flaky 0.3: lost to a 0.*, from a 0.*"])
+    print(*(line for line in result.outlines if "measured:" in line), sep="\n")
 
 
 #: A TCP service that greets each connection ("hi"), then echoes: a client sees which way of
