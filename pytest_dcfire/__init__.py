@@ -16,7 +16,7 @@ from pytest_dcfire.errors import (
     TopologyError,
 )
 from pytest_dcfire.fire import Fire, FireSpec
-from pytest_dcfire.linkfaults import BrownoutSpec, LinkFault, PartitionSpec
+from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
 from pytest_dcfire.recovery import Recovery
 
 if TYPE_CHECKING:
@@ -30,6 +30,9 @@ brownout = pytest.mark.brownout
 partition = pytest.mark.partition
 #: `@clock("ansan", offset=3600)` is `@pytest.mark.clock(...)`.
 clock = pytest.mark.clock
+#: `@flaky_network("ansan", loss=0.2)` is `@pytest.mark.flaky_network(...)` (not
+#: `flaky`: pytest-rerunfailures and the flaky plugin own `@pytest.mark.flaky`).
+flaky_network = pytest.mark.flaky_network
 
 __all__ = [
     "BrownoutSpec",
@@ -40,6 +43,7 @@ __all__ = [
     "Fire",
     "FireError",
     "FireSpec",
+    "FlakySpec",
     "Indeterminate",
     "LinkFault",
     "PartitionSpec",
@@ -50,6 +54,7 @@ __all__ = [
     "brownout",
     "clock",
     "dc_fire",
+    "flaky_network",
     "partition",
 ]
 

@@ -80,7 +80,7 @@ def plan_lines(
 ) -> list[str]:
     """The drills: every burning test with what it burns, then the tests whose link faults
     (`@brownout`, `@partition`) drill a slow or split WAN, then the sites nobody burns."""
-    from pytest_dcfire.linkfaults import BrownoutSpec, PartitionSpec
+    from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, PartitionSpec
 
     rows: list[tuple[str, str]] = []
     links: list[tuple[str, str]] = []
@@ -99,6 +99,12 @@ def plan_lines(
             except ConfigError:
                 continue
             what.append(f"partitions {cut.describe()}")
+        for mark in item.iter_markers("flaky_network"):
+            try:
+                flaky = FlakySpec.parse(mark.args, mark.kwargs, sites, services)
+            except ConfigError:
+                continue
+            what.append(f"makes {flaky.target} flaky ({flaky.describe()})")
         if what:
             links.append((item.nodeid, "; ".join(what)))
         if not any(True for _ in item.iter_markers("dc_fire")):
@@ -114,7 +120,9 @@ def plan_lines(
     width = max((len(nodeid) for nodeid, _ in rows + links), default=0)
     lines += [f"  {nodeid.ljust(width)}  burns {what}" for nodeid, what in rows]
     if links:
-        lines.append(f"link-fault drills: {len(links)} test(s) with @brownout or @partition")
+        lines.append(
+            f"link-fault drills: {len(links)} test(s) with @brownout, @partition or @flaky_network"
+        )
         lines += [f"  {nodeid.ljust(width)}  {what}" for nodeid, what in links]
     never = [s for s in sites if s not in burned]
     lines.append(

@@ -24,7 +24,7 @@ from pytest_dcfire.errors import (
     unknown_name,
 )
 from pytest_dcfire.faults.timing import FaultTiming as StepTiming
-from pytest_dcfire.linkfaults import BrownoutSpec, LinkFault, PartitionSpec
+from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
 from pytest_dcfire.recovery import Recovery, eventually, measure_recovery
 
 MODES = ("fire", "power-loss", "crash", "partition", "freeze")
@@ -244,6 +244,26 @@ class Fire:
         self.controller._extinguish(self, wait=wait)
 
 
+def _direct_fault(kind: str, target: str, detail: str, test: str, step: Step) -> LinkFault:
+    """A link fault made of one direct step (a flaky network): applied now, undone once."""
+    fault = LinkFault(kind, target, detail, [], test)
+    applied: list[Step] = []
+
+    def undo(_: LinkFault) -> None:
+        while applied:
+            applied.pop().undo()
+
+    fault.undo = undo
+    try:
+        applied.append(step)  # recorded before it is applied: always undone
+        fault.steps.append(step.apply())
+    except BaseException:
+        fault.lift()
+        raise
+    fault.setup_ms = (time.monotonic() - fault.started) * 1000.0
+    return fault
+
+
 class FireController:
     """The `dcfire` fixture: ignite fires, restore them, wait for recovery."""
 
@@ -361,18 +381,35 @@ class FireController:
         )
         return self.ignite_link_fault(spec)
 
-    def partition(self, site_a: str, site_b: str) -> LinkFault:
+    def partition(self, *groups: str | Sequence[str], one_way: bool = False) -> LinkFault:
         """Cut everything between two sites, and only that (split brain): the direct traffic
         between their containers (blackholed: it hangs) and the links between them. Both
         sites still reach themselves, the other sites and the test process, and DNS works.
-        Undone by `restore()` and at teardown (or use the record as a context manager)."""
+        A group may be a list of sites (`partition(["a", "b"], "c")`: majority | minority);
+        `one_way=True`: only what the first sends to the second vanishes (the other way
+        passes). Undone by `restore()` and at teardown (or use the record as a context
+        manager)."""
         spec = PartitionSpec.parse(
-            (site_a, site_b), {}, self.system.sites, where="dcfire.partition"
+            groups, {"one_way": one_way}, self.system.sites, where="dcfire.partition"
         )
         return self.ignite_link_fault(spec)
 
-    def ignite_link_fault(self, spec: BrownoutSpec | PartitionSpec) -> LinkFault:
-        """Apply a validated brownout or partition; it is undone by `restore()`."""
+    def flaky(self, target: str, loss: float) -> LinkFault:
+        """Lose `loss` (a share, 0.01 to 1) of the packets to and from every container of a
+        site or service, at random, each packet on its own: direct traffic and the links
+        through Toxiproxy alike (loopback is spared). Undone by `restore()` and at teardown
+        (or use the record as a context manager)."""
+        spec = FlakySpec.parse(
+            (target,),
+            {"loss": loss},
+            self.system.sites,
+            service_names(self.system.topology),
+            where="dcfire.flaky",
+        )
+        return self.ignite_link_fault(spec)
+
+    def ignite_link_fault(self, spec: BrownoutSpec | PartitionSpec | FlakySpec) -> LinkFault:
+        """Apply a validated brownout, partition or flaky network; `restore()` undoes it."""
         if self._links is None:
             raise FireError("link faults need links, and links are not running in this session")
         test = getattr(self._item, "nodeid", "")
@@ -387,7 +424,16 @@ class FireController:
                 handles = self.system.in_site(spec.target)
             else:
                 handles = [h for h in self.system if spec.target in (h.name, h.spec.base)]
-            fault = self._links.brownout(spec, handles, test)
+            if isinstance(spec, FlakySpec):
+                fault = _direct_fault(
+                    "flaky",
+                    spec.target,
+                    spec.describe(),
+                    test,
+                    self._make_step("peers", spec, handles),
+                )
+            else:
+                fault = self._links.brownout(spec, handles, test)
         self.link_faults.append(fault)
         self.evidence.link_fault(fault)
         self._timeline.add_link_fault(fault)

@@ -5,7 +5,9 @@ A fire takes a whole site down; a link fault degrades or cuts only what joins si
 one service), the way a failing WAN line looks before it dies; a *partition* cuts everything
 between two sites (their containers' direct traffic and the links between them), each site
 staying up and reachable from everywhere else (split brain). Specs are validated the same
-way for the `dcfire` fixture and for the markers `@brownout(...)` and `@partition(...)`.
+way for the `dcfire` fixture and for the markers `@brownout(...)`, `@partition(...)` and
+`@flaky(...)`. A partition may be one-way (the asymmetric cut that confuses failure
+detectors) or between groups of sites; a flaky target loses a share of its packets.
 """
 
 from __future__ import annotations
@@ -72,9 +74,23 @@ class BrownoutSpec:
 
 @dataclass(frozen=True)
 class PartitionSpec:
-    """Cut everything between two sites (direct traffic and links), and only that."""
+    """Cut everything between groups of sites (direct traffic and links), and only that.
 
-    sites: tuple[str, str]
+    Each positional argument is a group: a site, or a list of sites (`partition(["pangyo",
+    "ansan"], "gasan")`: a majority and a minority). `one_way=True` (two groups): only what
+    the first sends to the second vanishes; the other way everything passes."""
+
+    groups: tuple[tuple[str, ...], ...]
+    one_way: bool = False
+
+    def __post_init__(self) -> None:
+        # `PartitionSpec(("a", "b"))`: a bare site is a group of one.
+        groups = tuple((g,) if isinstance(g, str) else tuple(g) for g in self.groups)
+        object.__setattr__(self, "groups", groups)
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return tuple(s for group in self.groups for s in group)
 
     @classmethod
     def parse(
@@ -85,19 +101,93 @@ class PartitionSpec:
         where: str = "partition",
     ) -> PartitionSpec:
         valid = tuple(sites)
-        if options:
-            raise ConfigError(f"{where}: takes no keywords, only two sites; {one_of(valid)}")
-        if len(args) != 2:
-            raise ConfigError(f"{where}: name the two sites to split apart; {one_of(valid)}")
-        for site in args:
-            if not isinstance(site, str) or site not in valid:
-                raise unknown_name(where, "site", site, valid)
-        if args[0] == args[1]:
-            raise ConfigError(f"{where}: a partition is between two different sites")
-        return cls((args[0], args[1]))
+        check_keywords(where, options, PARTITION_KEYWORDS)
+        one_way = options.get("one_way", False)
+        if not isinstance(one_way, bool):
+            raise ConfigError(f"{where}: one_way={one_way!r} must be True or False")
+        if len(args) < 2:
+            raise ConfigError(
+                f"{where}: name the two sites (or groups of sites, as lists) to split apart; "
+                f"{one_of(valid)}"
+            )
+        groups: list[tuple[str, ...]] = []
+        for arg in args:
+            group = tuple(arg) if isinstance(arg, (list, tuple)) else (arg,)
+            if not group:
+                raise ConfigError(f"{where}: an empty group of sites; {one_of(valid)}")
+            for site in group:
+                if not isinstance(site, str) or site not in valid:
+                    raise unknown_name(where, "site", site, valid)
+            groups.append(group)
+        seen: set[str] = set()
+        for group in groups:
+            for site in group:
+                if site in seen:
+                    raise ConfigError(
+                        f"{where}: site {site!r} is in two groups; a partition is between "
+                        "different sites"
+                    )
+                seen.add(site)
+        if one_way and len(groups) != 2:
+            raise ConfigError(
+                f"{where}: one_way=True needs exactly two sites or groups (from, to), "
+                f"got {len(groups)}"
+            )
+        return cls(tuple(groups), one_way)
 
     def describe(self) -> str:
-        return f"{self.sites[0]} | {self.sites[1]}"
+        return (" -> " if self.one_way else " | ").join("+".join(g) for g in self.groups)
+
+
+PARTITION_KEYWORDS = ("one_way",)
+FLAKY_KEYWORDS = ("loss",)
+
+
+@dataclass(frozen=True)
+class FlakySpec:
+    """Drop a share (`loss`, 0 < loss <= 1, in whole percent) of the packets to and from a
+    site's or a service's containers, at random, each packet on its own."""
+
+    target: str
+    loss: float
+
+    @property
+    def percent(self) -> int:
+        return round(self.loss * 100)
+
+    @classmethod
+    def parse(
+        cls,
+        args: Sequence[Any],
+        options: Mapping[str, Any],
+        sites: Iterable[str],
+        services: Iterable[str],
+        where: str = "flaky",
+    ) -> FlakySpec:
+        valid = tuple(dict.fromkeys((*sites, *services)))
+        check_keywords(where, options, FLAKY_KEYWORDS)
+        if len(args) != 1 or not isinstance(args[0], str):
+            raise ConfigError(f"{where}: name one site or service to make flaky; {one_of(valid)}")
+        target = args[0]
+        if target not in valid:
+            raise unknown_name(where, "site or service", target, valid)
+        if "loss" not in options:
+            raise ConfigError(f"{where}: give loss= (the share of packets lost, e.g. loss=0.2)")
+        loss = options["loss"]
+        if (
+            isinstance(loss, bool)
+            or not isinstance(loss, (int, float))
+            or not 0.01 <= loss <= 1
+            or round(loss * 100) != round(loss * 100, 6)
+        ):
+            raise ConfigError(
+                f"{where}: loss={loss!r} must be a share of packets from 0.01 to 1 in whole "
+                "percent (e.g. 0.2)"
+            )
+        return cls(target, float(loss))
+
+    def describe(self) -> str:
+        return f"{self.percent}% loss"
 
 
 @dataclass

@@ -384,12 +384,33 @@ class Links:
 
     def between(self, a: str, b: str) -> list[str]:
         """The link proxies from a service in site `a` to one in `b`, or the other way."""
-        pair = {a, b}
-        return [
-            name
-            for link, (name, _) in self.links.items()
-            if {self._site_of.get(link.consumer), self._site_of.get(link.target)} == pair
-        ]
+        return self.across([(a,), (b,)])
+
+    def across(self, groups: Sequence[Sequence[str]]) -> list[str]:
+        """The link proxies between services in two different groups of sites."""
+        group_of = {site: i for i, group in enumerate(groups) for site in group}
+        out = []
+        for link, (name, _) in self.links.items():
+            ends = (
+                group_of.get(self._site_of.get(link.consumer, "")),
+                group_of.get(self._site_of.get(link.target, "")),
+            )
+            if None not in ends and ends[0] != ends[1]:
+                out.append(name)
+        return out
+
+    def one_way(self, source: Sequence[str], dest: Sequence[str]) -> list[tuple[str, str]]:
+        """(proxy, stream) that carry what `source` sends to `dest`: the upstream of links
+        from a client in `source` to a service in `dest`, the downstream of the reverse."""
+        site = self._site_of
+        out = []
+        for link, (name, _) in self.links.items():
+            consumer, target = site.get(link.consumer), site.get(link.target)
+            if consumer in source and target in dest:
+                out.append((name, "upstream"))
+            elif consumer in dest and target in source:
+                out.append((name, "downstream"))
+        return out
 
     # -- fires ----------------------------------------------------------------------------
 
@@ -452,22 +473,28 @@ class Links:
     # -- link faults ----------------------------------------------------------------------
 
     def partition(self, spec: PartitionSpec, test: str = "", direct: Any = None) -> LinkFault:
-        """Cut the links between two sites (reference-counted with fires' cuts), then apply
-        `direct` (a Step: the fault backend's cut of the direct traffic between the two
-        sites' containers); undone in reverse order by `lift()`."""
+        """Cut the links between the groups of sites (reference-counted with fires' cuts;
+        one-way: a `timeout` toxic, timeout 0, on the one stream that carries what the first
+        group sends to the second), then apply `direct` (a Step: the fault backend's cut of
+        the direct traffic between the groups' containers); undone in reverse order by
+        `lift()`."""
         client = self.client
         assert client is not None
-        a, b = spec.sites
-        proxies = self.between(a, b)
+        label = spec.describe()
+        streams = self.one_way(*spec.groups) if spec.one_way else []
+        proxies = [p for p, _ in streams] if spec.one_way else self.across(spec.groups)
         if not proxies and direct is None:
             raise FireError(
-                f"partition {a} | {b}: no service-to-service link joins these sites, and "
+                f"partition {label}: no service-to-service link joins these sites, and "
                 "nothing cuts their direct traffic here"
             )
         what = ["links cut"] if proxies else []
         if direct is not None:
             what.append("direct traffic cut")
-        fault = LinkFault("partition", f"{a}|{b}", " + ".join(what), proxies, test)
+        target = ("->" if spec.one_way else "|").join("+".join(g) for g in spec.groups)
+        fault = LinkFault(
+            "one-way" if spec.one_way else "partition", target, " + ".join(what), proxies, test
+        )
         changed: list[str] = []
         applied: list[Any] = []
         held: list[bool] = []
@@ -480,6 +507,11 @@ class Links:
                     applied.pop().undo()
                 except Exception as exc:
                     problems.append(exc)
+            try:
+                self._remove_toxics(fault)
+            except Exception as exc:
+                problems.append(exc)
+            fault.toxics.clear()
             if held:
                 held.clear()
                 try:
@@ -487,26 +519,39 @@ class Links:
                 except Exception as exc:
                     problems.append(exc)
             if problems:
-                raise FireError(f"lifting partition {a} | {b}: " + "; ".join(map(str, problems)))
+                raise FireError(f"lifting partition {label}: " + "; ".join(map(str, problems)))
 
         fault.undo = undo
         try:
-            fresh = self._hold(proxies)
-            held.append(True)
-            changed.extend(fresh)
             started = time.monotonic()
             offsets: dict[str, float] = {}
-            for p in fresh:
-                client.cut(p)
-                offsets[p] = (time.monotonic() - started) * 1000.0
-            if proxies:
-                method = (
-                    ("blackhole" if client.embedded else "timeout-0 toxics")
-                    if fresh
-                    else "already cut"
-                )
-                latency = max(offsets.values(), default=0.0)
-                fault.steps.append(FaultTiming("links", method, latency, offsets))
+            if spec.one_way:
+                with self._lock:
+                    self._faults += 1
+                    tag = f"dcfire_oneway{self._faults}"
+                for p, stream in streams:
+                    name = f"{tag}_{stream}"
+                    fault.toxics.append((p, name))  # recorded first: always removed
+                    client.add_toxic(p, name, "timeout", stream, timeout=0)
+                    offsets[p] = (time.monotonic() - started) * 1000.0
+                if streams:
+                    latency = max(offsets.values())
+                    fault.steps.append(FaultTiming("links", "timeout-0 toxic", latency, offsets))
+            else:
+                fresh = self._hold(proxies)
+                held.append(True)
+                changed.extend(fresh)
+                for p in fresh:
+                    client.cut(p)
+                    offsets[p] = (time.monotonic() - started) * 1000.0
+                if proxies:
+                    method = (
+                        ("blackhole" if client.embedded else "timeout-0 toxics")
+                        if fresh
+                        else "already cut"
+                    )
+                    latency = max(offsets.values(), default=0.0)
+                    fault.steps.append(FaultTiming("links", method, latency, offsets))
             if direct is not None:
                 applied.append(direct)  # recorded before it is applied: always undone
                 fault.steps.append(direct.apply())

@@ -36,7 +36,7 @@ from pytest_dcfire.config import (
 from pytest_dcfire.errors import ConfigError, DcfireError, TopologyError
 from pytest_dcfire.evidence import session_evidence
 from pytest_dcfire.fire import MODES, FireController, service_names
-from pytest_dcfire.linkfaults import BrownoutSpec, PartitionSpec
+from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, PartitionSpec
 from pytest_dcfire.progress import TerminalProgress
 from pytest_dcfire.session import DcfireSession
 
@@ -55,8 +55,14 @@ CLOCK_HELP = (
     "`clock: controllable` in the topology; put back afterwards."
 )
 PARTITION_HELP = (
-    "partition(site_a, site_b): cut the service-to-service links between two sites during "
-    "this test (both sites stay up: split brain); healed afterwards."
+    "partition(site_a, site_b, one_way=False): cut everything between two sites (direct "
+    "traffic and service-to-service links) during this test (both sites stay up: split "
+    "brain); a site may be a list of sites (a group); one_way=True drops only what site_a "
+    "sends to site_b; healed afterwards."
+)
+FLAKY_HELP = (
+    "flaky_network(site_or_service, loss=0.2): lose that share of the packets to and from its "
+    "containers, at random, during this test; healed afterwards."
 )
 MARKER_HELP = (
     "dc_fire(*sites, mode='fire', network=True, storage=True, each_site=False): burn SITES "
@@ -159,7 +165,7 @@ def _settings(config: pytest.Config) -> Any:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    for line in (MARKER_HELP, BROWNOUT_HELP, PARTITION_HELP, CLOCK_HELP):
+    for line in (MARKER_HELP, BROWNOUT_HELP, PARTITION_HELP, CLOCK_HELP, FLAKY_HELP):
         config.addinivalue_line("markers", line)
     try:
         settings = _settings(config)
@@ -311,12 +317,12 @@ def pytest_collection_modifyitems(
         burn.add_timeouts(items, state.burn.test_timeout)
 
 
-FAULT_MARKERS = ("dc_fire", "brownout", "partition", "clock")
+FAULT_MARKERS = ("dc_fire", "brownout", "partition", "clock", "flaky_network")
 
 
 def _parse_marker(
     mark: pytest.Mark, topology: Any
-) -> BrownoutSpec | PartitionSpec | ClockSpec | None:
+) -> BrownoutSpec | PartitionSpec | ClockSpec | FlakySpec | None:
     """Validate one fault marker against the topology; return a link fault's spec (fires
     are returned by `each_site.specs`, which knows which site an each_site test burns)."""
     sites = topology.site_names if topology is not None else ()
@@ -332,6 +338,9 @@ def _parse_marker(
         return spec
     if mark.name == "partition":
         return PartitionSpec.parse(mark.args, mark.kwargs, sites, where=where)
+    if mark.name == "flaky_network":
+        services = service_names(topology) if topology is not None else ()
+        return FlakySpec.parse(mark.args, mark.kwargs, sites, services, where=where)
     each_site.check(mark, sites, where=where)
     return None
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pytest_dcfire.clockfaults import ClockSpec
 from pytest_dcfire.errors import ConfigError, did_you_mean, unknown_name
-from pytest_dcfire.linkfaults import BrownoutSpec
+from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec
 
 
 class SystemView(Protocol):
@@ -39,7 +39,9 @@ class Controller(Protocol):
         self, *sites: str, mode: str = "fire", network: bool = True, storage: bool = True
     ) -> Any: ...
 
-    def partition(self, site_a: str, site_b: str) -> Any: ...
+    def partition(self, *groups: str | Sequence[str], one_way: bool = False) -> Any: ...
+
+    def flaky(self, target: str, loss: float) -> Any: ...
 
     def brownout(
         self,
@@ -52,9 +54,11 @@ class Controller(Protocol):
     def clock(self, target: str, offset: float = 0.0, rate: float = 1.0) -> Any: ...
 
 
-#: What a kind's targets are: one or more sites, exactly two sites, or one site or service.
+#: What a kind's targets are: one or more sites, exactly two sites (in either order, or the
+#: order matters: from, to), or one site or service.
 SITES = "sites"
 SITE_PAIR = "two sites"
+SITE_PATH = "two sites (from, to)"
 SITE_OR_SERVICE = "site or service"
 #: One site or service whose every instance has `clock: controllable`.
 CLOCK_TARGET = "a site or service with `clock: controllable`"
@@ -114,7 +118,9 @@ class Kind:
             if targets[0] not in names:
                 raise unknown_name(where, "site or service", targets[0], names)
             return
-        if self.targets == SITE_PAIR and (len(targets) != 2 or targets[0] == targets[1]):
+        if self.targets in (SITE_PAIR, SITE_PATH) and (
+            len(targets) != 2 or targets[0] == targets[1]
+        ):
             raise ConfigError(
                 f"{where}: {self.name} takes two different sites, got {list(targets)}; "
                 f"valid sites: {', '.join(valid.sites)}"
@@ -137,6 +143,8 @@ class Kind:
         if self.targets == SITE_PAIR:
             s = valid.sites
             return [(a, b) for i, a in enumerate(s) for b in s[i + 1 :]]
+        if self.targets == SITE_PATH:
+            return [(a, b) for a in valid.sites for b in valid.sites if a != b]
         return [(site,) for site in valid.sites]
 
 
@@ -158,6 +166,24 @@ def _lift(fault: Any) -> None:
 
 def _partition(ctl: Controller, targets: tuple[str, ...], options: Mapping[str, Any]) -> Any:
     return ctl.partition(targets[0], targets[1])
+
+
+def _one_way(ctl: Controller, targets: tuple[str, ...], options: Mapping[str, Any]) -> Any:
+    return ctl.partition(targets[0], targets[1], one_way=True)
+
+
+def _flaky(ctl: Controller, targets: tuple[str, ...], options: Mapping[str, Any]) -> Any:
+    return ctl.flaky(targets[0], **options)
+
+
+def _check_flaky(
+    where: str, targets: tuple[str, ...], options: Mapping[str, Any], valid: Targets
+) -> None:
+    FlakySpec.parse(targets, options, valid.sites, tuple(valid.services), where=where)
+
+
+def _draw_flaky(rng: random.Random) -> dict[str, Any]:
+    return {"loss": rng.choice((0.1, 0.2, 0.3, 0.5))}
 
 
 def _brownout(ctl: Controller, targets: tuple[str, ...], options: Mapping[str, Any]) -> Any:
@@ -212,12 +238,20 @@ KINDS: dict[str, Kind] = {
         draw_options=_draw_clock,
         check_options=_check_clock,
     ),
+    "one-way": Kind("one-way", SITE_PATH, _one_way, _lift),
+    "flaky": Kind(
+        "flaky",
+        SITE_OR_SERVICE,
+        _flaky,
+        _lift,
+        options=("loss",),
+        draw_options=_draw_flaky,
+        check_options=_check_flaky,
+    ),
 }
 
 #: Pinned kind names whose fault does not exist yet, and what will bring it.
 NOT_YET: dict[str, str] = {
-    "one-way": "partition(a, b, one_way=True)",
-    "flaky": "dcfire.flaky(target, loss=...)",
     "disk": "dcfire.disk(target, kind)",
 }
 

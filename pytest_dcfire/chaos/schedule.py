@@ -45,7 +45,9 @@ class Step:
         return None if self.hold is None else round(self.at + self.hold, 6)
 
     def describe(self) -> str:
-        joint = " | " if KINDS[self.kind].targets == "two sites" else "+"
+        joint = {"two sites": " | ", "two sites (from, to)": " -> "}.get(
+            KINDS[self.kind].targets, "+"
+        )
         extra = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         return f"{self.kind} {joint.join(self.targets)}" + (f" ({extra})" if extra else "")
 

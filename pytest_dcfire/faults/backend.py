@@ -24,7 +24,7 @@ from pytest_dcfire.faults.power import PowerSwitch
 from pytest_dcfire.faults.storage import Pool, PoolVolumes, StoragePools
 from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.fire import CallStep, FireSpec
-from pytest_dcfire.linkfaults import PartitionSpec
+from pytest_dcfire.linkfaults import FlakySpec, PartitionSpec
 from pytest_dcfire.runtime.adopt import STORAGE_NOT_OURS
 from pytest_dcfire.runtime.engine import Engine, SessionIdentity
 from pytest_dcfire.topology.model import Service, Topology, Volume
@@ -135,9 +135,9 @@ class FaultBackend:
     # -- steps ----------------------------------------------------------------------------
 
     def make_step(
-        self, effect: str, spec: FireSpec | PartitionSpec, handles: Sequence[Any]
+        self, effect: str, spec: FireSpec | PartitionSpec | FlakySpec, handles: Sequence[Any]
     ) -> CallStep:
-        if isinstance(spec, PartitionSpec):
+        if isinstance(spec, (PartitionSpec, FlakySpec)):
             if effect != "peers":
                 raise FireError(f"a partition has no {effect!r} effect")
             return self._peer_step(spec, handles)
@@ -158,19 +158,24 @@ class FaultBackend:
         self.peers.rejoin(containers)
         return timing
 
-    def _peer_step(self, spec: PartitionSpec, handles: Sequence[Any]) -> CallStep:
-        """Cut the direct traffic between the two sites' containers (adopted ones included:
-        `handles` are every container of both sites at the moment of the partition)."""
-        a, b = spec.sites
-        side_a = [h for h in handles if h.site == a]  # handles: timings name instances
-        side_b = [h for h in handles if h.site == b]
+    def _peer_step(self, spec: PartitionSpec | FlakySpec, handles: Sequence[Any]) -> CallStep:
+        """Cut the direct traffic between the groups' containers (adopted ones included:
+        `handles` are every container of the sites at the moment of the partition), or make
+        the target's containers flaky."""
         names: list[str] = []
 
+        def cut() -> tuple[str, FaultTiming]:
+            if isinstance(spec, FlakySpec):
+                return self.peers.flaky([h for h in handles], spec.percent)
+            groups = [[h for h in handles if h.site in group] for group in spec.groups]
+            return self.peers.cut_groups(groups, one_way=spec.one_way)
+
         def do() -> FaultTiming:
+            what = "flaky" if isinstance(spec, FlakySpec) else "partition"
             try:
-                name, timing = self.peers.cut(side_a, side_b)
+                name, timing = cut()
             except FireError as exc:
-                raise FireError(f"partition {a} | {b}: {exc}") from None
+                raise FireError(f"{what} {spec.describe()}: {exc}") from None
             if name:
                 names.append(name)
             return timing

@@ -1,11 +1,11 @@
 """Peer cuts: the direct traffic between two groups of containers, for `partition(a, b)`.
 
-A partition between two sites must be a real WAN cut: every packet between a container of
-one site and a container of the other vanishes, both ways, while each site still reaches
-itself, the other sites, the test process and Docker's DNS. The helper's agent does it the
-way it cuts a site (method `nftables`: one owned table per container netns, one atomic
-netlink batch each, all in one request), except that the table's chains accept everything
-and drop only packets from (input) or to (output) the other group's addresses.
+A partition between two sites (or two groups of sites) must be a real WAN cut: every packet
+between a container of one site and a container of the other vanishes, both ways, while each
+site still reaches itself, the other sites, the test process and Docker's DNS. The helper's
+agent does it the way it cuts a site (method `nftables`: one owned table per container netns,
+one atomic netlink batch each, all in one request), except that the table's chains accept
+everything and drop only packets from (input) or to (output) the other groups' addresses.
 
 Both groups get a table, each blocking the other's addresses. One side would suffice for
 packets between the two groups' known addresses (each such packet crosses a netns of the
@@ -21,6 +21,13 @@ Each peer cut has its own table name, so it composes with a fire's cut of the sa
 containers and with other partitions: undoing one never touches the others. A container
 started again during a partition (a power-loss fire restored) gets its table back at once
 (`rejoin`), with the addresses its peers had when the partition began.
+A one-way partition a -> b gives b's containers only the input rule (from a's addresses)
+and a's a table without rules: a's packets to b vanish on arrival, silently (dropped on a's
+output instead, a UDP `sendto` would fail with EPERM), and b's packets to a pass. `flaky`
+is a peer cut of another shape: each target drops `loss` percent of its packets from and to
+every address but loopback (`numgen random mod 100 < loss`), so the traffic through the
+Toxiproxy links (which enters the container's netns) loses them too; its own outgoing UDP
+datagrams that are dropped fail `sendto` with EPERM (TCP just retransmits).
 Method `iptables` (kernels without nf_tables) is a DCFP<n>-<session> chain of DROP rules
 jumped to from INPUT and OUTPUT. Without the helper (an engine that refused its
 capabilities) there is no peer cut: `cut()` raises FireError rather than letting a
@@ -31,7 +38,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pytest_dcfire.errors import FireError
@@ -68,28 +75,74 @@ class PeerCutter:
         return list(self._active)
 
     def cut(
-        self, side_a: Sequence[Any], side_b: Sequence[Any], backend: Backend = "auto"
+        self,
+        side_a: Sequence[Any],
+        side_b: Sequence[Any],
+        backend: Backend = "auto",
+        one_way: bool = False,
     ) -> tuple[str, FaultTiming]:
-        """Drop everything between `side_a` and `side_b`; returns the cut's name (for
-        `restore`) and when it was in place in each container, from the start of this call."""
-        started = monotonic_ms()
-        if not side_a or not side_b:
+        """Drop everything between `side_a` and `side_b` (with `one_way`, only what `side_a`
+        sends to `side_b`); returns the cut's name (for `restore`) and when it was in place
+        in each container, from the start of this call."""
+        return self.cut_groups([side_a, side_b], backend, one_way)
+
+    def cut_groups(
+        self, groups: Sequence[Sequence[Any]], backend: Backend = "auto", one_way: bool = False
+    ) -> tuple[str, FaultTiming]:
+        """Drop everything between containers of different groups. With `one_way` (two
+        groups): only the second group's containers drop, on input, what comes from the
+        first's addresses: packets from the first to the second vanish, the other way
+        everything passes. (Not on the first group's output: a packet dropped on its way
+        out fails the sender's `sendto` with EPERM, and a cut cable tells no one.)"""
+        if one_way and len(groups) != 2:
+            raise FireError("a one-way partition is between exactly two groups")
+        if sum(1 for g in groups if g) < 2:
             return "", FaultTiming("peers", "no containers", 0.0, {})
+        sizes = [len(g) for g in groups]
+
+        def request(targets: list[Target]) -> list[PeerTarget]:
+            wired = _sided(targets, sizes)
+            if one_way:
+                for item in wired:
+                    item["drop"] = [] if item["side"] == 0 else ["in"]
+            return wired
+
+        what = "cut the direct traffic between the two sites"
+        return self._apply([c for g in groups for c in g], request, backend, what)
+
+    def flaky(
+        self, containers: Sequence[Any], loss: int, backend: Backend = "auto"
+    ) -> tuple[str, FaultTiming]:
+        """Drop `loss` percent of the packets to and from each container, at random (each
+        packet drawn on its own), from and to every address but loopback."""
+        if not containers:
+            return "", FaultTiming("peers", "no containers", 0.0, {})
+
+        def request(targets: list[Target]) -> list[PeerTarget]:
+            return [{"id": t.id, "pid": t.pid, "everyone": True, "loss": loss} for t in targets]
+
+        return self._apply(containers, request, backend, "make the network flaky")
+
+    def _apply(
+        self,
+        containers: Sequence[Any],
+        request: Callable[[list[Target]], list[PeerTarget]],
+        backend: Backend,
+        what: str,
+    ) -> tuple[str, FaultTiming]:
+        started = monotonic_ms()
         if self.helper is None:
             raise FireError(
-                "cannot cut the direct traffic between the two sites: the engine refused the "
-                "dcfire helper container, and only the helper can filter inside containers"
+                f"cannot {what}: the engine refused the dcfire helper container, and only "
+                "the helper can filter inside containers"
             )
         with self._lock:
             name = f"p{next(self._numbers)}"
-            containers = [*side_a, *side_b]
             targets, reply = self.targets.call_agent(
                 self.helper,
                 PEER_CUT,
                 containers,
-                lambda ts: PeerCutRequest(
-                    name=name, targets=_sided(ts, len(side_a)), backend=backend
-                ),
+                lambda ts: PeerCutRequest(name=name, targets=request(ts), backend=backend),
             )
             names = {t.id: t.name for t in targets}
             method = reply.result["method"]
@@ -133,10 +186,12 @@ class PeerCutter:
             return FaultTiming("peers", method, latency, offsets)
 
 
-def _sided(targets: list[Target], split: int) -> list[PeerTarget]:
-    """Each target with its side: the agent blocks the other side's addresses in it."""
+def _sided(targets: list[Target], sizes: Sequence[int]) -> list[PeerTarget]:
+    """Each target with its group number (`sizes`: how many of `targets`, in order, are in
+    each group): the agent blocks the other groups' addresses in it."""
+    sides = [side for side, size in enumerate(sizes) for _ in range(size)]
     return [
-        {"id": t.id, "pid": t.pid, "side": 0 if i < split else 1} for i, t in enumerate(targets)
+        {"id": t.id, "pid": t.pid, "side": side} for t, side in zip(targets, sides, strict=True)
     ]
 
 

@@ -34,7 +34,12 @@ MODE_COLORS = {
     "freeze": "#1c7ed6",
 }
 #: Link faults' bands (a partition of two sites is a WAN cut: the colour of a partition).
-LINK_COLORS = {"brownout": "#868e96", "partition": "#7048e8"}
+LINK_COLORS = {
+    "brownout": "#868e96",
+    "partition": "#7048e8",
+    "one-way": "#9775fa",
+    "flaky": "#f08c00",
+}
 OUTCOME_CLASS = {
     "passed": "ok",
     "xfailed": "warn",

@@ -207,6 +207,62 @@ def test_helper_killed_mid_partition_is_recreated_and_the_cut_holds(
     assert faults_helper.status()["peers"] == {}
 
 
+def nft_ruleset(container: Any) -> str:
+    container.reload()
+    pid = str(container.attrs["State"]["Pid"])
+    return subprocess.run(
+        ["nsenter", "-t", pid, "-n", "nft", "list", "ruleset"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+
+
+def test_one_way_and_flaky_keep_their_shape_across_a_new_helper(
+    faults: Any, faults_lab: Any, faults_helper: Helper, sites: dict[str, Any]
+) -> None:
+    """The journal keeps each target's rule (drop chains, loss, every address): a helper
+    killed mid-fault is replaced by one that makes the same tables again."""
+    a1, b1, c1 = sites["a1"], sites["b1"], sites["c1"]
+    one_way, _ = faults.peers.cut([a1], [b1], one_way=True)
+    flaky, _ = faults.peers.flaky([c1], 30)
+    try:
+        old = faults_helper.container_id
+        assert old is not None
+        faults_lab.client.api.kill(old)
+        status = faults_helper.status()  # a new helper adopts the journal
+        assert faults_helper.container_id != old
+        assert status["peers"][one_way][b1.id]["drop"] == ["in"]
+        assert status["peers"][one_way][a1.id]["drop"] == []
+        assert status["peers"][flaky][c1.id]["loss"] == 30
+        assert status["peers"][flaky][c1.id]["everyone"] is True
+        assert "ip saddr @peers drop" in nft_ruleset(b1)
+        assert "drop" not in nft_ruleset(a1)  # the sender's table has no rule
+        assert "numgen random mod 100 < 30" in nft_ruleset(c1)
+    finally:
+        faults.peers.restore(one_way)
+        faults.peers.restore(flaky)
+    for c in (a1, b1, c1):
+        assert "dcfire" not in nft_ruleset(c)
+    assert faults_helper.status()["peers"] == {}
+
+
+def test_agent_refuses_bad_rule_shapes(faults_helper: Helper, sites: dict[str, Any]) -> None:
+    from pytest_dcfire.faults.helper import AgentError
+
+    a1 = sites["a1"]
+    a1.reload()
+    target = {"id": a1.id, "pid": a1.attrs["State"]["Pid"], "block": []}
+    for extra, message in (
+        ({"loss": 0}, "loss must be a percent from 1 to 100"),
+        ({"drop": ["up"]}, "drop must be a list of 'in', 'out'"),
+        ({"everyone": "yes"}, "everyone must be true or false"),
+    ):
+        with pytest.raises(AgentError, match=message):
+            faults_helper.request("peer_cut", name="bad", targets=[{**target, **extra}])
+    assert "bad" not in faults_helper.status()["peers"]
+
+
 def test_dead_man_switch_undoes_a_peer_cut(
     faults: Any, faults_helper: Helper, faults_probe: Any, sites: dict[str, Any]
 ) -> None:

@@ -48,8 +48,9 @@ def test_same_seed_same_schedule() -> None:
     first, again = draw(1234), draw(1234)
     assert first == again
     assert len(first) > 10
-    # every kind drawn over 2 minutes (no clock: nothing in SITES has a controllable clock)
-    assert {s.kind for s in first} == set(KINDS) - {"clock"}
+    # every kind drawn over 10 minutes (no clock: nothing in SITES has a controllable clock)
+    longer = draw(1234, duration=600.0)
+    assert {s.kind for s in longer} == set(KINDS) - {"clock"}
 
 
 def test_different_seeds_differ() -> None:
@@ -93,6 +94,47 @@ def test_only_the_kinds_asked_for() -> None:
     assert all(len(s.targets) == 2 and s.targets[0] != s.targets[1] for s in steps)
     brownouts = draw(3, faults="brownout")
     assert all(s.options["latency"] > 0 for s in brownouts)
+
+
+def test_one_way_and_flaky_are_drawn_with_their_targets_and_options() -> None:
+    one_way = draw(5, faults=["one-way"], duration=200.0)
+    pairs = {s.targets for s in one_way}
+    assert all(len(p) == 2 and p[0] != p[1] for p in pairs)
+    assert any((b, a) in KINDS["one-way"].candidates(SITES) for a, b in pairs)  # both ways
+    assert len(KINDS["one-way"].candidates(SITES)) == 6
+    flaky = draw(5, faults=["flaky"])
+    assert all(0 < s.options["loss"] <= 1 for s in flaky)
+    assert all(len(s.targets) == 1 for s in flaky)
+
+
+def test_one_way_and_flaky_steps_are_checked() -> None:
+    steps = parse_steps(
+        "dcfire.schedule",
+        [(0, "one-way", ("ansan", "pangyo")), (1, "flaky", "api@ansan", {"loss": 0.3})],
+        SITES,
+    )
+    assert steps[0].describe() == "one-way ansan -> pangyo"
+    assert steps[1].describe() == "flaky api@ansan (loss=0.3)"
+    with pytest.raises(ConfigError, match="one-way takes two different sites"):
+        parse_steps("dcfire.schedule", [(0, "one-way", "ansan")], SITES)
+    with pytest.raises(ConfigError, match="loss=3 must be a share of packets"):
+        parse_steps("dcfire.schedule", [(0, "flaky", "ansan", {"loss": 3})], SITES)
+
+
+def test_runner_applies_one_way_and_flaky_through_the_controller() -> None:
+    ctl, schedule = run(
+        [
+            (0.0, "one-way", ("ansan", "pangyo"), {"for": 0.1}),
+            (0.05, "flaky", "daejeon", {"loss": 0.2, "for": 0.1}),
+        ]
+    )
+    schedule.wait(timeout=10)
+    assert sorted((a, w) for a, w, _ in ctl.log) == [
+        ("apply", "flaky daejeon 0.2"),
+        ("apply", "partition ansan->pangyo"),
+        ("lift", "flaky daejeon 0.2"),
+        ("lift", "partition ansan->pangyo"),
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(NOT_YET))
@@ -156,7 +198,8 @@ def test_steps_parse_and_sort() -> None:
     ("step", "message"),
     [
         ((0, "fire", "seoul"), "unknown site 'seoul'; valid sites: pangyo, ansan, daejeon"),
-        ((0, "flaky", "pangyo"), "'flaky' is not available yet"),
+        ((0, "disk", "pangyo"), "'disk' is not available yet"),
+        ((0, "flaky", "pangyo"), "give loss="),
         ((-1, "fire", "pangyo"), "at=-1 must be a number of seconds >= 0"),
         ((0, "fire", "pangyo", {"for": 0}), "'for'=0 must be a number of seconds > 0"),
         ((0, "fire", "pangyo", {"four": 1}), "unknown keyword 'four' (did you mean 'for'?)"),
@@ -223,8 +266,12 @@ class FakeController:
     ) -> FakeHandle:
         return self._apply(f"{mode} {'+'.join(sites)}")
 
-    def partition(self, site_a: str, site_b: str) -> FakeHandle:
-        return self._apply(f"partition {site_a}|{site_b}")
+    def partition(self, *groups: str | Sequence[str], one_way: bool = False) -> FakeHandle:
+        sep = "->" if one_way else "|"
+        return self._apply(f"partition {sep.join(map(str, groups))}")
+
+    def flaky(self, target: str, loss: float) -> FakeHandle:
+        return self._apply(f"flaky {target} {loss:g}")
 
     def brownout(
         self,

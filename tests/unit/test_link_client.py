@@ -239,3 +239,32 @@ def test_a_failed_direct_cut_heals_the_links_it_cut(
         manager.partition(PartitionSpec(("east", "west")), direct=DirectStep(log, fail=True))
     assert log == ["direct cut", "direct restored", f"healed {proxy}"]
     assert manager._held == {}
+
+
+def test_a_one_way_partition_cuts_one_stream_of_each_link(
+    links: tuple[Links, Handle], echo: tuple[str, int]
+) -> None:
+    """client@east -> echo@west: east -> west is the link's upstream, west -> east its
+    downstream; a one-way cut adds a timeout-0 toxic on that stream only, then removes it."""
+    manager, _ = links
+    log: list[str] = []
+    proxy = with_link(manager, echo, log)
+    assert manager.client is not None
+
+    def streams() -> list[tuple[str, str, int]]:
+        assert manager.client is not None
+        return [
+            (t["type"], t["stream"], t["attributes"]["timeout"])
+            for t in manager.client.proxies()[proxy]["toxics"]
+        ]
+
+    for order, stream in ((("east", "west"), "upstream"), (("west", "east"), "downstream")):
+        spec = PartitionSpec(order, one_way=True)
+        with manager.partition(spec, direct=DirectStep(log)) as fault:
+            assert fault.kind == "one-way" and fault.target == "->".join(order)
+            assert streams() == [("timeout", stream, 0)]
+            assert fault.via == "links: timeout-0 toxic + peers: nftables"
+            assert not manager.client.proxies()[proxy].get("blackhole")
+        assert streams() == []
+    assert manager._held == {}  # one-way never holds the links' cut
+    assert manager.one_way(("east",), ("daejeon",)) == []

@@ -1,11 +1,11 @@
-"""Brownout and partition arguments, as the fixture and the markers validate them."""
+"""Brownout, partition (one-way, groups) and flaky arguments, as the fixture and the markers validate them."""
 
 from __future__ import annotations
 
 import pytest
 
 from pytest_dcfire.errors import ConfigError
-from pytest_dcfire.linkfaults import BrownoutSpec, LinkFault, PartitionSpec
+from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
 
 SITES = ("pangyo", "ansan")
 SERVICES = ("db", "api@pangyo", "api")
@@ -44,15 +44,71 @@ def test_bad_brownouts_say_what_is_valid(args: tuple, kwargs: dict, message: str
 @pytest.mark.parametrize(
     ("args", "kwargs", "message"),
     [
-        (("pangyo",), {}, "name the two sites to split apart; one of: ansan, pangyo"),
-        (("pangyo", "pangyo"), {}, "a partition is between two different sites"),
+        (
+            ("pangyo",),
+            {},
+            "name the two sites (or groups of sites, as lists) to split apart; "
+            "one of: ansan, daejeon, pangyo",
+        ),
+        (("pangyo", "pangyo"), {}, "site 'pangyo' is in two groups"),
+        ((["pangyo", "ansan"], "ansan"), {}, "site 'ansan' is in two groups"),
         (("pangyo", "seoul"), {}, "unknown site 'seoul'"),
-        (("pangyo", "ansan"), {"mode": "x"}, "takes no keywords, only two sites"),
+        ((["pangyo", "seoul"], "ansan"), {}, "unknown site 'seoul'"),
+        (("pangyo", []), {}, "an empty group of sites"),
+        (("pangyo", "ansan"), {"mode": "x"}, "unknown keyword 'mode'; valid keywords: one_way"),
+        (("pangyo", "ansan"), {"one_wya": True}, "unknown keyword 'one_wya' (did you mean"),
+        (("pangyo", "ansan"), {"one_way": "yes"}, "one_way='yes' must be True or False"),
+        (
+            ("pangyo", "ansan", "daejeon"),
+            {"one_way": True},
+            "one_way=True needs exactly two sites or groups (from, to), got 3",
+        ),
     ],
 )
 def test_bad_partitions_say_what_is_valid(args: tuple, kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=r"^@partition: ") as info:
-        PartitionSpec.parse(args, kwargs, SITES, where="@partition")
+        PartitionSpec.parse(args, kwargs, (*SITES, "daejeon"), where="@partition")
+    assert message in str(info.value)
+
+
+def test_partition_specs_one_way_and_groups() -> None:
+    sites = (*SITES, "daejeon")
+    plain = PartitionSpec.parse(("pangyo", "ansan"), {}, sites)
+    assert plain.groups == (("pangyo",), ("ansan",)) and not plain.one_way
+    assert plain.describe() == "pangyo | ansan" and plain.sites == ("pangyo", "ansan")
+    one_way = PartitionSpec.parse(("ansan", "pangyo"), {"one_way": True}, sites)
+    assert one_way.describe() == "ansan -> pangyo"
+    groups = PartitionSpec.parse((["pangyo", "daejeon"], "ansan"), {}, sites)
+    assert groups.groups == (("pangyo", "daejeon"), ("ansan",))
+    assert groups.describe() == "pangyo+daejeon | ansan"
+    three = PartitionSpec.parse(("pangyo", "ansan", "daejeon"), {}, sites)
+    assert three.describe() == "pangyo | ansan | daejeon"
+
+
+def test_flaky_spec_keeps_the_loss_in_whole_percent() -> None:
+    spec = FlakySpec.parse(("api@pangyo",), {"loss": 0.2}, SITES, SERVICES)
+    assert spec == FlakySpec("api@pangyo", 0.2) and spec.percent == 20
+    assert spec.describe() == "20% loss"
+    assert FlakySpec.parse(("ansan",), {"loss": 1}, SITES, SERVICES).percent == 100
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((), {"loss": 0.2}, "name one site or service to make flaky; one of: ansan, api"),
+        (("ansna",), {"loss": 0.2}, "unknown site or service 'ansna' (did you mean 'ansan'?)"),
+        (("ansan",), {}, "give loss= (the share of packets lost, e.g. loss=0.2)"),
+        (("ansan",), {"los": 0.2}, "unknown keyword 'los' (did you mean 'loss'?)"),
+        (("ansan",), {"loss": 0}, "loss=0 must be a share of packets from 0.01 to 1"),
+        (("ansan",), {"loss": 20}, "loss=20 must be a share of packets from 0.01 to 1"),
+        (("ansan",), {"loss": 0.255}, "loss=0.255 must be a share"),
+        (("ansan",), {"loss": "20%"}, "loss='20%' must be a share"),
+        (("ansan",), {"loss": True}, "loss=True must be a share"),
+    ],
+)
+def test_bad_flaky_networks_say_what_is_valid(args: tuple, kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=r"^@flaky_network: ") as info:
+        FlakySpec.parse(args, kwargs, SITES, SERVICES, where="@flaky_network")
     assert message in str(info.value)
 
 

@@ -205,7 +205,7 @@ def test_plan_knows_failover_and_per_instance_dependencies(
             "single-homed dependencies: redis-primary (only in north; needed by redis-replica)",
             "drills: 1 test(s) burn a site with a dc_fire marker",
             "  *::test_split_then_burn  burns north [[]fire[]]",
-            "link-fault drills: 2 test(s) with @brownout or @partition",
+            "link-fault drills: 2 test(s) with @brownout, @partition or @flaky_network",
             "  *::test_slow_api         browns out api (+100 ms)",
             "  *::test_split_then_burn  partitions north | south",
             "sites no marker burns: south (add @dc_fire(each_site=True) to a test)",

@@ -82,11 +82,13 @@ class Cut:
         method: CutMethod,
         sock: socket.socket | None,
         block: list[str] | None = None,
+        rule: nft.PeerRule = nft.PARTITION,
     ) -> None:
         self.target = target
         self.method = method
         self.sock = sock
         self.block = block
+        self.rule = rule
 
     def journal(self) -> CutEntry:
         entry: CutEntry = {
@@ -96,7 +98,26 @@ class Cut:
         }
         if self.block is not None:
             entry["block"] = self.block
+        if self.rule != nft.PARTITION:
+            entry["drop"] = list(self.rule.drop)
+            entry["loss"] = self.rule.loss
+            entry["everyone"] = self.rule.everyone
         return entry
+
+
+def peer_rule(raw: Any) -> nft.PeerRule:
+    """A peer target's (or journal entry's) rule shape, checked."""
+    drop = raw.get("drop", ["in", "out"])
+    loss = raw.get("loss", 100)
+    everyone = raw.get("everyone", False)
+    if not isinstance(drop, list) or not set(drop) <= {"in", "out"}:
+        raise Refused(f"drop must be a list of 'in', 'out', got {drop!r}")
+    if isinstance(loss, bool) or not isinstance(loss, int) or not 1 <= loss <= 100:
+        raise Refused(f"loss must be a percent from 1 to 100, got {loss!r}")
+    if not isinstance(everyone, bool):
+        raise Refused(f"everyone must be true or false, got {everyone!r}")
+    order = tuple(d for d in ("in", "out") if d in drop)
+    return nft.PeerRule(order, loss, everyone)
 
 
 def entries(cuts: dict[str, Cut]) -> dict[str, CutEntry]:

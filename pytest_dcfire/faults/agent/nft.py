@@ -1,5 +1,10 @@
 """nf_tables transactions as netlink batches: a site's cut, a peer cut, and their removal.
 
+A peer cut's rule has a shape (`PeerRule`): which chains drop (both for a partition, input only
+on the receiving side of a one-way partition), what share of the matching packets (`loss` < 100 adds
+`numgen random mod 100 < loss`: a flaky network), and whether it matches the peer set or
+every address but loopback (flaky targets lose packets to and from everyone).
+
 Pure functions from names and addresses to bytes (unit-tested byte for byte); the agent
 sends them. Numbers are named after <linux/netfilter/nf_tables.h> and
 <linux/netfilter/nfnetlink.h>.
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from dataclasses import dataclass
 
 from .netlink import (
     NLM_F_ACK,
@@ -86,6 +92,14 @@ NFTA_SET_ELEM_LIST_SET = 2
 NFTA_SET_ELEM_LIST_ELEMENTS = 3
 NFTA_SET_ELEM_LIST_SET_ID = 4
 NFTA_SET_ELEM_KEY = 1
+NFTA_NG_DREG = 1
+NFTA_NG_MODULUS = 2
+NFTA_NG_TYPE = 3
+NFTA_BYTEORDER_SREG = 1
+NFTA_BYTEORDER_DREG = 2
+NFTA_BYTEORDER_OP = 3
+NFTA_BYTEORDER_LEN = 4
+NFTA_BYTEORDER_SIZE = 5
 
 # values
 NFT_TABLE_F_OWNER = 0x2
@@ -95,6 +109,10 @@ NFT_META_IIF = 4
 NFT_META_OIF = 5
 NFT_META_NFPROTO = 15
 NFT_CMP_EQ = 0
+NFT_CMP_NEQ = 1
+NFT_CMP_LT = 2
+NFT_NG_RANDOM = 1
+NFT_BYTEORDER_HTON = 1
 NFT_PAYLOAD_NETWORK_HEADER = 1
 #: nftables' "ipv4_addr" data type (what `nft` gives a set of IPv4 addresses)
 NFT_TYPE_IPADDR = 7
@@ -123,16 +141,40 @@ def verdict(code: int) -> bytes:
     return expr("immediate", u32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT), data)
 
 
-def meta_equals(key: int, value: bytes) -> bytes:
-    """`meta <key> == value`: load the meta key into register 1, compare."""
-    load = expr("meta", u32(NFTA_META_KEY, key), u32(NFTA_META_DREG, NFT_REG_1))
-    cmp = expr(
+def compare(op: int, value: bytes) -> bytes:
+    """`cmp <op> reg 1 value` (the kernel compares with memcmp: big-endian for < and >)."""
+    return expr(
         "cmp",
         u32(NFTA_CMP_SREG, NFT_REG_1),
-        u32(NFTA_CMP_OP, NFT_CMP_EQ),
+        u32(NFTA_CMP_OP, op),
         nest(NFTA_CMP_DATA, attr(NFTA_DATA_VALUE, value)),
     )
-    return load + cmp
+
+
+def meta_equals(key: int, value: bytes, op: int = NFT_CMP_EQ) -> bytes:
+    """`meta <key> == value` (or `!=`): load the meta key into register 1, compare."""
+    load = expr("meta", u32(NFTA_META_KEY, key), u32(NFTA_META_DREG, NFT_REG_1))
+    return load + compare(op, value)
+
+
+def random_below(percent: int) -> bytes:
+    """`numgen random mod 100 < percent`, as `nft` compiles it: numgen writes a host-order
+    u32, so it is turned big-endian (byteorder hton) before the memcmp-based `<`."""
+    numgen = expr(
+        "numgen",
+        u32(NFTA_NG_DREG, NFT_REG_1),
+        u32(NFTA_NG_MODULUS, 100),
+        u32(NFTA_NG_TYPE, NFT_NG_RANDOM),
+    )
+    order = expr(
+        "byteorder",
+        u32(NFTA_BYTEORDER_SREG, NFT_REG_1),
+        u32(NFTA_BYTEORDER_DREG, NFT_REG_1),
+        u32(NFTA_BYTEORDER_OP, NFT_BYTEORDER_HTON),
+        u32(NFTA_BYTEORDER_LEN, 4),
+        u32(NFTA_BYTEORDER_SIZE, 4),
+    )
+    return numgen + order + compare(NFT_CMP_LT, struct.pack(">I", percent))
 
 
 def accept_loopback(meta_key: int) -> bytes:
@@ -141,23 +183,48 @@ def accept_loopback(meta_key: int) -> bytes:
     return nest(NFTA_RULE_EXPRESSIONS, matches + verdict(NF_ACCEPT))
 
 
-def drop_listed(offset: int) -> bytes:
-    """`meta nfproto ipv4 <saddr|daddr> @peers drop` as rule expressions."""
-    is_ipv4 = meta_equals(NFT_META_NFPROTO, bytes([NFPROTO_IPV4]))
-    load = expr(
-        "payload",
-        u32(NFTA_PAYLOAD_DREG, NFT_REG_1),
-        u32(NFTA_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER),
-        u32(NFTA_PAYLOAD_OFFSET, offset),
-        u32(NFTA_PAYLOAD_LEN, 4),
-    )
-    listed = expr(
-        "lookup",
-        string(NFTA_LOOKUP_SET, PEER_SET),
-        u32(NFTA_LOOKUP_SREG, NFT_REG_1),
-        u32(NFTA_LOOKUP_SET_ID, PEER_SET_ID),
-    )
-    return nest(NFTA_RULE_EXPRESSIONS, is_ipv4 + load + listed + verdict(NF_DROP))
+@dataclass(frozen=True)
+class PeerRule:
+    """The shape of a peer cut's rules: the default is a partition's (both chains drop
+    every packet from or to the peer set)."""
+
+    #: the chains that drop: "in" (packets from the peers) and/or "out" (packets to them)
+    drop: tuple[str, ...] = ("in", "out")
+    #: percent of the matching packets dropped (100: all; less: at random, each packet)
+    loss: int = 100
+    #: match every address but loopback, not the peer set (a flaky target)
+    everyone: bool = False
+
+
+#: A partition's rule: both chains drop every packet from or to the peer set.
+PARTITION = PeerRule()
+
+
+def drop_listed(offset: int, rule: PeerRule = PARTITION) -> bytes:
+    """`meta nfproto ipv4 <saddr|daddr> @peers [numgen random mod 100 < loss] drop` as rule
+    expressions; for `rule.everyone`, `meta iif|oif != lo [numgen ...] drop`."""
+    if rule.everyone:
+        key = NFT_META_IIF if offset == IPV4_SADDR_OFFSET else NFT_META_OIF
+        match = meta_equals(key, struct.pack("=I", LOOPBACK_IFINDEX), NFT_CMP_NEQ)
+    else:
+        is_ipv4 = meta_equals(NFT_META_NFPROTO, bytes([NFPROTO_IPV4]))
+        load = expr(
+            "payload",
+            u32(NFTA_PAYLOAD_DREG, NFT_REG_1),
+            u32(NFTA_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER),
+            u32(NFTA_PAYLOAD_OFFSET, offset),
+            u32(NFTA_PAYLOAD_LEN, 4),
+        )
+        listed = expr(
+            "lookup",
+            string(NFTA_LOOKUP_SET, PEER_SET),
+            u32(NFTA_LOOKUP_SREG, NFT_REG_1),
+            u32(NFTA_LOOKUP_SET_ID, PEER_SET_ID),
+        )
+        match = is_ipv4 + load + listed
+    if rule.loss < 100:
+        match += random_below(rule.loss)
+    return nest(NFTA_RULE_EXPRESSIONS, match + verdict(NF_DROP))
 
 
 def batch(seq: int, messages: list[bytes]) -> bytes:
@@ -213,10 +280,14 @@ def cut_batch(table: str, seq: int) -> tuple[bytes, int]:
     return transaction(seq, steps)
 
 
-def peer_batch(table: str, seq: int, addresses: list[str]) -> tuple[bytes, int]:
+def peer_batch(
+    table: str, seq: int, addresses: list[str], rule: PeerRule = PARTITION
+) -> tuple[bytes, int]:
     """One atomic transaction: an owned table with a hash set of `addresses` and two
     accept-policy base chains, each with one rule that drops what comes from (input) or
-    goes to (output) an address in the set: seven messages whatever the number of peers."""
+    goes to (output) an address in the set: seven messages whatever the number of peers.
+    `rule` may leave a chain without its rule (one-way), drop a share (flaky) or match
+    every address (flaky target)."""
     steps = [new_table(table)]
     peer_set = (
         string(NFTA_SET_TABLE, table)
@@ -243,7 +314,8 @@ def peer_batch(table: str, seq: int, addresses: list[str]) -> tuple[bytes, int]:
         steps.append((NFT_MSG_NEWSETELEM, NLM_F_CREATE, body))
     for (chain, hook), offset in zip(CHAINS, (IPV4_SADDR_OFFSET, IPV4_DADDR_OFFSET), strict=True):
         steps.append(new_chain(table, chain, hook, NF_ACCEPT))
-        steps.append(new_rule(table, chain, drop_listed(offset)))
+        if chain in rule.drop:
+            steps.append(new_rule(table, chain, drop_listed(offset, rule)))
     return transaction(seq, steps)
 
 

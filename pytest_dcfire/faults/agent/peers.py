@@ -6,6 +6,11 @@ accept-policy input/output chains with one rule each (`ip saddr @peers drop` on 
 own name, so it sits beside a fire's table in the same netns and each is removed on its
 own. Journalled under "peers", re-applied by a restarted agent, undone by the dead-man
 switch; the iptables fallback is a DCFP<name>-<session> chain of DROP rules.
+
+Each target's rule has a shape (`nft.PeerRule`): a one-way partition gives the receiving
+side only the input rule and the sending side no rule (its addresses are what the receivers
+block); a flaky target drops a share of its packets (`numgen random`), from and to every
+address but loopback.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import contextlib
 from typing import Any
 
 from . import nft
-from .cuts import PEER_RE, Cut, Netfilter, backend_of, entries, peer_chain
+from .cuts import PEER_RE, Cut, Netfilter, backend_of, entries, peer_chain, peer_rule
 from .dispatch import Failed, Refused, handles
 from .kernel import now_ms
 from .netlink import NETLINK_ROUTE, ipv4_addresses
@@ -32,7 +37,7 @@ from .protocol import (
 )
 from .targets import Target, block_list, close_all, parse_targets
 
-Pairs = list[tuple[Target, list[str]]]
+Pairs = list[tuple[Target, list[str], nft.PeerRule]]
 
 
 class Peers:
@@ -70,11 +75,20 @@ class Peers:
         if not isinstance(raw, list) or not raw or not all(isinstance(i, dict) for i in raw):
             raise Refused("no targets")
         sides = [item.get("side") for item in raw]
+        rules = [peer_rule(item) for item in raw]
         explicit = [
-            None if item.get("block") is None else block_list(item["block"]) for item in raw
+            []
+            if rule.everyone
+            else (None if item.get("block") is None else block_list(item["block"]))
+            for item, rule in zip(raw, rules, strict=True)
         ]
-        if any(b is None and s not in (0, 1) for b, s in zip(explicit, sides, strict=True)):
-            raise Refused("each target needs a side (0 or 1) or a block list")
+        if any(
+            b is None and (isinstance(s, bool) or not isinstance(s, int) or s < 0)
+            for b, s in zip(explicit, sides, strict=True)
+        ):
+            raise Refused("each target needs a side (a group number), a block list or everyone")
+        if backend == "iptables" and any(r.everyone for r in rules):
+            raise Refused("a flaky target (everyone) needs nftables")
         targets = parse_targets(raw)
         try:
             found = {t.cid: self.own_addresses(t) for t in targets}
@@ -82,13 +96,13 @@ class Peers:
             close_all(targets)
             raise
         pairs: Pairs = []
-        for t, side, block in zip(targets, sides, explicit, strict=True):
+        for t, side, block, rule in zip(targets, sides, explicit, rules, strict=True):
             if block is None:
                 others = [
                     o for o, s in zip(targets, sides, strict=True) if s is not None and s != side
                 ]
                 block = block_list([a for o in others for a in found[o.cid]])
-            pairs.append((t, block))
+            pairs.append((t, block, rule))
         t_prepared = now_ms()
 
         def nft_cut() -> dict[str, float]:
@@ -112,18 +126,21 @@ class Peers:
 
     def nft_cut(self, name: str, pairs: Pairs, into: dict[str, Cut]) -> dict[str, float]:
         table = self.table(name)
-        blocks = {t.cid: block for t, block in pairs}
+        shapes = {t.cid: (block, rule) for t, block, rule in pairs}
 
         def build(t: Target) -> tuple[bytes, int]:
-            return nft.peer_batch(table, self.nf.seq.take(9), blocks[t.cid])
+            block, rule = shapes[t.cid]
+            return nft.peer_batch(table, self.nf.seq.take(9), block, rule)
 
-        times, socks = self.nf.nft_apply([t for t, _ in pairs], table, build)
-        for (t, block), sock in zip(pairs, socks, strict=True):
-            into[t.cid] = Cut(t, "nftables", sock, block)
+        times, socks = self.nf.nft_apply([t for t, _, _ in pairs], table, build)
+        for (t, block, rule), sock in zip(pairs, socks, strict=True):
+            into[t.cid] = Cut(t, "nftables", sock, block, rule)
         return times
 
     def ipt_cut(self, name: str, pairs: Pairs) -> dict[str, float]:
-        self.peers[name] = {t.cid: Cut(t, "iptables", None, block) for t, block in pairs}
+        self.peers[name] = {
+            t.cid: Cut(t, "iptables", None, block, rule) for t, block, rule in pairs
+        }
         self.nf.save()  # journalled first: an interrupt must still be undone
         try:
             return self.ipt_apply(name, pairs)
@@ -135,14 +152,21 @@ class Peers:
     def ipt_apply(self, name: str, pairs: Pairs) -> dict[str, float]:
         chain = self.chain(name)
 
-        def rules(block: list[str]) -> str:
+        def rules(block: list[str], rule: nft.PeerRule) -> str:
+            share = (
+                f" -m statistic --mode random --probability {rule.loss / 100:.2f}"
+                if rule.loss < 100
+                else ""
+            )
             lines = [f":{chain} - [0:0]"]
-            lines += [f"-A {chain} -s {a}/32 -j DROP" for a in block]
-            lines += [f"-A {chain} -d {a}/32 -j DROP" for a in block]
+            if "in" in rule.drop:
+                lines += [f"-A {chain} -s {a}/32{share} -j DROP" for a in block]
+            if "out" in rule.drop:
+                lines += [f"-A {chain} -d {a}/32{share} -j DROP" for a in block]
             lines += [f"-I INPUT 1 -j {chain}", f"-I OUTPUT 1 -j {chain}"]
             return "*filter\n" + "\n".join(lines) + "\nCOMMIT\n"
 
-        return self.nf.ipt_apply([(t, rules(block)) for t, block in pairs])
+        return self.nf.ipt_apply([(t, rules(block, rule)) for t, block, rule in pairs])
 
     @handles(PEER_REJOIN)
     def op_peer_rejoin(self, request: PeerRejoinRequest) -> PeerRejoinReply:
@@ -160,7 +184,7 @@ class Peers:
             if old is None or old.target.netns_ino == t.netns_ino:
                 t.close()
                 continue
-            fresh.append((t, list(old.block or [])))
+            fresh.append((t, list(old.block or []), old.rule))
         if not fresh:
             return {"cuts": {}}
         method = cuts[fresh[0][0].cid].method
@@ -169,7 +193,7 @@ class Peers:
             times = self.nft_cut(name, fresh, into)
         else:
             times = self.ipt_apply(name, fresh)
-            into = {t.cid: Cut(t, "iptables", None, block) for t, block in fresh}
+            into = {t.cid: Cut(t, "iptables", None, block, rule) for t, block, rule in fresh}
         for cid, cut in into.items():
             old = cuts[cid]
             if old.sock is not None:
@@ -215,19 +239,20 @@ class Peers:
                 try:
                     target = Target(str(cid), int(cut["pid"]))
                     block = block_list(cut.get("block"))
+                    rule = peer_rule(cut)
                 except (Refused, OSError, KeyError, ValueError, TypeError):
                     continue
                 if target.netns_ino != cut.get("netns"):
                     target.close()
                 elif cut.get("method") == "iptables":
-                    kept[target.cid] = Cut(target, "iptables", None, block)
+                    kept[target.cid] = Cut(target, "iptables", None, block, rule)
                 else:
-                    again.append((target, block))
+                    again.append((target, block, rule))
             if again:
                 try:
                     self.nft_cut(str(name), again, kept)
                 except OSError:
-                    close_all([t for t, _ in again])
+                    close_all([t for t, _, _ in again])
             if kept:
                 self.peers[str(name)] = kept
         return sorted(self.peers)

@@ -71,10 +71,16 @@ class WireTarget(TypedDict):
 
 
 class PeerTarget(WireTarget, total=False):
-    """A peer cut's target: its side (0 or 1), or an explicit list of addresses to block."""
+    """A peer cut's target: its side (a group number: the other groups' addresses are
+    blocked), or an explicit list of addresses to block, or `everyone` (all but loopback);
+    `drop` the chains that drop ("in", "out"; default both: a one-way partition gives each
+    side one), `loss` the percent dropped (default 100; less: flaky)."""
 
     side: int
     block: list[str]
+    everyone: bool
+    drop: list[str]
+    loss: int
 
 
 class Timed(TypedDict):
@@ -92,9 +98,13 @@ class _CutEntry(TypedDict):
 
 
 class CutEntry(_CutEntry, total=False):
-    """A cut as journalled (and reported by `status`); `block` for a peer cut."""
+    """A cut as journalled (and reported by `status`); `block` for a peer cut, and its
+    rule's shape when it is not a plain partition's."""
 
     block: list[str]
+    everyone: bool
+    drop: list[str]
+    loss: int
 
 
 class _PoolEntry(TypedDict):
