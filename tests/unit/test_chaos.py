@@ -1,6 +1,6 @@
 """Schedules and seeded chaos as pure logic: the random generator, step validation, and the
 timed runner against a fake controller that has exactly the members the runner uses (checked
-against the `Controller` protocol). Real faults are burned in tests/docker/test_chaos.py.
+against the `Controller` protocol). Real faults are burned in tests/docker/test_chaos_schedules.py.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ report and its failure, and replay (the same seed, the same events).
 
 The inner sessions replace the `dcfire` fixture with the real FireController over fake steps
 (no engine): what is at stake here is the plumbing from the option to `dcfire.chaos()` and
-back into pytest's report. tests/docker/test_chaos.py does the same against real containers.
+back into pytest's report. tests/docker/test_chaos_schedules.py does the same against real containers.
 """
 
 from __future__ import annotations
