@@ -145,12 +145,22 @@ class FaultBackend:
         if effect == "network":
             return self._counted(effect, containers, self.network.cut, self.network.restore)
         if effect == "kill":
-            return self._counted(effect, containers, self.power.power_off, self._power_on)
+            # The fire is in place when the engine sees the processes gone (a test body may
+            # look at the containers at once). A power loss waits after its storage step
+            # instead: the pools go down first, with no time for the kernel to write back.
+            later = spec.mode == "power-loss" and "storage" in spec.effects()
+            off = self.power.power_off if later else self._power_off_and_wait
+            return self._counted(effect, containers, off, self._power_on)
         if effect == "pause":
             return self._counted(effect, containers, self.power.pause, self.power.unpause)
         if effect == "storage":
             return self._storage_step(spec, handles)
         raise FireError(f"unknown effect {effect!r}")
+
+    def _power_off_and_wait(self, containers: Sequence[Any]) -> FaultTiming:
+        timing = self.power.power_off(containers)
+        self.power.wait_exited(containers)
+        return timing
 
     def _power_on(self, containers: Sequence[Any]) -> FaultTiming:
         timing = self.power.power_on(containers)
@@ -226,7 +236,15 @@ class FaultBackend:
         if any(getattr(h, "adopted", False) for h in handles):
             ours = [h for h in handles if not getattr(h, "adopted", False)]
             step = self._storage_step(spec, ours)
-            return CallStep("storage", lambda: _not_ours(step.apply()), step.undo)
+            theirs = [h.container for h in handles if getattr(h, "adopted", False)]
+
+            def apply_ours() -> FaultTiming:
+                timing = _not_ours(step.apply())
+                if spec.mode == "power-loss":  # the kill step left the wait to this one
+                    self.power.wait_exited(theirs)
+                return timing
+
+            return CallStep("storage", apply_ours, step.undo)
         if self.pools is None:
             raise FireError(
                 f"cannot {'shut down' if spec.mode == 'power-loss' else 'freeze'} the storage "
@@ -237,9 +255,13 @@ class FaultBackend:
         site_pools = pools.pools(spec.sites)
         apply: Callable[[Sequence[Pool]], FaultTiming] = pools.freeze
         undo: Callable[[Sequence[Pool]], object] = pools.thaw
+        containers = [h.container for h in handles]
         if spec.mode == "power-loss":
-            apply = pools.shutdown
-            containers = [h.container for h in handles]
+
+            def apply(chosen: Sequence[Pool]) -> FaultTiming:
+                timing = pools.shutdown(chosen)
+                self.power.wait_exited(containers)  # the kill step left the wait to us
+                return timing
 
             def undo(chosen: Sequence[Pool]) -> FaultTiming:
                 # The engine lets go of a pool when the last container that uses it exits.
@@ -256,6 +278,8 @@ class FaultBackend:
                     self._held[k] += 1
             changed.extend(fresh)
             if not fresh:
+                if spec.mode == "power-loss":
+                    self.power.wait_exited(containers)
                 return FaultTiming(
                     "storage", "no volumes" if not site_pools else "already in place", 0.0, {}
                 )
