@@ -74,7 +74,9 @@ class Guard:
         if threading.current_thread() is not threading.main_thread():
             return
         for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
+            # Interrupted: the process is on its way out; one more Ctrl-C would land in an
+            # exit-time finalizer as a raw traceback, so the rest are ignored, not restored.
+            signal.signal(signum, signal.SIG_IGN if self.interrupted is not None else previous)
         self._previous.clear()
 
     # -- pytest-timeout, method "thread" --------------------------------------------------

@@ -42,12 +42,13 @@ def lists(dcfire_topology) -> tuple[object, str]:
     return primary, table
 
 
-def list_append(primary, table: str, level: str, seed: int = 0):
-    """A workload operation: one transaction at `level`, recorded as list-append."""
+def list_append(primary, table: str, level: str, seed: int = 0, keys: int = KEYS, pause=0.05):
+    """A workload operation: one transaction at `level`, recorded as list-append: it reads
+    one of the first `keys` lists, waits `pause` seconds, and appends to another."""
     rng = random.Random(seed)
 
     def op(n: int) -> list[list[object]]:
-        a, b = rng.sample(range(KEYS), 2)
+        a, b = rng.sample(range(keys), 2)
         micro = transaction([("r", a), ("append", b, n)])
         code, output = primary.exec(
             [
@@ -57,7 +58,7 @@ def list_append(primary, table: str, level: str, seed: int = 0):
                 "-c",
                 f"SELECT 'list:' || array_to_string(v, ',') FROM {table} WHERE k = {a}",
                 "-c",
-                "SELECT pg_sleep(0.05)",
+                f"SELECT pg_sleep({pause})",
                 "-c",
                 f"UPDATE {table} SET v = v || {n} WHERE k = {b}",
                 "-c",
@@ -116,7 +117,10 @@ def test_serializable_has_no_anomaly_through_a_fire(dcfire, lists):
 )
 def test_weaker_levels_let_anomalies_through(dcfire, lists, level):
     primary, table = lists
-    op = list_append(primary, table, level, seed=2)
+    # Two lists, each transaction reading one and appending to the other, a third of a
+    # second apart: concurrent pairs that read each other's list before either commits
+    # (write skew) happen in every run, not only in lucky ones.
+    op = list_append(primary, table, level, seed=2, keys=2, pause=0.3)
     with dcfire.workload(op, threads=6, interval=0) as txns:
         time.sleep(8)
     result = txns.isolation("serializable")
