@@ -94,7 +94,22 @@ def test_sigterm_becomes_a_keyboard_interrupt() -> None:
         assert isinstance(Terminated(), KeyboardInterrupt)
     finally:
         guard.pytest_unconfigure()
+        # Interrupted: the process is on its way out, so later signals are ignored rather
+        # than handed back (a third Ctrl-C would land in an exit-time finalizer).
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_an_uninterrupted_session_hands_the_handlers_back() -> None:
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    guard = Guard(lambda why: [])
+    try:
+        guard.install()
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        guard.pytest_unconfigure()
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
         signal.signal(signal.SIGTERM, previous)
 
 
