@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_dcfire.errors import ConfigError, check_keywords, one_of, unknown_name
+from pytest_dcfire.errors import ConfigError, one_target
 
 CLOCK_KEYWORDS = ("offset", "rate")
 
@@ -36,12 +36,15 @@ class ClockSpec:
         where: str = "clock",
     ) -> ClockSpec:
         valid = tuple(dict.fromkeys((*sites, *services)))
-        check_keywords(where, options, CLOCK_KEYWORDS)
-        if len(args) != 1 or not isinstance(args[0], str):
-            raise ConfigError(f"{where}: name one site, service or instance; {one_of(valid)}")
-        target = args[0]
-        if target not in valid:
-            raise unknown_name(where, "site, service or instance", target, valid)
+        target = one_target(
+            where,
+            args,
+            options,
+            CLOCK_KEYWORDS,
+            valid,
+            "name one site, service or instance",
+            "site, service or instance",
+        )
         offset = options.get("offset", 0)
         if isinstance(offset, bool) or not isinstance(offset, (int, float)):
             raise ConfigError(f"{where}: offset={offset!r} must be a number of seconds (+ or -)")

@@ -104,6 +104,25 @@ def check_keywords(where: str, options: Iterable[str], valid: Sequence[str]) -> 
         )
 
 
+def one_target(
+    where: str,
+    args: Sequence[object],
+    options: Iterable[str],
+    keywords: Sequence[str],
+    valid: Sequence[str],
+    ask: str,
+    kind: str,
+) -> str:
+    """The one site or service a fault marker names (brownout, flaky, clock), checked:
+    keywords first, then exactly one name (`ask` says what to name), then that it exists."""
+    check_keywords(where, options, keywords)
+    if len(args) != 1 or not isinstance(args[0], str):
+        raise ConfigError(f"{where}: {ask}; {one_of(valid)}")
+    if args[0] not in valid:
+        raise unknown_name(where, kind, args[0], valid)
+    return args[0]
+
+
 def unknown_name(where: str, kind: str, value: object, valid: Sequence[str]) -> ConfigError:
     """`<where>: unknown <kind> 'x' (did you mean 'y'?); valid <kind>s: ...`."""
     return ConfigError(

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_dcfire.errors import ConfigError, check_keywords, one_of, unknown_name
+from pytest_dcfire.errors import ConfigError, check_keywords, one_of, one_target, unknown_name
 from pytest_dcfire.faults.timing import FaultTiming
 
 BROWNOUT_KEYWORDS = ("latency", "jitter", "bandwidth")
@@ -42,12 +42,15 @@ class BrownoutSpec:
         where: str = "brownout",
     ) -> BrownoutSpec:
         valid = tuple(dict.fromkeys((*sites, *services)))
-        check_keywords(where, options, BROWNOUT_KEYWORDS)
-        if len(args) != 1 or not isinstance(args[0], str):
-            raise ConfigError(f"{where}: name one site or service to brown out; {one_of(valid)}")
-        target = args[0]
-        if target not in valid:
-            raise unknown_name(where, "site or service", target, valid)
+        target = one_target(
+            where,
+            args,
+            options,
+            BROWNOUT_KEYWORDS,
+            valid,
+            "name one site or service to brown out",
+            "site or service",
+        )
         values: dict[str, float] = {}
         for key in ("latency", "jitter"):
             value = options.get(key, 0)
@@ -165,12 +168,15 @@ class FlakySpec:
         where: str = "flaky",
     ) -> FlakySpec:
         valid = tuple(dict.fromkeys((*sites, *services)))
-        check_keywords(where, options, FLAKY_KEYWORDS)
-        if len(args) != 1 or not isinstance(args[0], str):
-            raise ConfigError(f"{where}: name one site or service to make flaky; {one_of(valid)}")
-        target = args[0]
-        if target not in valid:
-            raise unknown_name(where, "site or service", target, valid)
+        target = one_target(
+            where,
+            args,
+            options,
+            FLAKY_KEYWORDS,
+            valid,
+            "name one site or service to make flaky",
+            "site or service",
+        )
         if "loss" not in options:
             raise ConfigError(f"{where}: give loss= (the share of packets lost, e.g. loss=0.2)")
         loss = options["loss"]
