@@ -156,10 +156,12 @@ def members(dcfire_topology) -> list[Any]:
 
 
 @pytest.fixture
-def key(members) -> str:
-    """A fresh register holding 0 (the checker's initial state)."""
+def key(dcfire, members) -> str:
+    """A fresh register holding 0 (the checker's initial state). Retried: a member that was
+    cut off may still be calling elections (etcd 3.4 has no pre-vote by default), and a write
+    waits for the new leader."""
     name = f"register-{uuid.uuid4().hex[:8]}"
-    Etcd(members[0], name).write(0)
+    dcfire.eventually(lambda: Etcd(members[0], name).write(0))
     return name
 
 
@@ -182,7 +184,10 @@ def test_register_is_linearizable_through_random_chaos(dcfire, members, key):
     assert sum(o.f == "write" for o in done) > 20, f"too few writes got through: {len(done)} ok"
     started = time.monotonic()
     result = wl.linearizable(model="register", initial=0)
-    print(f"{len(history)} operations; checked in {time.monotonic() - started:.2f} s")
+    types = {t: sum(o.type == t for o in history.ops) for t in ("ok", "info", "fail")}
+    print(
+        f"history: {len(history)} operations {types}, checked in {time.monotonic() - started:.2f} s"
+    )
     print(result)
     assert result.ok, str(result)
 
@@ -241,7 +246,8 @@ def test_reads_from_a_member_cut_off_from_the_majority(dcfire, members, key, ser
     history = wl.history
     reads = [o for o in history.ops if o.f == "read" and o.type == "ok"]
     writes = [o for o in history.ops if o.f == "write" and o.type == "ok"]
-    assert reads and writes, f"{len(reads)} reads, {len(writes)} writes acknowledged"
+    if not (reads and writes):  # not an AssertionError: the xfail must not swallow it
+        pytest.fail(f"nothing to check: {len(reads)} reads, {len(writes)} writes acknowledged")
     result = wl.linearizable(model="register", initial=0)
     print(result)
     assert result.ok, str(result)
