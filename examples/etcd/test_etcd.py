@@ -2,7 +2,9 @@
 writes, compare-and-set) runs while a seeded random schedule of fires, power losses,
 partitions (one-way included) and clock jumps goes on, and the whole history must be
 linearizable. The same workload with serializable reads (served by one member from its own
-copy, without asking the leader) is caught returning stale values.
+copy, without asking the leader) is caught returning stale values: a follower applies what
+the leader acknowledged a little later, so they may show at any time, and a follower cut off
+from the majority while writes go on makes them certain.
 
 The client speaks etcd's v3 JSON gateway (`/v3/kv/range`, `/v3/kv/put`, `/v3/kv/txn`, keys
 and values base64), so no driver is needed. Every call has a one-second timeout; a call that
