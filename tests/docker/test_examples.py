@@ -56,6 +56,7 @@ def outcomes(stdout: str) -> dict[str, int]:
             ["examples/postgres-failover"], {"passed": 3, "xfailed": 3}, id="postgres-failover"
         ),
         pytest.param(["examples/redis-sentinel"], {"passed": 2}, id="redis-sentinel"),
+        pytest.param(["examples/etcd"], {"passed": 3, "xfailed": 1}, id="etcd"),
     ],
 )
 def test_example_chaos_suite(args: list[str], expected: dict[str, int]) -> None:
