@@ -53,9 +53,10 @@ def outcomes(stdout: str) -> dict[str, int]:
             id="messenger-fixed",
         ),
         pytest.param(
-            ["examples/postgres-failover"], {"passed": 3, "xfailed": 3}, id="postgres-failover"
+            ["examples/postgres-failover"], {"passed": 4, "xfailed": 4}, id="postgres-failover"
         ),
         pytest.param(["examples/redis-sentinel"], {"passed": 2}, id="redis-sentinel"),
+        pytest.param(["examples/redis-aof"], {"passed": 1, "xfailed": 1}, id="redis-aof"),
         pytest.param(["examples/etcd"], {"passed": 3, "xfailed": 1}, id="etcd"),
     ],
 )
