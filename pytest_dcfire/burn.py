@@ -26,13 +26,19 @@ from typing import TYPE_CHECKING
 
 from pytest_dcfire.errors import ConfigError, DcfireError, did_you_mean
 from pytest_dcfire.fire import MODES, FireController, FireSpec
-from pytest_dcfire.seams import Effect, Faults, Handle, Mode, RunningSystem, is_mode
+from pytest_dcfire.seams import (
+    Effect,
+    Faults,
+    FireSession,
+    Handle,
+    Mode,
+    RunningSystem,
+    is_mode,
+)
 
 if TYPE_CHECKING:
     import pluggy
     import pytest
-
-    from pytest_dcfire.session import DcfireSession
 
 INI_BURN = "dcfire_burn"
 OPTION = "--dcfire-burn"
@@ -197,7 +203,7 @@ class SuiteBurn:
                     faults.hold(effect, str(_cid(handle)))
 
     def ignite(
-        self, system: RunningSystem, state: DcfireSession, hooks: pluggy.HookRelay | None = None
+        self, system: RunningSystem, state: FireSession, hooks: pluggy.HookRelay | None = None
     ) -> None:
         """Burn the sites (once per session); every later call is a no-op."""
         if not self.sites or self.controller is not None or self.elsewhere:

@@ -13,7 +13,8 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, TypeGuard
 
 if TYPE_CHECKING:
-    from pytest_dcfire.fire import FireSpec, Step
+    from pytest_dcfire.config import Settings
+    from pytest_dcfire.fire import FireSpec, Step, Timeline
     from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
     from pytest_dcfire.topology.model import Service, Topology
 
@@ -103,3 +104,29 @@ class LinkFaults(Protocol):
     def brownout(
         self, spec: BrownoutSpec, handles: Sequence[Handle], test: str = ""
     ) -> LinkFault: ...
+
+
+class FireSession(Protocol):
+    """The session as a session-long fire sees it (`burn.SuiteBurn`; `session.DcfireSession`
+    is the real one): where its steps come from, where it is recorded, what it may hold."""
+
+    @property
+    def faults(self) -> Faults | None: ...
+
+    @property
+    def links(self) -> LinkFaults | None: ...
+
+    @property
+    def timeline(self) -> Timeline: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def make_step(
+        self,
+        effect: Effect,
+        spec: FireSpec | PartitionSpec | FlakySpec,
+        handles: Sequence[Handle],
+    ) -> Step: ...
+
+    def progress(self, line: str, /) -> None: ...
