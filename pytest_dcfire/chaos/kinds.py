@@ -31,7 +31,8 @@ class Controller(Protocol):
     """The members of the fire controller (`dcfire`) that schedules use, and only those:
     faults go through it, so `restore()` and the fixture's teardown cover them too."""
 
-    system: Any
+    @property
+    def system(self) -> SystemView: ...
 
     @property
     def burning(self) -> tuple[str, ...]: ...

@@ -242,7 +242,7 @@ def test_table_report_and_junit_show_the_rto_measure_recovery_returned() -> None
     record = dc.fires[-1].record
     assert record.rto_s == recovery.rto
     item = SimpleNamespace(user_properties=[])
-    dc.evidence.finish(None, item)
+    dc.evidence.finish(None, item)  # type: ignore[arg-type]  # a fake pytest.Item
     assert ("dcfire_rto_s", round(recovery.rto, 3)) in item.user_properties
     assert f"{recovery.rto:.2f}" in fire_table([record])[1].split()
     assert f"<td class=num>{recovery.rto:.2f}</td>" in _fire_row(record, {}, {})
