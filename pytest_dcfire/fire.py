@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 from pytest_dcfire.clockfaults import ClockSpec, not_controllable
 from pytest_dcfire.errors import (
@@ -166,6 +166,14 @@ class CallStep:
     def undo(self) -> None:
         self.undo_fn()
 
+
+#: The hookspecs (hookspecs.py) the fire controller calls around each fire.
+FireHook = Literal[
+    "pytest_dcfire_before_ignite",
+    "pytest_dcfire_after_ignite",
+    "pytest_dcfire_before_restore",
+    "pytest_dcfire_after_restore",
+]
 
 #: (effect, spec, handles) -> Step; a partition asks for effect "peers" with its PartitionSpec.
 StepFactory = Callable[[Effect, FireSpec | PartitionSpec | FlakySpec, Sequence[Handle]], Step]
@@ -645,6 +653,6 @@ class FireController:
             self.fires[-1].record.rto_s = recovery.rto
         return recovery
 
-    def _call_hook(self, name: str, fire: Fire) -> None:
+    def _call_hook(self, name: FireHook, fire: Fire) -> None:
         if self._hooks is not None:
             getattr(self._hooks, name)(fire=fire, item=self._item)

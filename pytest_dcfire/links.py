@@ -26,7 +26,7 @@ from pytest_dcfire.errors import ConfigError, DcfireError, FireError
 from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.fire import CallStep, FireSpec, Step
 from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
-from pytest_dcfire.seams import Effect, Handle
+from pytest_dcfire.seams import Effect, Handle, ToxiproxyMode
 from pytest_dcfire.topology.model import Link, Service, Topology
 
 if TYPE_CHECKING:
@@ -152,7 +152,8 @@ class Links:
         self.progress = progress
         self.server: EmbeddedToxiproxy | None = None
         self.client: LinkClient | None = None
-        self.mode, _, self._rest = settings.toxiproxy.partition(":")
+        self.mode: ToxiproxyMode = settings.toxiproxy_mode
+        self._rest = settings.toxiproxy.partition(":")[2]
         #: (service, port) -> (proxy name, client address)
         self.proxies: dict[tuple[str, int], tuple[str, tuple[str, int]]] = {}
         #: service-to-service links -> (proxy name, address the consumer uses)

@@ -25,6 +25,11 @@ Mode = Literal["fire", "power-loss", "crash", "partition", "freeze"]
 Effect = Literal["network", "links", "kill", "storage", "pause", "peers"]
 #: What a disk fault does to a volume's storage.
 DiskKind = Literal["freeze", "fail", "full"]
+#: Where the Toxiproxy server runs (`dcfire_toxiproxy`): in the test process, as an image,
+#: or at a URL.
+ToxiproxyMode = Literal["embedded", "image", "url"]
+#: `dcfire_share`: a copy of the system per xdist worker, or one for the whole session.
+ShareMode = Literal["worker", "session"]
 
 MODES: tuple[Mode, ...] = ("fire", "power-loss", "crash", "partition", "freeze")
 

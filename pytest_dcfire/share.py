@@ -38,7 +38,7 @@ import tempfile
 import time
 from collections.abc import Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
@@ -213,7 +213,7 @@ class FireLock:
         return self._fd is not None
 
 
-def lock_mode(item: pytest.Item) -> str | None:
+def lock_mode(item: pytest.Item) -> Literal["exclusive", "shared"] | None:
     """`exclusive` for a test that can burn, `shared` for one that only uses the system.
 
     A test with a fault marker asks for `dcfire` (the plugin adds it at collection)."""

@@ -95,3 +95,22 @@ def test_the_fixtures_classes_say_which_fixture_returns_them() -> None:
     assert "`dcfire` fixture" in (FireController.__doc__ or "")
     assert "`dcfire_topology` fixture" in (System.__doc__ or "")
     assert "dcfire_topology.service(name)" in (ServiceHandle.__doc__ or "")
+
+
+def test_the_hooks_the_controller_calls_are_hookspecs() -> None:
+    from pytest_dcfire import hookspecs
+    from pytest_dcfire.fire import FireHook
+
+    assert set(get_args(FireHook)) <= {n for n in dir(hookspecs) if n.startswith("pytest_")}
+
+
+@pytest.mark.parametrize(
+    ("form", "mode"),
+    [("embedded", "embedded"), ("image:toxiproxy:2.12.0", "image"), ("url:http://h:8474", "url")],
+)
+def test_the_toxiproxy_mode_is_the_forms_prefix(form: str, mode: seams.ToxiproxyMode) -> None:
+    from pytest_dcfire.config import read_settings
+
+    settings = read_settings({"dcfire_toxiproxy": form}, {}, None, Path("."))
+    assert settings.toxiproxy_mode == mode
+    assert mode in get_args(seams.ToxiproxyMode)
