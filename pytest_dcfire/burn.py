@@ -25,8 +25,9 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from pytest_dcfire.errors import ConfigError, DcfireError, did_you_mean
-from pytest_dcfire.fire import MODES, FireController, FireSpec
+from pytest_dcfire.fire import FireController, FireSpec
 from pytest_dcfire.seams import (
+    MODES,
     Effect,
     Faults,
     FireSession,

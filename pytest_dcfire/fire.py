@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pytest_dcfire.clockfaults import ClockSpec, not_controllable
 from pytest_dcfire.errors import (
@@ -27,6 +27,7 @@ from pytest_dcfire.faults.timing import FaultTiming as StepTiming
 from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
 from pytest_dcfire.recovery import Recovery, eventually, measure_recovery
 from pytest_dcfire.seams import (
+    MODES,
     Effect,
     Handle,
     LinkFaults,
@@ -44,9 +45,6 @@ if TYPE_CHECKING:
     from pytest_dcfire.drill_workload import DrillWorkload
     from pytest_dcfire.topology.model import Topology
 
-MODES: tuple[Mode, ...] = get_args(Mode)
-#: Modes that kill the site's processes and start them again on restore.
-KILLING_MODES: tuple[Mode, ...] = ("power-loss", "crash")
 MARKER_KEYWORDS = ("mode", "network", "storage", "each_site")
 
 

@@ -35,9 +35,10 @@ from pytest_dcfire.config import (
 )
 from pytest_dcfire.errors import ConfigError, DcfireError, TopologyError
 from pytest_dcfire.evidence import session_evidence
-from pytest_dcfire.fire import MODES, FireController, service_names
+from pytest_dcfire.fire import FireController, service_names
 from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, PartitionSpec
 from pytest_dcfire.progress import TerminalProgress
+from pytest_dcfire.seams import MODES
 from pytest_dcfire.session import DcfireSession
 
 if TYPE_CHECKING:  # Docker, the runtime and the report load when a test first needs them

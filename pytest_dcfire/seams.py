@@ -10,7 +10,7 @@ in the Protocols are imported for the type checker only), so importing it costs 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, TypeGuard
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, TypeGuard, get_args
 
 if TYPE_CHECKING:
     from pytest_dcfire.config import Settings
@@ -31,7 +31,7 @@ ToxiproxyMode = Literal["embedded", "image", "url"]
 #: `dcfire_share`: a copy of the system per xdist worker, or one for the whole session.
 ShareMode = Literal["worker", "session"]
 
-MODES: tuple[Mode, ...] = ("fire", "power-loss", "crash", "partition", "freeze")
+MODES: tuple[Mode, ...] = get_args(Mode)
 
 
 def is_mode(value: object) -> TypeGuard[Mode]:
