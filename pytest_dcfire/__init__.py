@@ -15,12 +15,15 @@ from pytest_dcfire.errors import (
     StartupError,
     TopologyError,
 )
-from pytest_dcfire.fire import Fire, FireSpec
+from pytest_dcfire.fire import Fire, FireController, FireSpec
 from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
 from pytest_dcfire.recovery import Recovery
+from pytest_dcfire.seams import Mode
 
 if TYPE_CHECKING:
     from pytest_dcfire.history.workload import Fail, Indeterminate
+    from pytest_dcfire.runtime.handles import ServiceHandle
+    from pytest_dcfire.runtime.system import System
 
 #: `@dc_fire("site-a")` is `@pytest.mark.dc_fire("site-a")`.
 dc_fire = pytest.mark.dc_fire
@@ -41,15 +44,19 @@ __all__ = [
     "EngineUnavailable",
     "Fail",
     "Fire",
+    "FireController",
     "FireError",
     "FireSpec",
     "FlakySpec",
     "Indeterminate",
     "LinkFault",
+    "Mode",
     "PartitionSpec",
     "Recovery",
     "RecoveryTimeout",
+    "ServiceHandle",
     "StartupError",
+    "System",
     "TopologyError",
     "brownout",
     "clock",
@@ -59,11 +66,21 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """`Fail` and `Indeterminate` (raised by workload operations) on first use: importing
-    the plugin does not load the history checkers."""
-    if name in ("Fail", "Indeterminate"):
-        from pytest_dcfire.history import workload
+#: Loaded on first use, so that importing the plugin loads neither the history checkers
+#: (`Fail`, `Indeterminate`: raised by workload operations) nor Docker (`System`, what
+#: `dcfire_topology` returns, and its `ServiceHandle`s).
+_LAZY = {
+    "Fail": "pytest_dcfire.history.workload",
+    "Indeterminate": "pytest_dcfire.history.workload",
+    "System": "pytest_dcfire.runtime.system",
+    "ServiceHandle": "pytest_dcfire.runtime.handles",
+}
 
-        return getattr(workload, name)
+
+def __getattr__(name: str) -> Any:
+    """The names of `_LAZY`, imported when first asked for."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

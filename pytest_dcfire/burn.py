@@ -22,10 +22,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pytest_dcfire.errors import ConfigError, DcfireError, did_you_mean
-from pytest_dcfire.fire import MODES, FireController, FireSpec
+from pytest_dcfire.fire import FireController, FireSpec
+from pytest_dcfire.seams import (
+    MODES,
+    Effect,
+    Faults,
+    FireSession,
+    Handle,
+    Mode,
+    RunningSystem,
+    is_mode,
+)
+
+if TYPE_CHECKING:
+    import pluggy
+    import pytest
 
 INI_BURN = "dcfire_burn"
 OPTION = "--dcfire-burn"
@@ -38,7 +52,7 @@ DEFAULT_TEST_TIMEOUT = 300.0
 RECORD_NAME = "(whole session: --dcfire-burn)"
 
 
-def add_options(group: Any, parser: Any) -> None:
+def add_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
     group.addoption(
         OPTION,
         dest="dcfire_burn",
@@ -68,11 +82,11 @@ def add_options(group: Any, parser: Any) -> None:
     )
 
 
-def burn_mode(cli: str | None, ini: str | None) -> str:
+def burn_mode(cli: str | None, ini: str | None) -> Mode:
     """The session burn's mode (CLI beats ini), checked against the marker's modes."""
     raw, where = (cli, OPTION_MODE) if cli else (ini, INI_MODE)
     mode = str(raw or "").strip() or "fire"
-    if mode not in MODES:
+    if not is_mode(mode):
         raise ConfigError(
             f"{where} {mode}: unknown mode {mode!r}{did_you_mean(mode, MODES)}; "
             f"valid modes: {', '.join(MODES)}"
@@ -118,7 +132,7 @@ def burn_sites(cli: Sequence[str], ini: Sequence[str], valid: Iterable[str]) -> 
     return tuple(dict.fromkeys(names))
 
 
-def request_system(items: Sequence[Any]) -> None:
+def request_system(items: Sequence[pytest.Item]) -> None:
     """Every test gets `dcfire_topology`, so that the site is dark even for a suite whose
     tests never ask for it (they talk to a compose stack on their own, say)."""
     for item in items:
@@ -128,13 +142,13 @@ def request_system(items: Sequence[Any]) -> None:
 
 
 #: Effects applied per container (the others are per pool or per proxy).
-CONTAINER_EFFECTS = ("network", "kill", "pause")
+CONTAINER_EFFECTS: tuple[Effect, ...] = ("network", "kill", "pause")
 
 
 class SuiteBurn:
     """The session-long fire of `sites`; `ignite` once the system is up, `restore` at the end."""
 
-    def __init__(self, sites: Sequence[str], mode: str = "fire") -> None:
+    def __init__(self, sites: Sequence[str], mode: Mode = "fire") -> None:
         self.sites = tuple(sites)
         self.mode = mode
         self.controller: FireController | None = None
@@ -180,21 +194,24 @@ class SuiteBurn:
     def held_ids(self) -> frozenset[str]:
         return self.held
 
-    def hold(self, faults: Any, handles: Sequence[Any]) -> None:
+    def hold(self, faults: Faults, handles: Sequence[Handle]) -> None:
         """Count the controller's faults on `handles` (those in `held`) as our own, so that a
         test's fire of the same site says "already in place" and undoes none of them."""
         effects = [e for e in self.spec.effects() if e in CONTAINER_EFFECTS]
         for handle in handles:
             if _cid(handle) in self.held:
                 for effect in effects:
-                    faults.hold(effect, _cid(handle))
+                    faults.hold(effect, str(_cid(handle)))
 
-    def ignite(self, system: Any, state: Any, hooks: Any = None) -> None:
+    def ignite(
+        self, system: RunningSystem, state: FireSession, hooks: pluggy.HookRelay | None = None
+    ) -> None:
         """Burn the sites (once per session); every later call is a no-op."""
         if not self.sites or self.controller is not None or self.elsewhere:
             return
         handles = [h for site in self.sites for h in system.in_site(site)]
         if self.held:
+            assert state.faults is not None  # held: a worker's system, started with faults
             self.hold(state.faults, handles)
         self.controller = FireController(
             system,
@@ -217,7 +234,7 @@ class SuiteBurn:
         self.since = self.since or fire.record.ignited_wall
         self.members += [_member(h) for h in mine]
 
-    def joined(self, handle: Any) -> None:
+    def joined(self, handle: Handle) -> None:
         """A container adopted into a burning site goes dark too (one more counted fire)."""
         if self.controller is None or handle.site not in self.burning():
             return
@@ -256,15 +273,15 @@ class SuiteBurn:
         return None
 
 
-def _cid(handle: Any) -> str | None:
+def _cid(handle: Handle) -> str | None:
     return getattr(handle.container, "id", None)
 
 
-def _member(handle: Any) -> str:
+def _member(handle: Handle) -> str:
     return f"{handle.name} (adopted)" if getattr(handle, "adopted", False) else handle.name
 
 
-def own_timeout(config: Any) -> bool:
+def own_timeout(config: pytest.Config) -> bool:
     """Whether the run sets a pytest-timeout itself (CLI, ini or environment): ours yields."""
     import os
 
@@ -278,7 +295,7 @@ def own_timeout(config: Any) -> bool:
     return bool(os.environ.get("PYTEST_TIMEOUT"))
 
 
-def timeout_header(config: Any, seconds: float) -> tuple[float | None, str]:
+def timeout_header(config: pytest.Config, seconds: float) -> tuple[float | None, str]:
     """The per-test timeout the burn adds (None: none) and the header line that says so."""
     if own_timeout(config):
         return None, "dcfire: per-test timeout: the run's own (pytest-timeout)"
@@ -298,7 +315,7 @@ def timeout_header(config: Any, seconds: float) -> tuple[float | None, str]:
     )
 
 
-def add_timeouts(items: Sequence[Any], seconds: float | None) -> None:
+def add_timeouts(items: Sequence[pytest.Item], seconds: float | None) -> None:
     """Give every test without a `timeout` marker of its own one of `seconds`, for its body
     only (`func_only`): the system's start, in the first test's set-up, may build images."""
     if seconds is None:

@@ -11,9 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_dcfire.errors import ConfigError, one_target
+
+if TYPE_CHECKING:
+    from pytest_dcfire.topology.model import Topology
 
 CLOCK_KEYWORDS = ("offset", "rate")
 
@@ -84,7 +87,7 @@ def not_controllable(where: str, services: Iterable[str], source: str) -> Config
     )
 
 
-def check_controllable(spec: ClockSpec, topology: Any, where: str) -> None:
+def check_controllable(spec: ClockSpec, topology: Topology, where: str) -> None:
     """Refuse, at collection, a clock fault on a target whose services keep the host's
     clock."""
     fixed = [

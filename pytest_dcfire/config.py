@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_dcfire.errors import ConfigError
+from pytest_dcfire.seams import ShareMode, ToxiproxyMode
 
 if TYPE_CHECKING:
     import pytest
@@ -32,7 +33,7 @@ INI_SITES = "dcfire_sites"
 SITE_LABEL = "dcfire.site"
 
 #: pytest-xdist: `worker` (each worker starts its own copy) or `session` (one shared copy).
-SHARE_MODES = ("worker", "session")
+SHARE_MODES: tuple[ShareMode, ...] = ("worker", "session")
 SHARE_FORMS = (
     "worker (each pytest-xdist worker starts its own copy; the default) or session (one "
     "copy for the whole run, started by the xdist controller; fires serialised by a lock)"
@@ -57,11 +58,15 @@ class Settings:
     keep: bool
     plan: bool
     rootdir: Path
-    share: str = "worker"
+    share: ShareMode = "worker"
 
     @property
-    def toxiproxy_mode(self) -> str:
-        return self.toxiproxy.split(":", 1)[0]
+    def toxiproxy_mode(self) -> ToxiproxyMode:
+        """`image` or `url` (the form's prefix), else `embedded`."""
+        kind = self.toxiproxy.split(":", 1)[0]
+        if kind == "image":
+            return "image"
+        return "url" if kind == "url" else "embedded"
 
 
 def parse_bool(key: str, value: Any) -> bool:
@@ -99,10 +104,11 @@ def parse_toxiproxy(key: str, value: Any) -> str:
     raise ConfigError(f"{key} = {value!r} is not valid; use {TOXIPROXY_FORMS}")
 
 
-def parse_share(key: str, value: Any) -> str:
+def parse_share(key: str, value: Any) -> ShareMode:
     text = str(value).strip().lower()
-    if text in SHARE_MODES:
-        return text
+    for mode in SHARE_MODES:
+        if text == mode:
+            return mode
     raise ConfigError(f"{key} = {value!r} is not valid; use {SHARE_FORMS}")
 
 

@@ -18,10 +18,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:  # the checkers load on first use: importing the plugin stays cheap
+    import pluggy
+
     from pytest_dcfire.drill_workload import DrillWorkload
     from pytest_dcfire.fire import Fire, FireRecord
     from pytest_dcfire.history.checkers import Availability, LostWrites
     from pytest_dcfire.history.model import History
+    from pytest_dcfire.linkfaults import LinkFault
 
 
 @dataclass
@@ -115,7 +118,7 @@ class DrillEvidence:
     fires: list[FireRecord] = field(default_factory=list)
     workloads: list[WorkloadRecord] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
-    link_faults: list[Any] = field(default_factory=list)  # linkfaults.LinkFault records
+    link_faults: list[LinkFault] = field(default_factory=list)
     outcome: str = ""
     #: Why the test is expected to fail (`xfail(reason=...)`), when it is.
     reason: str = ""
@@ -137,7 +140,7 @@ class DrillEvidence:
         for workload in self.running():
             workload.mark("restore", fire.record.restored, fire.spec.describe())
 
-    def link_fault(self, fault: Any) -> None:
+    def link_fault(self, fault: LinkFault) -> None:
         """A brownout or a partition between sites began (`fault` is a linkfaults.LinkFault:
         kind, target, detail, started, restored); it is drawn on the timeline and marked in
         the running workloads' histories (`brownout` / `partition`; `...-lifted` at the end,
@@ -175,7 +178,7 @@ class DrillEvidence:
         counts = [len(w.lost.lost) for w in self.workloads if w.lost is not None]
         return sum(counts) if counts else None
 
-    def finish(self, hook: Any, item: Any) -> None:
+    def finish(self, hook: pluggy.HookRelay | None, item: pytest.Item | None) -> None:
         """After the fires are out: availability of every workload (RTO onto the fire it
         measures), the conftest checkers, and the JUnit properties."""
         for fault in self.link_faults:  # lifted by restore(), or by the test itself

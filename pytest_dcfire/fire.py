@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pytest_dcfire.clockfaults import ClockSpec, not_controllable
 from pytest_dcfire.errors import (
@@ -26,10 +26,25 @@ from pytest_dcfire.errors import (
 from pytest_dcfire.faults.timing import FaultTiming as StepTiming
 from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
 from pytest_dcfire.recovery import Recovery, eventually, measure_recovery
+from pytest_dcfire.seams import (
+    MODES,
+    Effect,
+    Handle,
+    LinkFaults,
+    Mode,
+    RunningSystem,
+    assert_never,
+    is_mode,
+)
 
-MODES = ("fire", "power-loss", "crash", "partition", "freeze")
-#: Modes that kill the site's processes and start them again on restore.
-KILLING_MODES = ("power-loss", "crash")
+if TYPE_CHECKING:
+    import pluggy
+    import pytest
+
+    from pytest_dcfire.chaos.schedule import Schedule
+    from pytest_dcfire.drill_workload import DrillWorkload
+    from pytest_dcfire.topology.model import Topology
+
 MARKER_KEYWORDS = ("mode", "network", "storage", "each_site")
 
 
@@ -38,7 +53,7 @@ class FireSpec:
     """What to burn and how: sites, mode, and whether the network and storage are cut."""
 
     sites: tuple[str, ...]
-    mode: str = "fire"
+    mode: Mode = "fire"
     network: bool = True
     storage: bool = True
 
@@ -66,7 +81,7 @@ class FireSpec:
             if site not in names:
                 names.append(site)
         mode = options.get("mode", "fire")
-        if mode not in MODES:
+        if not is_mode(mode):
             raise ConfigError(
                 f"{where}: unknown mode {mode!r}"
                 f"{did_you_mean(str(mode), MODES)}; valid modes: {', '.join(MODES)}"
@@ -77,44 +92,37 @@ class FireSpec:
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}: {key}={value!r} must be True or False")
             flags[key] = value
-        spec = cls(tuple(names), str(mode), flags["network"], flags["storage"])
+        spec = cls(tuple(names), mode, flags["network"], flags["storage"])
         if not spec.effects():
             raise ConfigError(
                 f"{where}: mode {mode!r} with network=False and storage=False does nothing"
             )
         return spec
 
-    def effects(self) -> tuple[str, ...]:
+    def effects(self) -> tuple[Effect, ...]:
         """The fault steps of this fire, in the order they are applied."""
+        steps: tuple[tuple[Effect, bool], ...]
         if self.mode == "freeze":
             return ("pause",)
         if self.mode == "partition":
             return ("network", "links") if self.network else ()
-        if self.mode in KILLING_MODES:
+        if self.mode == "power-loss" or self.mode == "crash":
             # Killed before the storage step: a process blocked on a frozen disk (crash)
             # cannot die, and a shut-down pool (power-loss) comes back only once its
             # containers have exited; so the undo thaws or remounts, then starts, then
             # reconnects.
-            return tuple(
-                k
-                for k, on in (
-                    ("network", self.network),
-                    ("links", self.network),
-                    ("kill", True),
-                    ("storage", self.storage),
-                )
-                if on
-            )
-        # "links" (the Toxiproxy edge) is cut right after the network, whenever it is.
-        return tuple(
-            k
-            for k, on in (
+            steps = (
                 ("network", self.network),
                 ("links", self.network),
+                ("kill", True),
                 ("storage", self.storage),
             )
-            if on
-        )
+        elif self.mode == "fire":
+            # "links" (the Toxiproxy edge) is cut right after the network, whenever it is.
+            steps = (("network", self.network), ("links", self.network), ("storage", self.storage))
+        else:
+            assert_never(self.mode)
+        return tuple(k for k, on in steps if on)
 
     def describe(self) -> str:
         extra = (
@@ -125,7 +133,7 @@ class FireSpec:
         return f"{'+'.join(self.sites)} [{self.mode}]{extra}"
 
 
-def service_names(topology: Any) -> tuple[str, ...]:
+def service_names(topology: Topology) -> tuple[str, ...]:
     """What a brownout may name besides a site: instances (`api@ansan`) and services (`api`)."""
     names = [s.name for s in topology.services] + [s.base for s in topology.services]
     return tuple(dict.fromkeys(names))
@@ -134,7 +142,8 @@ def service_names(topology: Any) -> tuple[str, ...]:
 class Step(Protocol):
     """One reversible fault on the containers of a fire."""
 
-    effect: str
+    @property
+    def effect(self) -> Effect: ...
 
     def apply(self) -> StepTiming: ...
 
@@ -145,7 +154,7 @@ class Step(Protocol):
 class CallStep:
     """A `Step` made of two callables: how the fault backends build their steps."""
 
-    effect: str
+    effect: Effect
     do: Callable[[], StepTiming]
     undo_fn: Callable[[], object]
 
@@ -156,8 +165,16 @@ class CallStep:
         self.undo_fn()
 
 
+#: The hookspecs (hookspecs.py) the fire controller calls around each fire.
+FireHook = Literal[
+    "pytest_dcfire_before_ignite",
+    "pytest_dcfire_after_ignite",
+    "pytest_dcfire_before_restore",
+    "pytest_dcfire_after_restore",
+]
+
 #: (effect, spec, handles) -> Step; a partition asks for effect "peers" with its PartitionSpec.
-StepFactory = Callable[[str, Any, Sequence[Any]], Step]
+StepFactory = Callable[[Effect, FireSpec | PartitionSpec | FlakySpec, Sequence[Handle]], Step]
 
 
 @dataclass
@@ -198,7 +215,7 @@ class Timeline:
         with self._lock:
             self.link_faults.append(fault)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[FireRecord]:
         with self._lock:
             return iter(list(self.records))
 
@@ -221,7 +238,7 @@ class Fire:
         return self.spec.sites
 
     @property
-    def mode(self) -> str:
+    def mode(self) -> Mode:
         return self.spec.mode
 
     @property
@@ -265,17 +282,20 @@ def _direct_fault(kind: str, target: str, detail: str, test: str, step: Step) ->
 
 
 class FireController:
-    """The `dcfire` fixture: ignite fires, restore them, wait for recovery."""
+    """The `dcfire` fixture (`from pytest_dcfire import FireController` to annotate it):
+    ignite fires (`fire`), link faults (`brownout`, `partition`, `flaky`) and clock faults
+    (`clock`), run workloads and schedules, restore everything (`restore`, always done at
+    teardown), and wait for recovery (`eventually`, `measure_recovery`)."""
 
     def __init__(
         self,
-        system: Any,
+        system: RunningSystem,
         make_step: StepFactory,
         timeline: Timeline,
         recovery_timeout: float,
-        hooks: Any = None,
-        item: Any = None,
-        links: Any = None,
+        hooks: pluggy.HookRelay | None = None,
+        item: pytest.Item | None = None,
+        links: LinkFaults | None = None,
     ) -> None:
         self.system = system
         self._links = links
@@ -295,7 +315,7 @@ class FireController:
         #: Sites kept dark by others (the suite burn): no health wait for them on restore.
         self.also_dark: Callable[[], Iterable[str]] = tuple
         #: Schedules started by `schedule()` / `chaos()`: `restore()` stops them first.
-        self.schedules: list[Any] = []
+        self.schedules: list[Schedule] = []
         #: Container ids another process keeps dark (the xdist controller's session burn of
         #: adopted containers): never health-checked here, whatever this test restores.
         self.dark_elsewhere: Callable[[], Collection[str]] = frozenset
@@ -306,7 +326,7 @@ class FireController:
         return tuple(dict.fromkeys(s for f in self.fires if f.burning for s in f.sites))
 
     def fire(
-        self, *sites: str, mode: str = "fire", network: bool = True, storage: bool = True
+        self, *sites: str, mode: Mode = "fire", network: bool = True, storage: bool = True
     ) -> Fire:
         """Burn `sites` now; returns the burning `Fire` (use it as a context manager)."""
         spec = FireSpec.parse(
@@ -319,7 +339,7 @@ class FireController:
 
     def ignite_together(self, specs: Sequence[FireSpec]) -> list[Fire]:
         """Ignite several specs at once: those of the same mode become one fire (one cut)."""
-        merged: dict[tuple[str, bool, bool], list[str]] = {}
+        merged: dict[tuple[Mode, bool, bool], list[str]] = {}
         for spec in specs:
             sites = merged.setdefault((spec.mode, spec.network, spec.storage), [])
             sites.extend(s for s in spec.sites if s not in sites)
@@ -421,7 +441,7 @@ class FireController:
             fault = self._links.partition(spec, test, direct=direct)
         else:
             if spec.target in self.system.sites:
-                handles = self.system.in_site(spec.target)
+                handles = list(self.system.in_site(spec.target))
             else:
                 handles = [h for h in self.system if spec.target in (h.name, h.spec.base)]
             if isinstance(spec, FlakySpec):
@@ -545,7 +565,7 @@ class FireController:
 
     def workload(
         self, op: Callable[[int], Any], *, threads: int = 2, interval: float = 0.01, **options: Any
-    ) -> Any:
+    ) -> DrillWorkload:
         """Call `op(n)` from `threads` background threads, `interval` s apart, recording a
         History (`.history`) marked with this test's ignitions and restores; a context
         manager. Its `lost_writes()`, `availability()`, `linearizable()` go to the report."""
@@ -560,7 +580,7 @@ class FireController:
             **options,
         )
 
-    def schedule(self, steps: Any, *, quiet: float | None = None) -> Any:
+    def schedule(self, steps: Any, *, quiet: float | None = None) -> Schedule:
         """Run `steps` in the background: `(at, kind, target(s)[, {"for": s, ...}])` tuples,
         e.g. `[(0, "fire", "pangyo", {"for": 8}), (5, "fire", "ansan", {"for": 8})]`.
         Returns a `Schedule` (`.events`, `.stop()`, a context manager); see chaos/."""
@@ -582,7 +602,7 @@ class FireController:
         *,
         hold: Any = None,
         quiet: float | None = None,
-    ) -> Any:
+    ) -> Schedule:
         """Run a random schedule of `faults` (kind names; default all available) over the
         sites and services for `duration` s, a fault every `interval` s (drawn; a number or
         (low, high)), each lasting `hold` (default: like interval), at most `max_at_once` at
@@ -631,6 +651,6 @@ class FireController:
             self.fires[-1].record.rto_s = recovery.rto
         return recovery
 
-    def _call_hook(self, name: str, fire: Fire) -> None:
+    def _call_hook(self, name: FireHook, fire: Fire) -> None:
         if self._hooks is not None:
             getattr(self._hooks, name)(fire=fire, item=self._item)

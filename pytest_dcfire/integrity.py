@@ -14,11 +14,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_dcfire.errors import DcfireError, FireError, StartupError
+
+if TYPE_CHECKING:
+    from pytest_dcfire.session import DcfireSession
 
 FIXTURES = ("dcfire_topology", "dcfire")
 
@@ -74,7 +77,7 @@ class Integrity:
             report.longrepr = short_repr(item, excinfo)
         return report
 
-    def _check(self, state: Any) -> str | None:
+    def _check(self, state: DcfireSession) -> str | None:
         records = list(state.timeline)
         fresh, self._seen = records[self._seen :], len(records)
         suspect = [
@@ -83,6 +86,7 @@ class Integrity:
         if not suspect:
             return None
         sites = list(dict.fromkeys(s for r in suspect for s in r.spec.sites))
+        assert state.system is not None  # it burned
         handles = [h for site in sites for h in state.system.in_site(site)]
         try:
             state.system.wait_healthy(handles)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tenacity import Retrying, stop_after_delay, wait_fixed
@@ -24,9 +24,16 @@ from tenacity import Retrying, stop_after_delay, wait_fixed
 from pytest_dcfire.config import INI_TOXIPROXY, TOXIPROXY_FORMS, Settings
 from pytest_dcfire.errors import ConfigError, DcfireError, FireError
 from pytest_dcfire.faults.timing import FaultTiming
-from pytest_dcfire.fire import CallStep, FireSpec
-from pytest_dcfire.linkfaults import BrownoutSpec, LinkFault, PartitionSpec
-from pytest_dcfire.topology.model import Link, Service
+from pytest_dcfire.fire import CallStep, FireSpec, Step
+from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
+from pytest_dcfire.seams import Effect, Handle, ToxiproxyMode
+from pytest_dcfire.topology.model import Link, Service, Topology
+
+if TYPE_CHECKING:
+    from pytest_dcfire.runtime.engine import Engine
+    from pytest_dcfire.runtime.handles import ServiceHandle
+    from pytest_dcfire.runtime.system import System
+    from pytest_dcfire.toxiproxy import EmbeddedToxiproxy
 
 Progress = Callable[[str], None]
 
@@ -143,9 +150,10 @@ class Links:
         self.settings = settings
         self.session = session
         self.progress = progress
-        self.server: Any = None
+        self.server: EmbeddedToxiproxy | None = None
         self.client: LinkClient | None = None
-        self.mode, _, self._rest = settings.toxiproxy.partition(":")
+        self.mode: ToxiproxyMode = settings.toxiproxy_mode
+        self._rest = settings.toxiproxy.partition(":")[2]
         #: (service, port) -> (proxy name, client address)
         self.proxies: dict[tuple[str, int], tuple[str, tuple[str, int]]] = {}
         #: service-to-service links -> (proxy name, address the consumer uses)
@@ -154,8 +162,8 @@ class Links:
         self._held: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._faults = 0
-        self._container: Any = None
-        self._engine: Any = None
+        self._container: Any = None  # the image mode's container (docker SDK)
+        self._engine: Engine | None = None
         #: True when the proxies belong to another process (`dcfire_share = session`).
         self.attached = False
 
@@ -188,7 +196,7 @@ class Links:
 
     # -- wiring: before the services start ------------------------------------------------
 
-    def prepare(self, system: Any, addresses: dict[str, str]) -> None:
+    def prepare(self, system: System, addresses: dict[str, str]) -> None:
         """Start the image-mode server, then create the service-to-service link proxies.
 
         Called by `System.start()` once the network exists and addresses are assigned, and
@@ -245,7 +253,7 @@ class Links:
             entrypoint=argv(service.entrypoint),
         )
 
-    def _link_endpoint(self, system: Any) -> tuple[str, str]:
+    def _link_endpoint(self, system: System) -> tuple[str, str]:
         """(listen host, host the containers dial) for link proxies in this server mode."""
         assert self.client is not None
         if self.mode == "image":
@@ -258,11 +266,12 @@ class Links:
                     "tests while the engine is remote (DOCKER_HOST); use url:<http://host:port> "
                     "of a server on the engine's network"
                 )
+            assert system.subnet is not None  # made with the network, before the links
             gateway = str(system.subnet[1])  # this host, as the containers see it
             return gateway, gateway
         return "0.0.0.0", self.client.host
 
-    def _start_image(self, system: Any) -> None:
+    def _start_image(self, system: System) -> None:
         """Run the Toxiproxy image on the topology network and wait for its API."""
         import docker.errors
 
@@ -285,6 +294,7 @@ class Links:
                     f"{setting}: the image is not on the engine and pulling it failed "
                     f"({_short(exc)}); build it or `docker load` it first"
                 ) from None
+        assert system.subnet is not None
         ip = str(list(system.subnet.hosts())[-1])  # services take addresses from the bottom
         api = engine.client.api
         networking = api.create_networking_config(
@@ -320,7 +330,7 @@ class Links:
 
     # -- sharing one copy between xdist workers (`dcfire_share = session`) ---------------
 
-    def describe(self, topology: Any) -> dict[str, Any]:
+    def describe(self, topology: Topology) -> dict[str, Any]:
         """Plain data for `attach_shared` in another process: the API url and every proxy."""
         assert self.client is not None
         order = list(topology.links)
@@ -336,7 +346,7 @@ class Links:
             ],
         }
 
-    def attach_shared(self, described: dict[str, Any], system: Any) -> Links:
+    def attach_shared(self, described: dict[str, Any], system: System) -> Links:
         """Use the proxies another process made on its server (in url mode, whatever mode
         that server runs in); `close()` then leaves them and the server alone."""
         self.attached = True
@@ -355,7 +365,7 @@ class Links:
 
     # -- the edge: after the services start -----------------------------------------------
 
-    def attach(self, system: Any) -> None:
+    def attach(self, system: System) -> None:
         """One proxy per declared port of every instance; route `address()` through them."""
         assert self.client is not None
         for handle in system.services.values():
@@ -367,11 +377,11 @@ class Links:
                 self.proxies[(handle.name, port)] = (name, address)
             handle.route_through(self._route)
 
-    def _route(self, handle: Any, port: int) -> tuple[str, int]:
+    def _route(self, handle: ServiceHandle, port: int) -> tuple[str, int]:
         found = self.proxies.get((handle.name, port))
         return found[1] if found is not None else handle.direct_address(port)
 
-    def proxies_of(self, handles: Sequence[Any]) -> list[str]:
+    def proxies_of(self, handles: Sequence[Handle]) -> list[str]:
         """Every proxy touching these instances: their edge, and links from or to them."""
         names = {h.name for h in handles}
         edge = [name for (svc, _), (name, _) in self.proxies.items() if svc in names]
@@ -446,7 +456,9 @@ class Links:
         if problems:
             raise FireError("healing links failed: " + "; ".join(problems))
 
-    def make_step(self, effect: str, spec: FireSpec, handles: Sequence[Any]) -> CallStep:
+    def make_step(
+        self, effect: Effect, spec: FireSpec | PartitionSpec | FlakySpec, handles: Sequence[Handle]
+    ) -> CallStep:
         """The `links` effect: blackhole every proxy touching the burning instances, counted."""
         if effect != "links":
             raise FireError(f"unknown link effect {effect!r}")
@@ -472,7 +484,9 @@ class Links:
 
     # -- link faults ----------------------------------------------------------------------
 
-    def partition(self, spec: PartitionSpec, test: str = "", direct: Any = None) -> LinkFault:
+    def partition(
+        self, spec: PartitionSpec, test: str = "", direct: Step | None = None
+    ) -> LinkFault:
         """Cut the links between the groups of sites (reference-counted with fires' cuts;
         one-way: a `timeout` toxic, timeout 0, on the one stream that carries what the first
         group sends to the second), then apply `direct` (a Step: the fault backend's cut of
@@ -496,7 +510,7 @@ class Links:
             "one-way" if spec.one_way else "partition", target, " + ".join(what), proxies, test
         )
         changed: list[str] = []
-        applied: list[Any] = []
+        applied: list[Step] = []
         held: list[bool] = []
 
         def undo(_: LinkFault) -> None:
@@ -561,7 +575,7 @@ class Links:
         fault.setup_ms = (time.monotonic() - fault.started) * 1000.0
         return fault
 
-    def brownout(self, spec: BrownoutSpec, handles: Sequence[Any], test: str = "") -> LinkFault:
+    def brownout(self, spec: BrownoutSpec, handles: Sequence[Handle], test: str = "") -> LinkFault:
         """Latency (ms, ± jitter) and bandwidth (KB/s) toxics on both streams of each proxy."""
         client = self.client
         assert client is not None

@@ -35,13 +35,17 @@ from pytest_dcfire.config import (
 )
 from pytest_dcfire.errors import ConfigError, DcfireError, TopologyError
 from pytest_dcfire.evidence import session_evidence
-from pytest_dcfire.fire import MODES, FireController, service_names
+from pytest_dcfire.fire import FireController, service_names
 from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, PartitionSpec
 from pytest_dcfire.progress import TerminalProgress
+from pytest_dcfire.seams import MODES
 from pytest_dcfire.session import DcfireSession
 
 if TYPE_CHECKING:  # Docker, the runtime and the report load when a test first needs them
+    from pytest_dcfire.config import Settings
     from pytest_dcfire.runtime.adopt import ComposeProject
+    from pytest_dcfire.runtime.system import System
+    from pytest_dcfire.topology.model import Topology
 
 SESSION_KEY = pytest.StashKey[DcfireSession]()
 BROWNOUT_HELP = (
@@ -148,7 +152,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
-def _settings(config: pytest.Config) -> Any:
+def _settings(config: pytest.Config) -> Settings:
     ini = {
         key: config.getini(key)
         for key in (INI_TOPOLOGY, INI_RECOVERY_TIMEOUT, INI_TOXIPROXY, INI_KEEP, INI_SHARE)
@@ -321,7 +325,7 @@ FAULT_MARKERS = ("dc_fire", "brownout", "partition", "clock", "flaky_network")
 
 
 def _parse_marker(
-    mark: pytest.Mark, topology: Any
+    mark: pytest.Mark, topology: Topology | None
 ) -> BrownoutSpec | PartitionSpec | ClockSpec | FlakySpec | None:
     """Validate one fault marker against the topology; return a link fault's spec (fires
     are returned by `each_site.specs`, which knows which site an each_site test burns)."""
@@ -371,7 +375,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
 
 
 @pytest.fixture(scope="session")
-def dcfire_topology(pytestconfig: pytest.Config) -> Iterator[Any]:
+def dcfire_topology(pytestconfig: pytest.Config) -> Iterator[System]:
     """The running system under test (session scope), started from the topology file.
 
     `.sites`, `.services`, `.service(name)` (handles with `.address(port)`, `.exec(cmd)`,
@@ -394,7 +398,7 @@ def dcfire_topology(pytestconfig: pytest.Config) -> Iterator[Any]:
 
 
 @pytest.fixture
-def dcfire(request: pytest.FixtureRequest, dcfire_topology: Any) -> Iterator[FireController]:
+def dcfire(request: pytest.FixtureRequest, dcfire_topology: System) -> Iterator[FireController]:
     """The fire controller of this test: `fire()`, `restore()`, `burning`, `workload()`,
     `eventually()`, `measure_recovery()`, `schedule(steps)`, `chaos(...)`. Everything it
     burned is restored at teardown, always; its workloads' verdicts go to the report and the
@@ -422,7 +426,9 @@ def dcfire(request: pytest.FixtureRequest, dcfire_topology: Any) -> Iterator[Fir
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, Any, Any]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Each burning test's outcome for the report (outermost: xfail is already applied)."""
     report = yield
     evidence = session_evidence(item.config)
@@ -466,7 +472,9 @@ def _terminal_tables(state: DcfireSession) -> tuple[list[str], list[str]]:
     return fires, links
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
     state = config.stash.get(SESSION_KEY, None)
     if state is None:
         return

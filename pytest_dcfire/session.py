@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_dcfire.burn import SuiteBurn
@@ -18,7 +18,15 @@ from pytest_dcfire.fire import Timeline
 from pytest_dcfire.runtime.engine import Engine, SessionIdentity
 
 if TYPE_CHECKING:  # loaded by the topology or the adoption that needs them
+    import pluggy
+
+    from pytest_dcfire.faults.backend import FaultBackend
+    from pytest_dcfire.fire import FireSpec, Step
+    from pytest_dcfire.linkfaults import FlakySpec, PartitionSpec
+    from pytest_dcfire.links import Links
     from pytest_dcfire.runtime.adopt import ComposeProject
+    from pytest_dcfire.runtime.system import System
+    from pytest_dcfire.seams import Effect, Handle
     from pytest_dcfire.topology.model import Topology
 
 Progress = Callable[[str], None]
@@ -42,15 +50,15 @@ class DcfireSession:
         self.identity = SessionIdentity.new(worker=os.environ.get("PYTEST_XDIST_WORKER", "main"))
         self.timeline = Timeline()
         self.engine: Engine | None = None
-        self.system: Any = None
-        self.faults: Any = None
-        self.links: Any = None
+        self.system: System | None = None
+        self.faults: FaultBackend | None = None
+        self.links: Links | None = None
         self._failure: str | None = None
         self.reaped: str | None = None
         #: --dcfire-burn (burn.py) and dcfire_adopt_compose (runtime/adopt.py), from configure.
         self.burn = SuiteBurn(())
         self.compose: ComposeProject | None = None
-        self.hooks: Any = None
+        self.hooks: pluggy.HookRelay | None = None
         #: `dcfire_share = session` (share.py): in a worker, the controller's description of
         #: the shared copy to attach to; in the controller, True once it serves one.
         self.shared: dict[str, Any] | None = None
@@ -66,7 +74,7 @@ class DcfireSession:
         """Make every `start` fail with `failure` (the xdist controller could not burn)."""
         self._failure = failure
 
-    def start(self) -> Any:
+    def start(self) -> System:
         """Start the system under test once; later calls return it (or repeat the failure)."""
         if self.system is not None:
             return self.system
@@ -102,7 +110,7 @@ class DcfireSession:
             raise DcfireError(self._failure) from None
         return self.system
 
-    def start_adopted(self) -> Any:
+    def start_adopted(self) -> System:
         """The xdist controller's system when every worker owns its own copy: only the
         adopted compose containers (the one thing all workers share), so that the controller
         burns them once for the whole run (`--dcfire-burn`); nothing is started or created
@@ -133,7 +141,7 @@ class DcfireSession:
             raise DcfireError(self._failure) from None
         return system
 
-    def _start(self, topology: Topology) -> Any:
+    def _start(self, topology: Topology) -> System:
         from pytest_dcfire.faults.backend import FaultBackend
         from pytest_dcfire.links import Links
         from pytest_dcfire.runtime.clocks import Clocks
@@ -171,7 +179,7 @@ class DcfireSession:
         self._adoptions(system)
         return system
 
-    def _attach(self, topology: Topology, described: dict[str, Any]) -> Any:
+    def _attach(self, topology: Topology, described: dict[str, Any]) -> System:
         from pytest_dcfire import share
 
         try:
@@ -190,13 +198,13 @@ class DcfireSession:
         )
         return system
 
-    def _adoptions(self, system: Any, dark_sites: tuple[str, ...] = ()) -> None:
+    def _adoptions(self, system: System, dark_sites: tuple[str, ...] = ()) -> None:
         """Let tests adopt containers; adopt the compose project named in the ini file.
         Members the xdist controller already keeps dark (its session burn: `dark_sites` of a
         shared copy, `burn.held` of a worker's own) are adopted without a health wait."""
         from pytest_dcfire.runtime.adopt import Adoptions
 
-        assert self.engine is not None
+        assert self.engine is not None and self.faults is not None
         adoptions = Adoptions(
             self.engine,
             system,
@@ -227,7 +235,7 @@ class DcfireSession:
         from pytest_dcfire.runtime.engine import L_SHARED
         from pytest_dcfire.runtime.reaper import reap_dead_sessions
 
-        assert self.engine is not None
+        assert self.engine is not None and self.faults is not None
         try:
             report = reap_dead_sessions(
                 self.engine.client,
@@ -240,7 +248,9 @@ class DcfireSession:
             self.progress(f"xdist workers that died: {report}")
         return report.problems
 
-    def make_step(self, effect: str, spec: Any, handles: Any) -> Any:
+    def make_step(
+        self, effect: Effect, spec: FireSpec | PartitionSpec | FlakySpec, handles: Sequence[Handle]
+    ) -> Step:
         """The fire controller's step factory: link cuts to the links, the rest to faults."""
         if effect == "links":
             if self.links is None:  # the xdist controller's adopted-only system has none
@@ -251,6 +261,7 @@ class DcfireSession:
                     "links", lambda: FaultTiming("links", "no proxies", 0.0), lambda: None
                 )
             return self.links.make_step(effect, spec, handles)
+        assert self.faults is not None  # started (or attached) before any test burns
         return self.faults.make_step(effect, spec, handles)
 
     def close(self) -> list[str]:

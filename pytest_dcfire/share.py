@@ -38,12 +38,16 @@ import tempfile
 import time
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
 from pytest_dcfire.burn import OPTION as BURN_OPTION
 from pytest_dcfire.errors import DcfireError
+
+if TYPE_CHECKING:
+    from pytest_dcfire.runtime.system import System
+    from pytest_dcfire.session import DcfireSession
 
 #: `workerinput` keys: the description of the shared copy, and the fire lock's path.
 SHARED_KEY = "dcfire_shared"
@@ -59,8 +63,9 @@ SHARED_FIXTURES = ("dcfire_topology",)
 # -- the description (controller) and the attachment (worker) ----------------------------
 
 
-def describe(state: Any) -> dict[str, Any]:
+def describe(state: DcfireSession) -> dict[str, Any]:
     """Everything a worker needs to act on the running shared copy, as plain data."""
+    assert state.system is not None and state.faults is not None  # started: we serve it
     system = state.system
     pools = state.faults.pools.pools() if state.faults.pools is not None else []
     return {
@@ -79,7 +84,7 @@ def describe(state: Any) -> dict[str, Any]:
     }
 
 
-def attach(state: Any, described: dict[str, Any]) -> Any:
+def attach(state: DcfireSession, described: dict[str, Any]) -> System:
     """The worker's side: handles, own helper, shared pools and proxies; nothing created."""
     from pytest_dcfire.faults.backend import FaultBackend
     from pytest_dcfire.faults.storage import Pool
@@ -88,6 +93,7 @@ def attach(state: Any, described: dict[str, Any]) -> Any:
     from pytest_dcfire.runtime.system import System
 
     topology = state.topology
+    assert topology is not None  # checked by `DcfireSession.start`
     owner = SessionIdentity.from_dict(described["identity"])
     members = {name: (str(cid), str(ip)) for name, (cid, ip) in described["members"].items()}
     missing = [s.name for s in topology.services if s.name not in members]
@@ -117,13 +123,14 @@ def attach(state: Any, described: dict[str, Any]) -> Any:
     return system
 
 
-def hold_suite_burn(state: Any, system: Any, described: dict[str, Any]) -> None:
+def hold_suite_burn(state: DcfireSession, system: System, described: dict[str, Any]) -> None:
     """The controller keeps the burned sites dark for the whole run: count its faults here,
     so a worker's fire of the same site says "already in place" and its restore undoes
     nothing of the suite burn (a thaw would thaw the controller's freeze)."""
     sites = list(described.get("burn") or ())
     if not sites:
         return
+    assert state.faults is not None  # attached just before
     burn = state.burn
     burn.elsewhere = True
     burn.since = described.get("burn_since")
@@ -141,9 +148,10 @@ def hold_suite_burn(state: Any, system: Any, described: dict[str, Any]) -> None:
         state.links.hold(state.links.proxies_of(handles))
 
 
-def describe_burn(state: Any) -> dict[str, Any]:
+def describe_burn(state: DcfireSession) -> dict[str, Any]:
     """What a worker needs to hold the controller's burn of the adopted containers."""
     burn = state.burn
+    assert state.system is not None  # burned by `start_adopted` just before
     handles = [h for site in burn.sites for h in state.system.in_site(site)]
     return {
         "sites": list(burn.sites),
@@ -153,7 +161,7 @@ def describe_burn(state: Any) -> dict[str, Any]:
     }
 
 
-def hold_controller_burn(state: Any, described: dict[str, Any]) -> None:
+def hold_controller_burn(state: DcfireSession, described: dict[str, Any]) -> None:
     """In a worker with its own copy: the controller burns the adopted containers; this
     worker burns only its own containers and holds (never cuts nor waits for) the rest."""
     if described.get("failure"):
@@ -205,7 +213,7 @@ class FireLock:
         return self._fd is not None
 
 
-def lock_mode(item: pytest.Item) -> str | None:
+def lock_mode(item: pytest.Item) -> Literal["exclusive", "shared"] | None:
     """`exclusive` for a test that can burn, `shared` for one that only uses the system.
 
     A test with a fault marker asks for `dcfire` (the plugin adds it at collection)."""
@@ -244,7 +252,7 @@ class ShareController:
     """Registered in the xdist controller (only when pytest-xdist is loaded): owns the shared
     copy under `dcfire_share = session`, and the lock directory."""
 
-    def __init__(self, config: pytest.Config, state: Any) -> None:
+    def __init__(self, config: pytest.Config, state: DcfireSession) -> None:
         self.config = config
         self.state = state
         self.lockdir: str | None = None
@@ -268,7 +276,7 @@ class ShareController:
         )
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_configure_node(self, node: Any) -> None:
+    def pytest_configure_node(self, node: Any) -> None:  # xdist's WorkerController
         if self._needs_lock():
             if self.lockdir is None:
                 self.lockdir = tempfile.mkdtemp(prefix="pytest-dcfire-lock-")
@@ -341,7 +349,7 @@ class ShareController:
             self.lockdir = None
 
 
-def configure_worker(config: pytest.Config, state: Any) -> None:
+def configure_worker(config: pytest.Config, state: DcfireSession) -> None:
     """In an xdist worker: take the lock and the shared copy the controller handed over."""
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -22,10 +24,10 @@ services:
 
 
 @pytest.fixture
-def write_topology(pytester: pytest.Pytester):  # type: ignore[no-untyped-def]
+def write_topology(pytester: pytest.Pytester) -> Callable[..., Path]:
     """Write a topology file (dedented) into the pytester directory; return its path."""
 
-    def write(text: str = TWO_SITES, name: str = "topology.yml"):  # type: ignore[no-untyped-def]
+    def write(text: str = TWO_SITES, name: str = "topology.yml") -> Path:
         path = pytester.path / name
         path.write_text(textwrap.dedent(text))
         return path

@@ -30,6 +30,7 @@ from pytest_dcfire.chaos.schedule import (
     Step,
     parse_steps,
 )
+from pytest_dcfire.seams import RunningSystem
 
 __all__ = [
     "DEFAULT_QUIET",
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 
-def targets_of(system: Any, exclude: Iterable[str] = ()) -> Targets:
+def targets_of(system: RunningSystem, exclude: Iterable[str] = ()) -> Targets:
     """The sites and services of the running system a schedule may aim at, in topology
     order; `exclude` (sites kept dark by others, e.g. the suite burn) is left out."""
     skip = set(exclude)

@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 from pytest_dcfire.clockfaults import ClockSpec
 from pytest_dcfire.errors import ConfigError, did_you_mean, unknown_name
 from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec
+from pytest_dcfire.seams import Mode
 
 
 class SystemView(Protocol):
@@ -30,13 +31,14 @@ class Controller(Protocol):
     """The members of the fire controller (`dcfire`) that schedules use, and only those:
     faults go through it, so `restore()` and the fixture's teardown cover them too."""
 
-    system: Any
+    @property
+    def system(self) -> SystemView: ...
 
     @property
     def burning(self) -> tuple[str, ...]: ...
 
     def fire(
-        self, *sites: str, mode: str = "fire", network: bool = True, storage: bool = True
+        self, *sites: str, mode: Mode = "fire", network: bool = True, storage: bool = True
     ) -> Any: ...
 
     def partition(self, *groups: str | Sequence[str], one_way: bool = False) -> Any: ...
@@ -148,7 +150,7 @@ class Kind:
         return [(site,) for site in valid.sites]
 
 
-def _fire(mode: str) -> Apply:
+def _fire(mode: Mode) -> Apply:
     def apply(ctl: Controller, targets: tuple[str, ...], options: Mapping[str, Any]) -> Any:
         return ctl.fire(*targets, mode=mode)
 

@@ -12,7 +12,7 @@ import contextlib
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker.errors
 
@@ -27,7 +27,11 @@ from pytest_dcfire.fire import CallStep, FireSpec
 from pytest_dcfire.linkfaults import FlakySpec, PartitionSpec
 from pytest_dcfire.runtime.adopt import STORAGE_NOT_OURS
 from pytest_dcfire.runtime.engine import Engine, SessionIdentity
+from pytest_dcfire.seams import Effect, Handle, assert_never
 from pytest_dcfire.topology.model import Service, Topology, Volume
+
+if TYPE_CHECKING:
+    from pytest_dcfire.runtime.system import System
 
 Progress = Callable[[str], None]
 
@@ -92,18 +96,18 @@ class FaultBackend:
         self.power = PowerSwitch(engine, self.targets, self.helper)
         self.peers = PeerCutter(engine, self.targets, self.helper)
         self.pools = StoragePools(engine, self.helper) if self.helper is not None else None
-        self.volumes: Any = (
+        self.volumes: PoolVolumes | UnfrozenVolumes = (
             PoolVolumes(self.pools, topology) if self.pools is not None else UnfrozenVolumes(engine)
         )
         self._held: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
-        self.system: Any = None
+        self.system: System | None = None
 
     @property
     def method(self) -> str:
         return self.network.method
 
-    def attach(self, system: Any) -> None:
+    def attach(self, system: System) -> None:
         self.system = system
 
     def warm(self) -> None:
@@ -122,7 +126,7 @@ class FaultBackend:
         for pool in pools:
             self.pools.attach_pool(pool, owner)
 
-    def hold(self, effect: str, key: str) -> None:
+    def hold(self, effect: Effect, key: str) -> None:
         """Count a fault that someone else applied (the suite burn of a shared copy), so
         that our fires leave it in place and never undo it."""
         with self._lock:
@@ -135,7 +139,7 @@ class FaultBackend:
     # -- steps ----------------------------------------------------------------------------
 
     def make_step(
-        self, effect: str, spec: FireSpec | PartitionSpec | FlakySpec, handles: Sequence[Any]
+        self, effect: Effect, spec: FireSpec | PartitionSpec | FlakySpec, handles: Sequence[Handle]
     ) -> CallStep:
         if isinstance(spec, (PartitionSpec, FlakySpec)):
             if effect != "peers":
@@ -155,7 +159,9 @@ class FaultBackend:
             return self._counted(effect, containers, self.power.pause, self.power.unpause)
         if effect == "storage":
             return self._storage_step(spec, handles)
-        raise FireError(f"unknown effect {effect!r}")
+        if effect == "links" or effect == "peers":  # the links' step; a partition's only
+            raise FireError(f"unknown effect {effect!r}")
+        assert_never(effect)
 
     def _power_off_and_wait(self, containers: Sequence[Any]) -> FaultTiming:
         timing = self.power.power_off(containers)
@@ -168,7 +174,7 @@ class FaultBackend:
         self.peers.rejoin(containers)
         return timing
 
-    def _peer_step(self, spec: PartitionSpec | FlakySpec, handles: Sequence[Any]) -> CallStep:
+    def _peer_step(self, spec: PartitionSpec | FlakySpec, handles: Sequence[Handle]) -> CallStep:
         """Cut the direct traffic between the groups' containers (adopted ones included:
         `handles` are every container of the sites at the moment of the partition), or make
         the target's containers flaky."""
@@ -199,7 +205,7 @@ class FaultBackend:
 
     def _counted(
         self,
-        effect: str,
+        effect: Effect,
         containers: list[Any],
         apply: Callable[[Sequence[Any]], FaultTiming],
         undo: Callable[[Sequence[Any]], FaultTiming],
@@ -231,7 +237,7 @@ class FaultBackend:
 
         return CallStep(effect, do, undo_fn)
 
-    def _storage_step(self, spec: FireSpec, handles: Sequence[Any] = ()) -> CallStep:
+    def _storage_step(self, spec: FireSpec, handles: Sequence[Handle] = ()) -> CallStep:
         # Adopted containers keep their own storage: only the session's pools can freeze.
         if any(getattr(h, "adopted", False) for h in handles):
             ours = [h for h in handles if not getattr(h, "adopted", False)]

@@ -26,7 +26,7 @@ import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from pytest_dcfire.errors import DcfireError
 from pytest_dcfire.history.model import READ_FS, History, Mark, Op, OpType, Value, freeze
@@ -107,6 +107,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_W = TypeVar("_W", bound="Workload")
+
+
 class Workload:
     """Calls `op(n)` from `threads` threads, `interval` seconds apart per thread, with
     n = 1, 2, 3, ... (unique, increasing), until stopped; `history` records every call.
@@ -172,7 +175,7 @@ class Workload:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> Workload:
+    def start(self: _W) -> _W:
         if self._state != "new":
             raise WorkloadError(f"workload {self.name} was already started")
         self._state = "running"
@@ -227,7 +230,7 @@ class Workload:
             worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not any(worker.is_alive() for worker in self._workers)
 
-    def __enter__(self) -> Workload:
+    def __enter__(self: _W) -> _W:
         return self.start()
 
     def __exit__(

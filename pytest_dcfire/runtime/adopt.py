@@ -37,7 +37,10 @@ from pytest_dcfire.topology.model import NAME_PATTERN, HealthCheck, Service, Sit
 from pytest_dcfire.topology.plan import blast_radius, with_adopted
 
 if TYPE_CHECKING:  # docker, handles and health load when a container is adopted
+    from pytest_dcfire.faults.network import Targets
+    from pytest_dcfire.runtime.engine import Engine
     from pytest_dcfire.runtime.handles import ServiceHandle
+    from pytest_dcfire.runtime.system import System
 
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
@@ -168,9 +171,9 @@ class Adoptions:
 
     def __init__(
         self,
-        engine: Any,
-        system: Any,
-        targets: Any,
+        engine: Engine,
+        system: System,
+        targets: Targets,
         progress: Callable[[str], None],
         health_timeout: float = 60.0,
     ):

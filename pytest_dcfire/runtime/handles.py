@@ -17,7 +17,9 @@ AddressRouter = Callable[["ServiceHandle", int], tuple[str, int]]
 
 
 class ServiceHandle:
-    """One running instance: `name`, `site`, `container`, `address()`, `exec()`, `logs()`."""
+    """One running instance: `name`, `site`, `container` (the docker SDK's object),
+    `address(port)` (through the link proxy), `direct_address(port)`, `exec(cmd)`, `logs()`,
+    `state()`. `dcfire_topology.service(name)` returns one."""
 
     def __init__(
         self,

@@ -24,6 +24,7 @@ from pytest_dcfire.runtime.engine import L_ROLE, L_SESSION, L_SITE, Engine, Sess
 from pytest_dcfire.runtime.handles import ServiceHandle
 from pytest_dcfire.runtime.health import HealthResult, wait_healthy
 from pytest_dcfire.runtime.images import ImageResolver, Progress
+from pytest_dcfire.seams import Handle
 from pytest_dcfire.topology.model import Service, Topology, Volume
 from pytest_dcfire.topology.plan import BlastRadius, blast_radius, waves, with_adopted
 
@@ -65,7 +66,14 @@ def instance_environment(service: Service) -> dict[str, str]:
 
 
 class System:
-    """The system under test, running (or about to run) on one Docker engine."""
+    """The system under test, running (or about to run) on one Docker engine: what the
+    `dcfire_topology` fixture returns (`from pytest_dcfire import System` to annotate it).
+
+    `sites`, `services` (instances by name), `service(name)` and `in_site(site)` give
+    `ServiceHandle`s; `blast_radius(site)` says what a fire there takes down;
+    `adopt(container, site=...)` and `release(handle)` add and forget containers started
+    elsewhere.
+    """
 
     def __init__(
         self,
@@ -235,12 +243,13 @@ class System:
                 + built
             )
 
-    def wait_healthy(self, handles: Sequence[ServiceHandle]) -> list[HealthResult]:
+    def wait_healthy(self, handles: Sequence[Handle]) -> list[HealthResult]:
         """Health-gate `handles` again (after a restore), all at once."""
         return self._parallel(self._wait_one, handles)
 
-    def _wait_one(self, handle: ServiceHandle) -> HealthResult:
+    def _wait_one(self, handle: Handle) -> HealthResult:
         """One health wait; a health port refused for a while is said on a progress line."""
+        assert isinstance(handle, ServiceHandle), handle  # one of ours (`in_site`)
         return wait_healthy(handle, notice=self._progress)
 
     def stop(self) -> list[str]:

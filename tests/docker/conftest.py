@@ -73,7 +73,8 @@ def faults_engine() -> Iterator[Engine]:
 def faults_echo_image(faults_engine: Engine) -> str:
     """A tiny TCP echo service, built once (tag depends on its recipe)."""
     files = {"Dockerfile": ECHO_DOCKERFILE.encode(), "echo.py": ECHO_SERVER.encode()}
-    return build_test_image(faults_engine.client, "pytest-dcfire-test-echo", files)
+    tag: str = build_test_image(faults_engine.client, "pytest-dcfire-test-echo", files)
+    return tag
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +103,7 @@ class Lab:
             for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []
             if "Subnet" in cfg
         ]
-        candidates = list(ipaddress.ip_network("10.217.0.0/16").subnets(new_prefix=24))
+        candidates = list(ipaddress.IPv4Network("10.217.0.0/16").subnets(new_prefix=24))
         random.shuffle(candidates)
         for subnet in candidates:
             if any(subnet.overlaps(t) for t in taken if t.version == 4):

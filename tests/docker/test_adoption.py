@@ -16,7 +16,7 @@ import subprocess
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import docker
@@ -79,7 +79,7 @@ def client() -> Iterator[docker.DockerClient]:
 
 
 @pytest.fixture
-def foreign(client: docker.DockerClient) -> Iterator[Any]:
+def foreign(client: docker.DockerClient) -> Iterator[Callable[[str], Any]]:
     """Start echo containers with the SDK, as another fixture or script would; remove after."""
     made: list[Any] = []
 
@@ -102,7 +102,9 @@ def foreign(client: docker.DockerClient) -> Iterator[Any]:
             container.remove(force=True)
 
 
-def run_inner(pytester: pytest.Pytester, tests: str, conftest: str, *args: str, ini: str = ""):  # type: ignore[no-untyped-def]
+def run_inner(
+    pytester: pytest.Pytester, tests: str, conftest: str, *args: str, ini: str = ""
+) -> pytest.RunResult:
     pytester.makeini("[pytest]\ndcfire_recovery_timeout = 20\n" + ini)
     pytester.makeconftest(HELPERS + textwrap.dedent(conftest))
     pytester.makepyfile(test_inner="from conftest import *\n" + textwrap.dedent(tests))
@@ -110,8 +112,8 @@ def run_inner(pytester: pytest.Pytester, tests: str, conftest: str, *args: str, 
 
 
 def test_adopt_an_sdk_container_started_before_the_session(
-    pytester: pytest.Pytester, foreign, client: docker.DockerClient
-) -> None:  # type: ignore[no-untyped-def]
+    pytester: pytest.Pytester, foreign: Callable[[str], Any], client: docker.DockerClient
+) -> None:
     legacy, bystander, late = foreign("legacy"), foreign("bystander"), foreign("late")
     before = {c.id: (c.name, c.attrs["Created"]) for c in (legacy, bystander, late)}
     (pytester.path / "topology.yml").write_text(textwrap.dedent(TOPOLOGY))
@@ -462,8 +464,8 @@ def test_compose_project_not_running_is_a_usage_error(pytester: pytest.Pytester)
 
 
 def test_sigkilled_session_and_the_reaper_leave_an_adopted_container_running(
-    pytester: pytest.Pytester, foreign, client: docker.DockerClient
-) -> None:  # type: ignore[no-untyped-def]
+    pytester: pytest.Pytester, foreign: Callable[[str], Any], client: docker.DockerClient
+) -> None:
     import os
     import signal
     import sys

@@ -32,8 +32,8 @@ CACHE_TESTS = {
 
 def junit(path: Path) -> tuple[dict[str, int], dict[str, str], dict[str, str]]:
     """(counts of the testsuite, failure message and text by test name, suite properties)."""
-    suite = ET.parse(path).getroot()
-    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    root = ET.parse(path).getroot()
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
     assert suite is not None
     counts = {k: int(suite.get(k, "0")) for k in ("tests", "failures", "errors", "skipped")}
     failures = {

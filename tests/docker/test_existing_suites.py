@@ -27,7 +27,10 @@ def write_session(topo):
 )
 
 
-def run_inner(pytester: pytest.Pytester, tests: str, *args: str, volumes: bool = False):  # type: ignore[no-untyped-def]
+def run_inner(
+    pytester: pytest.Pytester, tests: str, *args: str, volumes: bool = False
+) -> tuple[pytest.RunResult, str]:
+    """Run `tests` in an inner session; its result and the id of its dcfire session."""
     (pytester.path / "topology.yml").write_text(echo_topology(volumes))
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\ndcfire_recovery_timeout = 20\n")
     pytester.makepyfile(test_inner=HELPERS + textwrap.dedent(tests))

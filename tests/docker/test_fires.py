@@ -52,7 +52,10 @@ def in_thread(fn):
 def run_fires(
     pytester: pytest.Pytester, tests: str, *args: str, conftest: str = ""
 ) -> pytest.RunResult:
-    return run_inner(pytester, TOPOLOGY, HELPERS + textwrap.dedent(tests), *args, conftest=conftest)
+    result: pytest.RunResult = run_inner(
+        pytester, TOPOLOGY, HELPERS + textwrap.dedent(tests), *args, conftest=conftest
+    )
+    return result
 
 
 def test_fire_blackholes_network_and_freezes_storage(pytester: pytest.Pytester) -> None:
@@ -258,7 +261,7 @@ def test_rto_counts_until_a_hanging_probe_answers(pytester: pytest.Pytester) -> 
     import xml.etree.ElementTree as ET
 
     props = {
-        p.get("name"): p.get("value")
+        p.attrib["name"]: p.attrib["value"]
         for p in ET.parse(pytester.path / "junit.xml").iter("property")
     }
     assert abs(float(props["dcfire_rto_s"]) - rto) < 0.002, (props, rto)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -69,13 +71,13 @@ def test_system_comes_up(dcfire_topology):
 
 
 @pytest.fixture(scope="module")
-def client():  # type: ignore[no-untyped-def]
+def client() -> Iterator[docker.DockerClient]:
     c = docker.from_env()
     yield c
     c.close()
 
 
-def east(client: docker.DockerClient, session: str):  # type: ignore[no-untyped-def]
+def east(client: docker.DockerClient, session: str) -> Any:  # a docker SDK Container
     found = [
         c
         for c in service_containers(client, session)

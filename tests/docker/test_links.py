@@ -40,7 +40,10 @@ def rtt(addr, payload=b"ping"):
 
 
 def run_links(pytester: pytest.Pytester, tests: str, ini: str = "") -> pytest.RunResult:
-    return run_inner(pytester, TOPOLOGY, HELPERS + LINK_HELPERS + textwrap.dedent(tests), ini=ini)
+    result: pytest.RunResult = run_inner(
+        pytester, TOPOLOGY, HELPERS + LINK_HELPERS + textwrap.dedent(tests), ini=ini
+    )
+    return result
 
 
 def test_embedded_links_route_cut_and_brownout(pytester: pytest.Pytester) -> None:

@@ -5,7 +5,9 @@ health check never passes again after the restore.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -141,13 +143,13 @@ def test_a_full_pool_burns_and_restores(dcfire, dcfire_topology):
 
 
 @pytest.fixture(scope="module")
-def client():  # type: ignore[no-untyped-def]
+def client() -> Iterator[docker.DockerClient]:
     c = docker.from_env()
     yield c
     c.close()
 
 
-def run(tmp_path: Path, tests: str, **kwargs):  # type: ignore[no-untyped-def]
+def run(tmp_path: Path, tests: str, **kwargs: Any) -> tuple[Any, int]:
     inner = start_inner(tmp_path, tests, "-s", **kwargs)
     code = inner.wait(240)
     return inner, code

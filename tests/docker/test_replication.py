@@ -34,6 +34,9 @@ class _Tags(HTMLParser):
         self.tags.append(tag)
 
 
+Drills = tuple[subprocess.CompletedProcess[str], Path]
+
+
 @pytest.fixture(scope="module")
 def drills(
     tmp_path_factory: pytest.TempPathFactory,
@@ -61,7 +64,7 @@ def drills(
     return run, out
 
 
-def test_sync_replication_keeps_every_write_async_loses_some(drills) -> None:  # type: ignore[no-untyped-def]
+def test_sync_replication_keeps_every_write_async_loses_some(drills: Drills) -> None:
     run, _ = drills
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert "3 passed, 1 xfailed" in run.stdout, run.stdout[-3000:]
@@ -70,16 +73,16 @@ def test_sync_replication_keeps_every_write_async_loses_some(drills) -> None:  #
     assert any("loses_no_acknowledged_write[async] XFAIL" in line for line in lines)
 
 
-def test_each_site_yields_one_drill_per_site(drills) -> None:  # type: ignore[no-untyped-def]
+def test_each_site_yields_one_drill_per_site(drills: Drills) -> None:
     run, _ = drills
     for site in ("pangyo", "ansan"):
         assert f"without_losing_an_acknowledged_write[fire-{site}] PASSED" in run.stdout
 
 
-def test_junit_properties_carry_rto_skew_and_lost_writes(drills) -> None:  # type: ignore[no-untyped-def]
+def test_junit_properties_carry_rto_skew_and_lost_writes(drills: Drills) -> None:
     _, out = drills
     props = {
-        case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+        case.get("name"): {p.attrib["name"]: p.attrib["value"] for p in case.iter("property")}
         for case in ET.parse(out / "junit.xml").getroot().iter("testcase")
     }
     lossy = props["test_primary_fire_loses_no_acknowledged_write[async]"]
@@ -94,7 +97,7 @@ def test_junit_properties_carry_rto_skew_and_lost_writes(drills) -> None:  # typ
         assert float(props[name]["dcfire_skew_ms"]) >= 0
 
 
-def test_the_report_shows_the_fires_the_rto_and_the_lost_writes(drills) -> None:  # type: ignore[no-untyped-def]
+def test_the_report_shows_the_fires_the_rto_and_the_lost_writes(drills: Drills) -> None:
     _, out = drills
     page = (out / "report.html").read_text()
     parser = _Tags()

@@ -75,7 +75,7 @@ def session_objects(client: docker.DockerClient, session: str) -> list[str]:
     )
 
 
-def run_inner(pytester: pytest.Pytester, topology: str, test: str, *args: str):  # type: ignore[no-untyped-def]
+def run_inner(pytester: pytest.Pytester, topology: str, test: str, *args: str) -> pytest.RunResult:
     (pytester.path / "topology.yml").write_text(textwrap.dedent(topology))
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
     pytester.makepyfile(test_inner=textwrap.dedent(test))

@@ -104,7 +104,8 @@ def toxiproxy_image() -> str:
     files = {"Dockerfile": DOCKERFILE.encode(), "pytest_dcfire/__init__.py": b""}
     for path in sorted((package / "toxiproxy").glob("*.py")):
         files[f"pytest_dcfire/toxiproxy/{path.name}"] = path.read_bytes()
-    return build_test_image(docker.from_env(), "pytest-dcfire-test-toxiproxy", files)
+    tag: str = build_test_image(docker.from_env(), "pytest-dcfire-test-toxiproxy", files)
+    return tag
 
 
 def test_image_mode_runs_the_server_on_the_topology_network(

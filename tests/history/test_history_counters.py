@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from typing import cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -89,9 +90,11 @@ def test_an_out_of_bounds_read_is_never_linearizable(seed: int, size: int, proce
     victim = rng.choice(reads)
     mutated = History(
         [
-            replace(o, result=int(o.result) + rng.choice([-3, -1, 1, 3])) if o is victim else o
+            replace(o, result=int(cast(int, o.result)) + rng.choice([-3, -1, 1, 3]))
+            if o is victim
+            else o
             for o in history.ops
-        ]  # type: ignore[arg-type]
+        ]
     )
     if not mutated.counter().ok:
         assert check(mutated, "counter", timeout=30).valid is False

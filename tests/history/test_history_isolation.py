@@ -7,13 +7,14 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_dcfire.history import HistoryError, IsolationError, Op, check_isolation, load
+from pytest_dcfire.history.model import Value
 
 LEVELS = ("serializable", "snapshot-isolation", "repeatable-read", "read-committed")
 
@@ -23,14 +24,20 @@ def txn(id: int, done: list[list[Any]], type: str = "ok", start: float = 0, end:
     invoked = [[f, k, None if f == "r" else v] for f, k, v in done]
     return Op(
         "txn",
-        invoked,
+        cast(Value, invoked),  # lists, as a hand-written history has them
         type=type,  # type: ignore[arg-type]
         invoke=start,
         complete=end,
-        result=done if type == "ok" else None,
+        result=cast(Value, done) if type == "ok" else None,
         process=id,
         id=id,
     )
+
+
+def mops(value: Value) -> tuple[Any, ...]:
+    """The micro-operations of a transaction's value or result (none for None)."""
+    assert value is None or isinstance(value, (list, tuple)), value
+    return tuple(value or ())
 
 
 def names(history: list[Op], level: str = "serializable") -> tuple[str, ...]:
@@ -214,11 +221,11 @@ def test_serializable_by_construction_passes_every_level(seed: int, size: int, k
 def test_a_read_of_an_aborted_append_is_caught(seed: int, size: int, keys: int) -> None:
     rng = random.Random(seed)
     history = serial_history(rng, size, keys, fail=0.0)
-    writers = {(m[1], m[2]): op for op in history for m in op.value if m[0] == "append"}
+    writers = {(m[1], m[2]): op for op in history for m in mops(op.value) if m[0] == "append"}
     seen = [
         (m[1], m[2][-1])
         for op in history
-        for m in (op.result or ())
+        for m in mops(op.result)
         if m[0] == "r" and m[2] and writers[(m[1], m[2][-1])] is not op
     ]
     if not seen:
@@ -241,17 +248,17 @@ def test_a_stale_read_that_closes_a_cycle_is_caught(seed: int, size: int, keys: 
     history = serial_history(rng, size, keys, fail=0.0)
     index = {op.id: op for op in history}
     # Writers of each (key, value); reads as (txn, position, key, seen).
-    writer = {(m[1], m[2]): op.id for op in history for m in op.value if m[0] == "append"}
+    writer = {(m[1], m[2]): op.id for op in history for m in mops(op.value) if m[0] == "append"}
     candidates = []
     for op in history:
-        for pos, m in enumerate(op.result or ()):
+        for pos, m in enumerate(mops(op.result)):
             if m[0] != "r" or not m[2]:
                 continue
             w = writer[(m[1], m[2][-1])]
             if w == op.id:
                 continue
             # Another key that W appended to and that R read, seeing W's append there.
-            for pos2, m2 in enumerate(op.result or ()):
+            for pos2, m2 in enumerate(mops(op.result)):
                 if (
                     pos2 != pos
                     and m2[0] == "r"
@@ -266,7 +273,7 @@ def test_a_stale_read_that_closes_a_cycle_is_caught(seed: int, size: int, keys: 
     # R still sees W on the other key, but misses W's (last) append on `key`: R -> W (rw).
     wanted = [v for v in seen if writer[(key, v)] != w]
     op = index[t]
-    result = list(op.result or ())
+    result = list(mops(op.result))
     result[pos] = ("r", key, tuple(wanted))
     mutated = [replace(o, result=tuple(result)) if o is op else o for o in history]
     assert not check_isolation(mutated, "serializable").ok

@@ -101,4 +101,4 @@ def test_fail_and_indeterminate_import_from_the_package_and_from_history(name: s
     assert getattr(pytest_dcfire, name) is getattr(pytest_dcfire.history, name)
     assert name in pytest_dcfire.__all__
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        pytest_dcfire.Nope  # type: ignore[attr-defined]  # noqa: B018
+        pytest_dcfire.Nope  # noqa: B018

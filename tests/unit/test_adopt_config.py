@@ -68,13 +68,18 @@ class FakeClient:
 
 
 def member(
-    cid: str, service: str, site: str | None, number: int = 1, status: str = "running", **extra: str
+    cid: str,
+    service: str,
+    site: str | None,
+    number: int = 1,
+    status: str = "running",
+    extra: dict[str, str] | None = None,
 ) -> Any:
     labels = {
         "com.docker.compose.project": "shop",
         "com.docker.compose.service": service,
         "com.docker.compose.container-number": str(number),
-        **extra,
+        **(extra or {}),
     }
     if site is not None:
         labels["dcfire.site"] = site
@@ -84,7 +89,7 @@ def member(
 def test_members_sites_and_the_outsiders() -> None:
     client = FakeClient(
         [
-            member("c1", "db", "pangyo", **{"dcfire.healthcheck": "tcp:5432"}),
+            member("c1", "db", "pangyo", extra={"dcfire.healthcheck": "tcp:5432"}),
             member("c2", "api", "ansan", 1),
             member("c3", "api", "ansan", 2),
             member("c4", "tool", None),
@@ -130,7 +135,7 @@ def test_a_project_without_site_labels() -> None:
 def test_bad_labels_are_named() -> None:
     with pytest.raises(ConfigError, match=r"service db: label dcfire.site='a b' is not a valid"):
         find_compose_project(FakeClient([member("c1", "db", "a b")]), "shop", "x")
-    bad_health = member("c1", "db", "a", **{"dcfire.healthcheck": "tcp:five"})
+    bad_health = member("c1", "db", "a", extra={"dcfire.healthcheck": "tcp:five"})
     with pytest.raises(ConfigError, match=r"service db: dcfire.healthcheck: healthcheck"):
         find_compose_project(FakeClient([bad_health]), "shop", "x")
 
@@ -156,14 +161,14 @@ def test_with_a_topology_file_the_labels_must_name_its_sites() -> None:
 def stack(api_west_needs: str = "cache", west_status: str = "running") -> FakeClient:
     return FakeClient(
         [
-            member("c1", "api", "east", **{"dcfire.depends_on": "cache"}),
+            member("c1", "api", "east", extra={"dcfire.depends_on": "cache"}),
             member("c2", "cache", "east"),
             member(
                 "c3",
                 "api-west",
                 "west",
                 status=west_status,
-                **{"dcfire.depends_on": api_west_needs},
+                extra={"dcfire.depends_on": api_west_needs},
             ),
         ]
     )

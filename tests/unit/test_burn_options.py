@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from pytest_dcfire.burn import burn_sites
@@ -25,7 +28,9 @@ def test_unknown_site_names_the_valid_ones() -> None:
         burn_sites([], ["x"], ("a",))
 
 
-def test_cli_unknown_site_is_a_usage_error(pytester: pytest.Pytester, write_topology) -> None:  # type: ignore[no-untyped-def]
+def test_cli_unknown_site_is_a_usage_error(
+    pytester: pytest.Pytester, write_topology: Callable[..., Path]
+) -> None:
     write_topology()
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
     pytester.makepyfile("def test_x():\n    pass\n")
@@ -40,7 +45,9 @@ def test_cli_unknown_site_is_a_usage_error(pytester: pytest.Pytester, write_topo
     assert "Traceback" not in result.stderr.str()
 
 
-def test_ini_unknown_site_is_a_usage_error(pytester: pytest.Pytester, write_topology) -> None:  # type: ignore[no-untyped-def]
+def test_ini_unknown_site_is_a_usage_error(
+    pytester: pytest.Pytester, write_topology: Callable[..., Path]
+) -> None:
     write_topology()
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\ndcfire_burn = pangyo seoul\n")
     pytester.makepyfile("def test_x():\n    pass\n")
@@ -58,7 +65,9 @@ def test_burn_without_a_system_says_what_to_set(pytester: pytest.Pytester) -> No
     result.stderr.fnmatch_lines(["ERROR: --dcfire-burn a: there is no system to burn; set *"])
 
 
-def test_header_says_which_sites_are_dark(pytester: pytest.Pytester, write_topology) -> None:  # type: ignore[no-untyped-def]
+def test_header_says_which_sites_are_dark(
+    pytester: pytest.Pytester, write_topology: Callable[..., Path]
+) -> None:
     write_topology()
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\ndcfire_burn = ansan\n")
     pytester.makepyfile("def test_x():\n    pass\n")
@@ -84,7 +93,7 @@ def test_help_documents_the_option_and_ini_key(pytester: pytest.Pytester) -> Non
 
 def test_burn_mode_cli_beats_ini_and_accepts_every_marker_mode() -> None:
     from pytest_dcfire.burn import burn_mode
-    from pytest_dcfire.fire import MODES
+    from pytest_dcfire.seams import MODES
 
     assert burn_mode(None, "") == "fire"
     assert burn_mode(None, "freeze") == "freeze"
@@ -106,8 +115,8 @@ def test_unknown_burn_mode_names_the_valid_ones() -> None:
 
 
 def test_bad_burn_mode_in_the_ini_is_a_usage_error(
-    pytester: pytest.Pytester, write_topology
-) -> None:  # type: ignore[no-untyped-def]
+    pytester: pytest.Pytester, write_topology: Callable[..., Path]
+) -> None:
     write_topology()
     pytester.makeini(
         "[pytest]\ndcfire_topology = topology.yml\ndcfire_burn = ansan\ndcfire_burn_mode = melt\n"
@@ -120,8 +129,8 @@ def test_bad_burn_mode_in_the_ini_is_a_usage_error(
 
 
 def test_header_names_the_mode_and_the_per_test_timeout(
-    pytester: pytest.Pytester, write_topology
-) -> None:  # type: ignore[no-untyped-def]
+    pytester: pytest.Pytester, write_topology: Callable[..., Path]
+) -> None:
     write_topology()
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\ndcfire_burn = ansan\n")
     pytester.makepyfile("def test_x():\n    pass\n")
@@ -138,7 +147,9 @@ def test_header_names_the_mode_and_the_per_test_timeout(
     result.stdout.fnmatch_lines(["dcfire: per-test timeout: the run's own (pytest-timeout)"])
 
 
-def test_burn_timeout_is_checked(pytester: pytest.Pytester, write_topology) -> None:  # type: ignore[no-untyped-def]
+def test_burn_timeout_is_checked(
+    pytester: pytest.Pytester, write_topology: Callable[..., Path]
+) -> None:
     from pytest_dcfire.burn import per_test_timeout
 
     assert (
@@ -160,8 +171,8 @@ def test_burn_timeout_is_checked(pytester: pytest.Pytester, write_topology) -> N
 
 
 def test_tests_get_the_burn_timeout_unless_they_have_one(
-    pytester: pytest.Pytester, write_topology
-) -> None:  # type: ignore[no-untyped-def]
+    pytester: pytest.Pytester, write_topology: Callable[..., Path]
+) -> None:
     write_topology()
     pytester.makeini(
         "[pytest]\ndcfire_topology = topology.yml\ndcfire_burn = ansan\ndcfire_burn_timeout = 45\n"

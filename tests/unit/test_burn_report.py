@@ -14,6 +14,7 @@ from pytest_dcfire.burn import SuiteBurn
 from pytest_dcfire.evidence import SessionEvidence
 from pytest_dcfire.report.failure import dark_section, under_burn
 from pytest_dcfire.report.html import page, parts
+from pytest_dcfire.seams import Effect
 
 
 def _report(nodeid: str, when: str, outcome: str) -> Any:
@@ -60,7 +61,7 @@ def test_section_names_the_tests_own_fires() -> None:
     record = FireRecord(spec, "t", ["echo@west"], ignited_wall=time.time() - 1.0)
     record.steps.append(SimpleNamespace())  # type: ignore[arg-type]
     fire = Fire(SimpleNamespace(), spec, record)  # type: ignore[arg-type]
-    fire._applied.append(SimpleNamespace())  # type: ignore[arg-type]
+    fire._applied.append(SimpleNamespace())
     item = SimpleNamespace(funcargs={"dcfire": SimpleNamespace(fires=[fire])})
     [line, _] = dark_section(SuiteBurn(()), item).splitlines()  # type: ignore[arg-type]
     assert line.startswith("west [fire] ignited by this test at ")
@@ -116,7 +117,7 @@ def test_a_worker_holds_what_the_controller_burns_and_never_waits_for_it() -> No
     )
     applied: list[list[str]] = []
 
-    def make_step(effect: str, spec: Any, targets: Any) -> Any:
+    def make_step(effect: Effect, spec: Any, targets: Any) -> Any:
         from pytest_dcfire.fire import CallStep
 
         def do() -> FaultTiming:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,11 @@ from pytest_dcfire.chaos.schedule import parse_steps
 from pytest_dcfire.errors import ConfigError
 from pytest_dcfire.faults.timing import FaultTiming as StepTiming
 from pytest_dcfire.fire import FireController, FireSpec, Timeline
+from pytest_dcfire.fire import Step as FireStep
+from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
 from pytest_dcfire.recovery import eventually
+from pytest_dcfire.seams import Effect, Handle
+from pytest_dcfire.topology.model import Service, Site, Topology
 
 SITES = Targets(
     ("pangyo", "ansan", "daejeon"),
@@ -392,35 +396,39 @@ def test_context_manager_keeps_the_block_exception() -> None:
 # -- through the real FireController (fake steps) --------------------------------------------
 
 
-class Svc:
-    def __init__(self, name: str, base: str, site: str) -> None:
-        self.name, self.base, self.site = name, base, site
-        self.spec = self  # a handle's spec names its base service too
+class Instance:
+    """A running instance as the controller sees it (no container: the steps are fakes)."""
 
+    container = None
+    adopted = False
 
-class Topo:
-    services = (Svc("x@a", "x", "a"), Svc("x@b", "x", "b"))
+    def __init__(self, spec: Service) -> None:
+        self.spec, self.name, self.site = spec, spec.name, spec.site
 
 
 class ControllerSystem:
     sites = ("a", "b")
 
     def __init__(self) -> None:
-        self.topology = Topo()
+        services = (Service("x@a", "x", "a"), Service("x@b", "x", "b"))
+        self.topology = Topology("topology.yml", (Site("a"), Site("b")), services)
+        self.instances = [Instance(s) for s in services]
         self.healthy: list[list[str]] = []
 
-    def in_site(self, site: str) -> list[Svc]:
-        return [s for s in self.topology.services if s.site == site]
+    def in_site(self, site: str) -> list[Instance]:
+        return [h for h in self.instances if h.site == site]
 
-    def __iter__(self) -> Any:
-        return iter(self.topology.services)
+    def __iter__(self) -> Iterator[Instance]:
+        return iter(self.instances)
 
-    def wait_healthy(self, handles: Sequence[Svc]) -> list[Any]:
+    def wait_healthy(self, handles: Sequence[Handle]) -> list[Any]:
         self.healthy.append([h.name for h in handles])
         return []
 
 
-def make_step(effect: str, spec: FireSpec, targets: Sequence[Any]) -> Any:
+def make_step(
+    effect: Effect, spec: FireSpec | PartitionSpec | FlakySpec, targets: Sequence[Handle]
+) -> FireStep:
     class Step:
         def __init__(self) -> None:
             self.effect = effect
@@ -478,14 +486,12 @@ def test_controller_chaos_uses_the_replay_seed() -> None:
 class FakeLinks:
     """Link faults as the controller records them, without a Toxiproxy."""
 
-    def partition(self, spec: Any, test: str, direct: Any) -> Any:
-        from pytest_dcfire.linkfaults import LinkFault
-
+    def partition(
+        self, spec: PartitionSpec, test: str = "", direct: FireStep | None = None
+    ) -> LinkFault:
         return LinkFault("partition", spec.describe(), "cut", [], test)
 
-    def brownout(self, spec: Any, handles: Any, test: str) -> Any:
-        from pytest_dcfire.linkfaults import LinkFault
-
+    def brownout(self, spec: BrownoutSpec, handles: Sequence[Handle], test: str = "") -> LinkFault:
         return LinkFault("brownout", spec.target, spec.describe(), [], test)
 
 

@@ -1,4 +1,4 @@
-"""Every site drilled, the plan of drills, JUnit properties, the checker hook and the report,
+"""Every site drilled, the plan of drills: Drills, JUnit properties, the checker hook and the report,
 through pytest itself (pytester).
 
 The system under test is a stand-in here (a conftest overrides `dcfire_topology` and the
@@ -9,7 +9,9 @@ second; real cuts of real containers are in tests/docker/test_replication.py.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
@@ -100,14 +102,14 @@ def test_drill(dcfire):
 
 
 @pytest.fixture
-def fake_run(pytester: pytest.Pytester, write_topology):  # type: ignore[no-untyped-def]
+def fake_run(pytester: pytest.Pytester, write_topology: Callable[..., Path]) -> pytest.Pytester:
     write_topology(TOPOLOGY)
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
     pytester.makeconftest(FAKE_CONFTEST)
     return pytester
 
 
-def test_each_site_runs_once_per_site_with_ids_naming_the_site(fake_run) -> None:  # type: ignore[no-untyped-def]
+def test_each_site_runs_once_per_site_with_ids_naming_the_site(fake_run: pytest.Pytester) -> None:
     fake_run.makepyfile(
         """
         import pytest
@@ -150,7 +152,9 @@ def test_each_site_runs_once_per_site_with_ids_naming_the_site(fake_run) -> None
         ("dc_fire(each_site=True, mode='fir')", "*unknown mode 'fir' (did you mean 'fire'?)*"),
     ],
 )
-def test_bad_each_site_markers_are_one_usage_error(fake_run, marker: str, expected: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_each_site_markers_are_one_usage_error(
+    fake_run: pytest.Pytester, marker: str, expected: str
+) -> None:
     fake_run.makepyfile(
         f"from pytest_dcfire import dc_fire\n\n@{marker}\ndef test_x():\n    pass\n"
     )
@@ -169,7 +173,7 @@ def test_each_site_without_a_topology_says_so(pytester: pytest.Pytester) -> None
     result.stderr.fnmatch_lines(["*each_site=True needs a topology to know the sites*"])
 
 
-def test_plan_lists_every_drill_and_the_sites_nobody_burns(fake_run) -> None:  # type: ignore[no-untyped-def]
+def test_plan_lists_every_drill_and_the_sites_nobody_burns(fake_run: pytest.Pytester) -> None:
     fake_run.makepyfile(
         """
         from pytest_dcfire import dc_fire
@@ -213,13 +217,13 @@ def test_plan_lists_every_drill_and_the_sites_nobody_burns(fake_run) -> None:  #
     )
 
 
-def test_junit_xml_gets_rto_skew_and_lost_writes(fake_run) -> None:  # type: ignore[no-untyped-def]
+def test_junit_xml_gets_rto_skew_and_lost_writes(fake_run: pytest.Pytester) -> None:
     fake_run.makepyfile(WORKLOAD_TEST)
     junit = fake_run.path / "junit.xml"
     result = fake_run.runpytest(f"--junitxml={junit}")
     result.assert_outcomes(passed=2)
     cases = {
-        case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+        case.get("name"): {p.attrib["name"]: p.attrib["value"] for p in case.iter("property")}
         for case in ET.parse(junit).getroot().iter("testcase")
     }
     pangyo, ansan = cases["test_drill[fire-pangyo]"], cases["test_drill[fire-ansan]"]
@@ -231,7 +235,7 @@ def test_junit_xml_gets_rto_skew_and_lost_writes(fake_run) -> None:  # type: ign
         assert float(props["dcfire_rto_s"]) >= 0.0
 
 
-def test_a_conftest_checker_adds_its_verdict_to_the_report(fake_run) -> None:  # type: ignore[no-untyped-def]
+def test_a_conftest_checker_adds_its_verdict_to_the_report(fake_run: pytest.Pytester) -> None:
     fake_run.makeconftest(
         FAKE_CONFTEST
         + """
@@ -279,7 +283,9 @@ class _Collect(HTMLParser):
                 self.remote.append(value)
 
 
-def test_the_report_is_one_self_contained_page_with_fires_rto_and_lost_writes(fake_run) -> None:  # type: ignore[no-untyped-def]
+def test_the_report_is_one_self_contained_page_with_fires_rto_and_lost_writes(
+    fake_run: pytest.Pytester,
+) -> None:
     fake_run.makepyfile(WORKLOAD_TEST)
     fake_run.makeini("[pytest]\ndcfire_topology = topology.yml\ndcfire_report = r/dcfire.html\n")
     result = fake_run.runpytest()
@@ -300,14 +306,14 @@ def test_the_report_is_one_self_contained_page_with_fires_rto_and_lost_writes(fa
     assert "lost writes (3" in page  # the lane of crosses on the timeline
 
 
-def test_a_bad_report_path_is_a_usage_error(fake_run) -> None:  # type: ignore[no-untyped-def]
+def test_a_bad_report_path_is_a_usage_error(fake_run: pytest.Pytester) -> None:
     (fake_run.path / "adir").mkdir()
     result = fake_run.runpytest("--dcfire-report=adir")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --dcfire-report = 'adir': *adir is a directory*"])
 
 
-def test_under_xdist_the_workers_reports_make_one_file(fake_run) -> None:  # type: ignore[no-untyped-def]
+def test_under_xdist_the_workers_reports_make_one_file(fake_run: pytest.Pytester) -> None:
     fake_run.makepyfile(WORKLOAD_TEST)
     result = fake_run.runpytest_subprocess("-n", "2", "--dcfire-report=x.html")
     result.assert_outcomes(passed=2)

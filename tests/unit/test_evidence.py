@@ -6,35 +6,46 @@ from __future__ import annotations
 
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
 
 import pytest
 
 from pytest_dcfire.evidence import SessionEvidence, Verdict, to_verdict
-from pytest_dcfire.fire import FireController, StepTiming, Timeline
+from pytest_dcfire.faults.timing import FaultTiming as StepTiming
+from pytest_dcfire.fire import FireController, Timeline
 from pytest_dcfire.history import Fail, History, Op
 from pytest_dcfire.report.html import render
+from pytest_dcfire.seams import Effect, Handle
+from pytest_dcfire.topology.model import Service, Topology
 
 
-class Handle:
+class FakeHandle:
+    container = None
+    adopted = False
+
     def __init__(self, name: str, site: str) -> None:
         self.name, self.site = name, site
+        self.spec = Service(name, name.split("@")[0], site)
 
 
 class FakeSystem:
     sites = ("a", "b")
-    services: dict[str, Handle] = {}
+    services: dict[str, FakeHandle] = {}
+    topology: Topology  # not read by these tests
 
-    def in_site(self, site: str) -> list[Handle]:
-        return [Handle(f"x@{site}", site), Handle(f"y@{site}", site)]
+    def in_site(self, site: str) -> list[FakeHandle]:
+        return [FakeHandle(f"x@{site}", site), FakeHandle(f"y@{site}", site)]
+
+    def __iter__(self) -> Iterator[FakeHandle]:
+        return iter([h for site in self.sites for h in self.in_site(site)])
 
     def wait_healthy(self, handles: Sequence[Handle]) -> list[Any]:
         return []
 
 
 class Step:
-    def __init__(self, effect: str, names: list[str]) -> None:
+    def __init__(self, effect: Effect, names: list[str]) -> None:
         self.effect, self.names = effect, names
 
     def apply(self) -> StepTiming:
@@ -72,8 +83,8 @@ def controller(item: Item | None = None, hook: Hook | None = None) -> FireContro
         lambda effect, spec, targets: Step(effect, [t.name for t in targets]),
         Timeline(),
         recovery_timeout=5,
-        hooks=hook or Hook(),
-        item=item or Item(),
+        hooks=hook or Hook(),  # type: ignore[arg-type]  # a fake pluggy.HookRelay
+        item=item or Item(),  # type: ignore[arg-type]  # a fake pytest.Item
     )
 
 
@@ -130,7 +141,7 @@ def test_rto_rpo_and_lost_writes_land_on_the_fire_they_measure_and_in_junit() ->
     lost = wl.lost_writes(acknowledged[:-2])  # the final read misses the last two writes
     assert len(lost.lost) == 2
     dc.restore()
-    dc.evidence.finish(hook, item)
+    dc.evidence.finish(hook, item)  # type: ignore[arg-type]  # fakes of pytest's
 
     assert first.record.rto_s is None and first.record.lost_writes is None
     assert second.record.lost_writes == 2
@@ -154,7 +165,7 @@ def test_a_test_without_workload_still_calls_the_checkers_once_and_gets_skew_onl
     item, hook = Item(), Hook(Verdict("fires seen", True, "ok"))
     dc = controller(item, hook)
     dc.fire("a").extinguish()
-    dc.evidence.finish(hook, item)
+    dc.evidence.finish(hook, item)  # type: ignore[arg-type]  # fakes of pytest's
     assert [h for h, _ in hook.calls] == [None]
     assert dict(item.user_properties) == {"dcfire_skew_ms": 2.0}
 
@@ -207,7 +218,7 @@ def test_the_report_of_a_long_history_stays_small() -> None:
     wl = dc.workload(lambda n: n)
     t = fire.record.ignited - 5.0
     for n in range(100_000):
-        kind = "fail" if 40_000 <= n < 50_000 else "ok"
+        kind: Literal["fail", "ok"] = "fail" if 40_000 <= n < 50_000 else "ok"
         wl.history.append(
             Op("write", n, kind, t + n * 1e-4, t + n * 1e-4 + 5e-5, process=n % 4, id=n)
         )

@@ -6,29 +6,41 @@ steps are applied and undone, and what the timeline records, are at stake.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 
 from pytest_dcfire.errors import ConfigError, FireError
-from pytest_dcfire.fire import FireController, FireSpec, StepTiming, Timeline
+from pytest_dcfire.faults.timing import FaultTiming as StepTiming
+from pytest_dcfire.fire import FireController, FireSpec, Step, Timeline
+from pytest_dcfire.linkfaults import FlakySpec, PartitionSpec
+from pytest_dcfire.seams import Effect, Handle
+from pytest_dcfire.topology.model import Service, Topology
 
 
-class Handle:
+class FakeHandle:
+    container = None
+    adopted = False
+
     def __init__(self, name: str, site: str) -> None:
         self.name, self.site = name, site
+        self.spec = Service(name, name.split("@")[0], site)
 
 
 class FakeSystem:
     sites = ("a", "b", "c")
+    topology: Topology  # not read by these tests
 
     def __init__(self) -> None:
-        self.handles = [Handle("x@a", "a"), Handle("y@a", "a"), Handle("x@b", "b")]
+        self.handles = [FakeHandle("x@a", "a"), FakeHandle("y@a", "a"), FakeHandle("x@b", "b")]
         self.health_checked: list[list[str]] = []
 
-    def in_site(self, site: str) -> list[Handle]:
+    def in_site(self, site: str) -> list[FakeHandle]:
         return [h for h in self.handles if h.site == site]
+
+    def __iter__(self) -> Iterator[FakeHandle]:
+        return iter(self.handles)
 
     def wait_healthy(self, handles: Sequence[Handle]) -> list[Any]:
         self.health_checked.append([h.name for h in handles])
@@ -40,7 +52,9 @@ class Recorder:
         self.log: list[str] = []
         self.fail_apply, self.fail_undo = fail_apply, fail_undo
 
-    def __call__(self, effect: str, spec: FireSpec, targets: Sequence[Handle]) -> Any:
+    def __call__(
+        self, effect: Effect, spec: FireSpec | PartitionSpec | FlakySpec, targets: Sequence[Handle]
+    ) -> Step:
         recorder = self
         names = [t.name for t in targets]
 
@@ -193,7 +207,7 @@ def test_fire_call_validates_like_the_marker() -> None:
     with pytest.raises(ConfigError, match=r"dcfire.fire: unknown site 'z'; valid sites: a, b, c"):
         dc.fire("z")
     with pytest.raises(ConfigError, match="unknown mode 'melt'"):
-        dc.fire("a", mode="melt")
+        dc.fire("a", mode="melt")  # type: ignore[arg-type]  # refused by mypy and at run time
 
 
 def test_timeline_records_rto_of_the_last_fire() -> None:
@@ -228,7 +242,7 @@ def test_table_report_and_junit_show_the_rto_measure_recovery_returned() -> None
     record = dc.fires[-1].record
     assert record.rto_s == recovery.rto
     item = SimpleNamespace(user_properties=[])
-    dc.evidence.finish(None, item)
+    dc.evidence.finish(None, item)  # type: ignore[arg-type]  # a fake pytest.Item
     assert ("dcfire_rto_s", round(recovery.rto, 3)) in item.user_properties
     assert f"{recovery.rto:.2f}" in fire_table([record])[1].split()
     assert f"<td class=num>{recovery.rto:.2f}</td>" in _fire_row(record, {}, {})

@@ -49,7 +49,7 @@ def test_hint_for_a_loopback_only_listener_and_for_nothing_listening() -> None:
     assert listening_hint(Handle((0, empty)), 7000) == (  # type: ignore[arg-type]
         "; nothing in the container listens on a TCP port (yet)"
     )
-    assert listening_hint(Handle((0, TABLES)), 8080) == ""  # listens there by now
+    assert listening_hint(Handle((0, TABLES)), 8080) == ""  # type: ignore[arg-type]  # listens there by now
 
 
 def test_no_hint_when_the_image_cannot_read_proc() -> None:

@@ -18,7 +18,8 @@ from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.fire import FireSpec
 from pytest_dcfire.linkfaults import BrownoutSpec, PartitionSpec
 from pytest_dcfire.links import LinkClient, Links, proxy_name
-from pytest_dcfire.topology.model import Link
+from pytest_dcfire.seams import Effect
+from pytest_dcfire.topology.model import Link, Service
 from pytest_dcfire.toxiproxy import EmbeddedToxiproxy
 
 
@@ -47,9 +48,12 @@ def echo() -> Iterator[tuple[str, int]]:
 class Handle:
     """The parts of a ServiceHandle that Links uses."""
 
+    container = None
+    adopted = False
+
     def __init__(self, name: str, site: str, upstream: tuple[str, int]) -> None:
         self.name, self.site, self._upstream = name, site, upstream
-        self.spec = SimpleNamespace(ports=(7000,))
+        self.spec = Service(name, name.split("@")[0], site, ports=(7000,))
         self.router: Any = None
 
     def direct_address(self, port: int) -> tuple[str, int]:
@@ -59,7 +63,7 @@ class Handle:
         self.router = router
 
     def address(self, port: int) -> tuple[str, int]:
-        return tuple(self.router(self, port))  # type: ignore[return-value]
+        return tuple(self.router(self, port))
 
 
 def settings(toxiproxy: str = "embedded") -> Settings:
@@ -76,7 +80,7 @@ def roundtrip(addr: tuple[str, int], payload: bytes = b"ping", timeout: float = 
 def links(echo: tuple[str, int]) -> Iterator[tuple[Links, Handle]]:
     links = Links(settings(), "dcfT", lambda line: None).start()
     handle = Handle("echo@east", "east", echo)
-    links.attach(SimpleNamespace(services={"echo@east": handle}))
+    links.attach(SimpleNamespace(services={"echo@east": handle}))  # type: ignore[arg-type]
     yield links, handle
     assert links.close() == []
 
@@ -146,7 +150,7 @@ def test_url_mode_uses_a_running_server_and_removes_only_its_proxies(
         other.create("theirs", f"{echo[0]}:{echo[1]}")
         manager = Links(settings(f"url:{server.url}"), "dcfU", lambda line: None).start()
         handle = Handle("echo@east", "east", echo)
-        manager.attach(SimpleNamespace(services={"echo@east": handle}))
+        manager.attach(SimpleNamespace(services={"echo@east": handle}))  # type: ignore[arg-type]
         assert roundtrip(handle.address(7000)) == b"ping"
         assert manager.close() == []
         assert set(other.proxies()) == {"theirs"}
@@ -165,13 +169,13 @@ def test_unreachable_url_and_image_mode_name_the_ini_key() -> None:
 def test_a_partition_needs_a_link_between_the_two_sites(links: tuple[Links, Handle]) -> None:
     manager, _ = links
     with pytest.raises(FireError, match="no service-to-service link joins these sites, and"):
-        manager.partition(PartitionSpec(("east", "west")))
+        manager.partition(PartitionSpec((("east",), ("west",))))
 
 
 class DirectStep:
     """A stand-in for the fault backend's peer cut: records what happened, in order."""
 
-    effect = "peers"
+    effect: Effect = "peers"
 
     def __init__(self, log: list[str], fail: bool = False) -> None:
         self.log, self.fail = log, fail
@@ -206,7 +210,7 @@ def with_link(manager: Links, echo: tuple[str, int], log: list[str]) -> str:
 def test_a_partition_cuts_direct_traffic_without_links(links: tuple[Links, Handle]) -> None:
     manager, _ = links
     log: list[str] = []
-    fault = manager.partition(PartitionSpec(("east", "west")), direct=DirectStep(log))
+    fault = manager.partition(PartitionSpec((("east",), ("west",))), direct=DirectStep(log))
     assert (fault.detail, fault.proxies, fault.via) == ("direct traffic cut", [], "peers: nftables")
     assert log == ["direct cut"]
     fault.lift()
@@ -220,7 +224,7 @@ def test_a_partition_undoes_the_direct_cut_then_the_links(
     manager, _ = links
     log: list[str] = []
     proxy = with_link(manager, echo, log)
-    with manager.partition(PartitionSpec(("west", "east")), direct=DirectStep(log)) as fault:
+    with manager.partition(PartitionSpec((("west",), ("east",))), direct=DirectStep(log)) as fault:
         assert fault.detail == "links cut + direct traffic cut"
         assert fault.via == "links: blackhole + peers: nftables"
         assert fault.proxies == [proxy]
@@ -236,7 +240,7 @@ def test_a_failed_direct_cut_heals_the_links_it_cut(
     log: list[str] = []
     proxy = with_link(manager, echo, log)
     with pytest.raises(FireError, match="the helper said no"):
-        manager.partition(PartitionSpec(("east", "west")), direct=DirectStep(log, fail=True))
+        manager.partition(PartitionSpec((("east",), ("west",))), direct=DirectStep(log, fail=True))
     assert log == ["direct cut", "direct restored", f"healed {proxy}"]
     assert manager._held == {}
 
@@ -259,7 +263,7 @@ def test_a_one_way_partition_cuts_one_stream_of_each_link(
         ]
 
     for order, stream in ((("east", "west"), "upstream"), (("west", "east"), "downstream")):
-        spec = PartitionSpec(order, one_way=True)
+        spec = PartitionSpec(tuple((site,) for site in order), one_way=True)
         with manager.partition(spec, direct=DirectStep(log)) as fault:
             assert fault.kind == "one-way" and fault.target == "->".join(order)
             assert streams() == [("timeout", stream, 0)]

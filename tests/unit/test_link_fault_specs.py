@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from pytest_dcfire.errors import ConfigError
@@ -34,7 +36,9 @@ def test_brownout_spec_keeps_what_was_asked() -> None:
         (("ansan",), {}, "give latency=, jitter= or bandwidth= (nothing to do)"),
     ],
 )
-def test_bad_brownouts_say_what_is_valid(args: tuple, kwargs: dict, message: str) -> None:
+def test_bad_brownouts_say_what_is_valid(
+    args: tuple[Any, ...], kwargs: dict[str, Any], message: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         BrownoutSpec.parse(args, kwargs, SITES, SERVICES, where="@brownout")
     assert str(info.value).startswith("@brownout: ")
@@ -65,7 +69,9 @@ def test_bad_brownouts_say_what_is_valid(args: tuple, kwargs: dict, message: str
         ),
     ],
 )
-def test_bad_partitions_say_what_is_valid(args: tuple, kwargs: dict, message: str) -> None:
+def test_bad_partitions_say_what_is_valid(
+    args: tuple[Any, ...], kwargs: dict[str, Any], message: str
+) -> None:
     with pytest.raises(ConfigError, match=r"^@partition: ") as info:
         PartitionSpec.parse(args, kwargs, (*SITES, "daejeon"), where="@partition")
     assert message in str(info.value)
@@ -106,7 +112,9 @@ def test_flaky_spec_keeps_the_loss_in_whole_percent() -> None:
         (("ansan",), {"loss": True}, "loss=True must be a share"),
     ],
 )
-def test_bad_flaky_networks_say_what_is_valid(args: tuple, kwargs: dict, message: str) -> None:
+def test_bad_flaky_networks_say_what_is_valid(
+    args: tuple[Any, ...], kwargs: dict[str, Any], message: str
+) -> None:
     with pytest.raises(ConfigError, match=r"^@flaky_network: ") as info:
         FlakySpec.parse(args, kwargs, SITES, SERVICES, where="@flaky_network")
     assert message in str(info.value)

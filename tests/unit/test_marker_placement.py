@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Callable
 
 import pytest
 
@@ -63,8 +64,12 @@ def dcfire(request):
 """
 
 
+#: What the inner session burned, by test name: (sites, mode) per ignition.
+Burned = Callable[[], dict[str, list[tuple[tuple[str, ...], str]]]]
+
+
 @pytest.fixture
-def inner(pytester: pytest.Pytester):  # type: ignore[no-untyped-def]
+def inner(pytester: pytest.Pytester) -> Burned:
     """Set up an inner session with the recording conftest; return a runner and a reader."""
     (pytester.path / "topology.yml").write_text(textwrap.dedent(TOPOLOGY))
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
@@ -87,7 +92,7 @@ def inner(pytester: pytest.Pytester):  # type: ignore[no-untyped-def]
 
 def test_module_pytestmark_burns_every_test_of_the_module(
     pytester: pytest.Pytester,
-    inner,  # type: ignore[no-untyped-def]
+    inner: Burned,
 ) -> None:
     pytester.makepyfile(
         """
@@ -108,7 +113,7 @@ def test_module_pytestmark_burns_every_test_of_the_module(
 
 def test_module_pytestmark_list_and_a_test_marker_combine(
     pytester: pytest.Pytester,
-    inner,  # type: ignore[no-untyped-def]
+    inner: Burned,
 ) -> None:
     pytester.makepyfile(
         """
@@ -130,7 +135,7 @@ def test_module_pytestmark_list_and_a_test_marker_combine(
 
 def test_class_marker_and_test_marker_burn_both_sites_in_one_fire(
     pytester: pytest.Pytester,
-    inner,  # type: ignore[no-untyped-def]
+    inner: Burned,
 ) -> None:
     pytester.makepyfile(
         """
@@ -166,7 +171,7 @@ def test_class_marker_and_test_marker_burn_both_sites_in_one_fire(
 
 def test_parametrized_tests_burn_per_parameter(
     pytester: pytest.Pytester,
-    inner,  # type: ignore[no-untyped-def]
+    inner: Burned,
 ) -> None:
     pytester.makepyfile(
         """
@@ -225,7 +230,7 @@ def test_param(n):
 
 def test_selection_with_m_k_and_marker_expressions(
     pytester: pytest.Pytester,
-    inner,  # type: ignore[no-untyped-def]
+    inner: Burned,
 ) -> None:
     pytester.makepyfile(test_sel=SELECTION)
     (pytester.path / "failed-once").write_text("x")
@@ -251,7 +256,7 @@ def test_selection_with_m_k_and_marker_expressions(
 
 def test_last_failed_reruns_burn_again(
     pytester: pytest.Pytester,
-    inner,  # type: ignore[no-untyped-def]
+    inner: Burned,
 ) -> None:
     pytester.makepyfile(test_sel=SELECTION)
     pytester.runpytest().assert_outcomes(passed=3, failed=1)
@@ -265,7 +270,7 @@ def test_last_failed_reruns_burn_again(
 
 def test_bad_class_marker_is_a_collection_error_naming_the_test(
     pytester: pytest.Pytester,
-    inner,  # type: ignore[no-untyped-def]
+    inner: Burned,
 ) -> None:
     pytester.makepyfile(
         """
@@ -294,7 +299,7 @@ def test_bad_class_marker_is_a_collection_error_naming_the_test(
 
 def test_collect_only_starts_nothing_and_lists_marked_tests(
     pytester: pytest.Pytester,
-    inner,  # type: ignore[no-untyped-def]
+    inner: Burned,
 ) -> None:
     pytester.makepyfile(test_sel=SELECTION)
     result = pytester.runpytest("--collect-only", "-q", "-m", "dc_fire")

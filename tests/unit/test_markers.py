@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from pytest_dcfire import dc_fire
@@ -41,9 +44,9 @@ def test_dc_fire_is_pytest_mark_dc_fire() -> None:
 )
 def test_bad_markers_stop_the_run_before_anything_starts(
     pytester: pytest.Pytester,
-    write_topology,
+    write_topology: Callable[..., Path],
     marker: str,
-    expected: str,  # type: ignore[no-untyped-def]
+    expected: str,
 ) -> None:
     write_topology()
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
@@ -81,7 +84,9 @@ def test_marker_without_topology_says_so(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["*unknown site 'a'; valid sites: (no topology configured)"])
 
 
-def test_valid_markers_collect(pytester: pytest.Pytester, write_topology) -> None:  # type: ignore[no-untyped-def]
+def test_valid_markers_collect(
+    pytester: pytest.Pytester, write_topology: Callable[..., Path]
+) -> None:
     write_topology()
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
     pytester.makepyfile(

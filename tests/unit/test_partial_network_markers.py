@@ -4,6 +4,9 @@ documented by `pytest --markers`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 import pytest_dcfire
@@ -70,9 +73,9 @@ def test_the_marker_twins_are_pytest_marks() -> None:
 )
 def test_bad_markers_stop_the_run_before_anything_starts(
     pytester: pytest.Pytester,
-    write_topology,
+    write_topology: Callable[..., Path],
     marker: str,
-    expected: str,  # type: ignore[no-untyped-def]
+    expected: str,
 ) -> None:
     write_topology(THREE_SITES)
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
@@ -93,7 +96,7 @@ def test_bad_markers_stop_the_run_before_anything_starts(
 
 def test_valid_markers_collect_and_are_documented(
     pytester: pytest.Pytester,
-    write_topology,  # type: ignore[no-untyped-def]
+    write_topology: Callable[..., Path],
 ) -> None:
     write_topology(THREE_SITES)
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
@@ -133,7 +136,7 @@ def test_valid_markers_collect_and_are_documented(
 
 def test_the_plan_names_one_way_groups_and_flaky(
     pytester: pytest.Pytester,
-    write_topology,  # type: ignore[no-untyped-def]
+    write_topology: Callable[..., Path],
 ) -> None:
     write_topology(THREE_SITES)
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 KAKAO = """
@@ -22,7 +25,7 @@ services:
 
 def test_plan_names_the_single_homed_dependency_and_starts_nothing(
     pytester: pytest.Pytester,
-    write_topology,  # type: ignore[no-untyped-def]
+    write_topology: Callable[..., Path],
 ) -> None:
     write_topology(KAKAO)
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
@@ -52,7 +55,9 @@ def test_plan_without_topology_is_a_usage_error(pytester: pytest.Pytester) -> No
     result.stderr.fnmatch_lines(["ERROR: --dcfire-plan needs a topology*"])
 
 
-def test_a_broken_topology_is_one_usage_error(pytester: pytest.Pytester, write_topology) -> None:  # type: ignore[no-untyped-def]
+def test_a_broken_topology_is_one_usage_error(
+    pytester: pytest.Pytester, write_topology: Callable[..., Path]
+) -> None:
     write_topology(KAKAO.replace("depends_on: [auth, db]", "depends_on: [auht, db]"))
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
     result = pytester.runpytest("--dcfire-plan")
@@ -65,7 +70,7 @@ def test_a_broken_topology_is_one_usage_error(pytester: pytest.Pytester, write_t
     assert "Traceback" not in result.stderr.str()
 
 
-def test_blast_radius_works_before_anything_runs(write_topology) -> None:  # type: ignore[no-untyped-def]
+def test_blast_radius_works_before_anything_runs(write_topology: Callable[..., Path]) -> None:
     from pytest_dcfire.topology.load import load_topology
     from pytest_dcfire.topology.plan import blast_radius
 
@@ -123,7 +128,7 @@ def test_dcfire_sites_alone_give_a_plan_markers_and_a_header(pytester: pytest.Py
 )
 def test_bad_dcfire_sites_are_one_usage_error(
     pytester: pytest.Pytester,
-    write_topology,  # type: ignore[no-untyped-def]
+    write_topology: Callable[..., Path],
     ini: str,
     message: str,
 ) -> None:
@@ -179,7 +184,7 @@ def test_plain():
 
 def test_plan_knows_failover_and_per_instance_dependencies(
     pytester: pytest.Pytester,
-    write_topology,  # type: ignore[no-untyped-def]
+    write_topology: Callable[..., Path],
 ) -> None:
     """api@south needs redis-primary only to start (failover: true) and db@south only
     (site: same): when north burns it fails over, it is not stranded; redis-replica, which
@@ -214,7 +219,7 @@ def test_plan_knows_failover_and_per_instance_dependencies(
     assert "test_plain" not in result.stdout.str()
 
 
-def test_blast_radius_of_failover_and_same_site(write_topology) -> None:  # type: ignore[no-untyped-def]
+def test_blast_radius_of_failover_and_same_site(write_topology: Callable[..., Path]) -> None:
     from pytest_dcfire.topology.load import load_topology
     from pytest_dcfire.topology.plan import blast_radius
 
@@ -266,7 +271,7 @@ def test_blast_radius_of_failover_and_same_site(write_topology) -> None:  # type
     ],
 )
 def test_dependency_options_are_validated(
-    write_topology,  # type: ignore[no-untyped-def]
+    write_topology: Callable[..., Path],
     change: tuple[str, str],
     expected: str,
 ) -> None:
@@ -279,7 +284,7 @@ def test_dependency_options_are_validated(
     assert str(info.value) == str(path.parent / "topology.yml") + expected[len("topology.yml") :]
 
 
-def test_same_site_needs_the_dependency_in_every_site(write_topology) -> None:  # type: ignore[no-untyped-def]
+def test_same_site_needs_the_dependency_in_every_site(write_topology: Callable[..., Path]) -> None:
     from pytest_dcfire.errors import TopologyError
     from pytest_dcfire.topology.load import load_topology
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 pytestmark = pytest.mark.usefixtures("write_topology")
@@ -46,7 +49,9 @@ def _show_settings(pytester: pytest.Pytester) -> None:
     )
 
 
-def test_ini_values_are_read(pytester: pytest.Pytester, write_topology) -> None:  # type: ignore[no-untyped-def]
+def test_ini_values_are_read(
+    pytester: pytest.Pytester, write_topology: Callable[..., Path]
+) -> None:
     write_topology()
     pytester.makeini(
         """
@@ -66,7 +71,7 @@ def test_ini_values_are_read(pytester: pytest.Pytester, write_topology) -> None:
     )
 
 
-def test_cli_beats_ini(pytester: pytest.Pytester, write_topology) -> None:  # type: ignore[no-untyped-def]
+def test_cli_beats_ini(pytester: pytest.Pytester, write_topology: Callable[..., Path]) -> None:
     write_topology()
     write_topology(name="other.yml")
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\ndcfire_keep = false\n")
@@ -75,7 +80,9 @@ def test_cli_beats_ini(pytester: pytest.Pytester, write_topology) -> None:  # ty
     result.stdout.fnmatch_lines(["SETTINGS topology=other.yml timeout=60.0 keep=True *"])
 
 
-def test_ini_path_is_relative_to_the_ini_file(pytester: pytest.Pytester, write_topology) -> None:  # type: ignore[no-untyped-def]
+def test_ini_path_is_relative_to_the_ini_file(
+    pytester: pytest.Pytester, write_topology: Callable[..., Path]
+) -> None:
     sub = pytester.mkdir("conf")
     write_topology(name="conf/topo.yml")
     (sub / "pytest.ini").write_text("[pytest]\ndcfire_topology = topo.yml\n")
@@ -138,7 +145,9 @@ def test_missing_cli_topology_is_a_usage_error(pytester: pytest.Pytester) -> Non
     result.stderr.fnmatch_lines(["ERROR: --dcfire-topology = 'nope.yml': no such file*"])
 
 
-def test_header_names_the_topology(pytester: pytest.Pytester, write_topology) -> None:  # type: ignore[no-untyped-def]
+def test_header_names_the_topology(
+    pytester: pytest.Pytester, write_topology: Callable[..., Path]
+) -> None:
     write_topology()
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
     pytester.makepyfile("def test_nothing(): pass")

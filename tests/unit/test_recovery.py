@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -11,7 +12,7 @@ from pytest_dcfire.errors import RecoveryTimeout
 from pytest_dcfire.recovery import eventually, measure_recovery
 
 
-def flaky(fail_times: int, exc: type[Exception] = ConnectionError):  # type: ignore[no-untyped-def]
+def flaky(fail_times: int, exc: type[Exception] = ConnectionError) -> Callable[[], str]:
     calls = {"n": 0}
 
     def fn() -> str:

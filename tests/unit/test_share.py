@@ -4,7 +4,10 @@ take which lock, and that without xdist workers nothing changes (no Docker neede
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.synchronize
 import time
+from collections.abc import Callable
+from multiprocessing.context import SpawnProcess
 from pathlib import Path
 
 import pytest
@@ -32,8 +35,8 @@ def _show_share(pytester: pytest.Pytester) -> None:
 
 
 def test_share_is_worker_by_default_and_read_from_ini(
-    pytester: pytest.Pytester, write_topology
-) -> None:  # type: ignore[no-untyped-def]
+    pytester: pytest.Pytester, write_topology: Callable[..., Path]
+) -> None:
     write_topology()
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
     _show_share(pytester)
@@ -42,7 +45,7 @@ def test_share_is_worker_by_default_and_read_from_ini(
     pytester.runpytest("--co").stdout.fnmatch_lines(["SHARE session"])
 
 
-def test_cli_beats_ini(pytester: pytest.Pytester, write_topology) -> None:  # type: ignore[no-untyped-def]
+def test_cli_beats_ini(pytester: pytest.Pytester, write_topology: Callable[..., Path]) -> None:
     write_topology()
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\ndcfire_share = session\n")
     _show_share(pytester)
@@ -73,8 +76,8 @@ def test_bad_values_name_the_key_and_the_valid_ones(
 
 
 def test_share_session_without_xdist_workers_runs_as_before(
-    pytester: pytest.Pytester, write_topology
-) -> None:  # type: ignore[no-untyped-def]
+    pytester: pytest.Pytester, write_topology: Callable[..., Path]
+) -> None:
     """`-p no:xdist` and `-n 0`: no controller hook, no lock, nothing started eagerly."""
     write_topology()
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\ndcfire_share = session\n")
@@ -97,8 +100,8 @@ def _hold(
     path: str,
     exclusive: bool,
     seconds: float,
-    ready: multiprocessing.Event,  # type: ignore[type-arg]
-    asking: multiprocessing.Event | None = None,  # type: ignore[type-arg]
+    ready: multiprocessing.synchronize.Event,
+    asking: multiprocessing.synchronize.Event | None = None,
 ) -> None:
     lock = FireLock(path)
     if asking is not None:
@@ -109,7 +112,7 @@ def _hold(
     lock.release()
 
 
-def _held_by_other(path: Path, exclusive: bool, seconds: float) -> multiprocessing.Process:
+def _held_by_other(path: Path, exclusive: bool, seconds: float) -> SpawnProcess:
     ready = _SPAWN.Event()
     proc = _SPAWN.Process(target=_hold, args=(str(path), exclusive, seconds, ready))
     proc.start()
@@ -194,7 +197,9 @@ def test_which_tests_take_which_lock(names: tuple[str, ...], mode: str | None) -
     assert lock_mode(_Item(*names)) == mode  # type: ignore[arg-type]
 
 
-def test_a_fault_marker_takes_the_exclusive_lock(pytester: pytest.Pytester, write_topology) -> None:  # type: ignore[no-untyped-def]
+def test_a_fault_marker_takes_the_exclusive_lock(
+    pytester: pytest.Pytester, write_topology: Callable[..., Path]
+) -> None:
     """Markers get `dcfire` at collection, so they count as burning tests."""
     write_topology()
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")

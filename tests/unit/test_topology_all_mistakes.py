@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from pytest_dcfire.errors import TopologyError, TopologyErrors
@@ -44,7 +47,7 @@ services:
 
 def test_three_independent_mistakes_are_reported_in_one_run(
     pytester: pytest.Pytester,
-    write_topology,  # type: ignore[no-untyped-def]
+    write_topology: Callable[..., Path],
 ) -> None:
     write_topology(THREE_MISTAKES)
     pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
@@ -65,7 +68,7 @@ def test_three_independent_mistakes_are_reported_in_one_run(
 
 def test_compose_file_reports_every_mistake_too(
     pytester: pytest.Pytester,
-    write_topology,  # type: ignore[no-untyped-def]
+    write_topology: Callable[..., Path],
 ) -> None:
     write_topology(COMPOSE_THREE_MISTAKES, name="compose.yml")
     pytester.makeini("[pytest]\ndcfire_topology = compose.yml\n")

@@ -13,11 +13,16 @@ import http.client
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_dcfire import dc_fire
+from pytest_dcfire import FireController, System, dc_fire
 from pytest_dcfire.history import Fail, Indeterminate
+
+if TYPE_CHECKING:
+    from pytest_dcfire.drill_workload import DrillWorkload
 
 PRIMARY_SITE, REPLICA_SITE = "pangyo", "ansan"
 
@@ -27,7 +32,7 @@ class AcknowledgedWritesLost(AssertionError):
     that a recovery timeout or a broken drill still fails the run)."""
 
 
-def recovered(dcfire, workload):
+def recovered(dcfire: FireController, workload: DrillWorkload) -> None:
     """Wait until the workload's history shows recovery (3 successes in a row after the last
     ignition): calls stuck on the dark site end only at their 0.5 s timeout, so a fixed
     sleep could stop the workload before any call after the fire succeeded."""
@@ -35,7 +40,9 @@ def recovered(dcfire, workload):
     time.sleep(0.2)  # and some writes after it
 
 
-def call(addr, method, path, body=b"", timeout=0.5):
+def call(
+    addr: tuple[str, int], method: str, path: str, body: bytes = b"", timeout: float = 0.5
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection(*addr, timeout=timeout)
     try:
         conn.request(method, path, body=body)
@@ -48,7 +55,7 @@ def call(addr, method, path, body=b"", timeout=0.5):
 class Cluster:
     """The client's view: where the primary is, how to write, fail over and read back."""
 
-    def __init__(self, topology):
+    def __init__(self, topology: System) -> None:
         self.addr = {
             PRIMARY_SITE: topology.service("primary").address(8080),
             REPLICA_SITE: topology.service("replica").address(8080),
@@ -56,12 +63,12 @@ class Cluster:
         self.leader = PRIMARY_SITE
         self.run = uuid.uuid4().hex[:8]  # keys of this test only
 
-    def reset(self, mode):
+    def reset(self, mode: str) -> None:
         for site, role in ((PRIMARY_SITE, "primary"), (REPLICA_SITE, "replica")):
             body = json.dumps({"mode": mode, "role": role}).encode()
             assert call(self.addr[site], "POST", "/reset", body, timeout=5)[0] == 200
 
-    def write(self, n):
+    def write(self, n: int) -> None:
         """The workload's operation: write the unique value n to the current primary."""
         status, text = call(self.addr[self.leader], "PUT", f"/k/{self.run}-{n}", str(n).encode())
         if status == 409:
@@ -71,12 +78,12 @@ class Cluster:
         if status != 200:
             raise Indeterminate(f"HTTP {status}")
 
-    def failover(self):
+    def failover(self) -> None:
         """What an operator does when the primary's site is dark: promote the replica."""
         assert call(self.addr[REPLICA_SITE], "POST", "/promote", timeout=5)[0] == 200
         self.leader = REPLICA_SITE
 
-    def values(self, site):
+    def values(self, site: str) -> list[int]:
         """The values of this test's keys that `site` holds (the final read)."""
         status, body = call(self.addr[site], "GET", "/all", timeout=5)
         assert status == 200
@@ -84,7 +91,7 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(dcfire_topology):
+def cluster(dcfire_topology: System) -> Cluster:
     return Cluster(dcfire_topology)
 
 
@@ -103,7 +110,9 @@ def cluster(dcfire_topology):
         ),
     ],
 )
-def test_primary_fire_loses_no_acknowledged_write(dcfire, cluster, mode):
+def test_primary_fire_loses_no_acknowledged_write(
+    dcfire: FireController, cluster: Cluster, mode: str
+) -> None:
     cluster.reset(mode)
     with dcfire.workload(cluster.write, threads=2, interval=0.02, name=f"writes-{mode}") as wl:
         time.sleep(0.4)  # replicated writes
@@ -122,7 +131,7 @@ def test_primary_fire_loses_no_acknowledged_write(dcfire, cluster, mode):
 
 
 @pytest.fixture
-def sync_writes(dcfire, cluster):
+def sync_writes(dcfire: FireController, cluster: Cluster) -> Iterator[DrillWorkload]:
     """Writes start before the marker's fire ignites (fixtures come first) and stop in the
     test, so the history holds writes before, during and after the fire."""
     cluster.reset("sync")
@@ -132,7 +141,9 @@ def sync_writes(dcfire, cluster):
 
 
 @dc_fire(each_site=True)
-def test_every_site_burns_without_losing_an_acknowledged_write(dcfire, cluster, sync_writes):
+def test_every_site_burns_without_losing_an_acknowledged_write(
+    dcfire: FireController, cluster: Cluster, sync_writes: DrillWorkload
+) -> None:
     (site,) = dcfire.burning
     if site == PRIMARY_SITE:
         cluster.failover()

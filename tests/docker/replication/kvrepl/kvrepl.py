@@ -21,12 +21,20 @@ import queue
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypedDict
 
 PEER = os.environ.get("KV_PEER", "")
 FORWARD_TIMEOUT = float(os.environ.get("KV_FORWARD_TIMEOUT", "1.0"))
 
+
+class State(TypedDict):
+    role: str  # primary, replica or promoted
+    mode: str  # sync or async
+    epoch: int  # bumped by /reset: the backlog of an earlier epoch is dropped
+
+
 lock = threading.Lock()
-state = {"role": os.environ.get("KV_ROLE", "primary"), "mode": "sync", "epoch": 0}
+state: State = {"role": os.environ.get("KV_ROLE", "primary"), "mode": "sync", "epoch": 0}
 data: dict[str, str] = {}
 backlog: "queue.Queue[tuple[int, str, bytes]]" = queue.Queue()
 
