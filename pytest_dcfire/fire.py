@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pytest_dcfire.clockfaults import ClockSpec, not_controllable
+from pytest_dcfire.diskfaults import DiskKind, DiskSpec, check_volumes, fire_storage
 from pytest_dcfire.errors import (
     ConfigError,
     FireError,
@@ -40,7 +41,9 @@ class FireSpec:
     sites: tuple[str, ...]
     mode: str = "fire"
     network: bool = True
-    storage: bool = True
+    #: True: the mode's own storage fault (frozen; shut down by a power loss); or a disk
+    #: fault kind, "fail" or "full" ("freeze" is read as True).
+    storage: bool | DiskKind = True
 
     @classmethod
     def parse(
@@ -71,13 +74,10 @@ class FireSpec:
                 f"{where}: unknown mode {mode!r}"
                 f"{did_you_mean(str(mode), MODES)}; valid modes: {', '.join(MODES)}"
             )
-        flags = {}
-        for key in ("network", "storage"):
-            value = options.get(key, True)
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where}: {key}={value!r} must be True or False")
-            flags[key] = value
-        spec = cls(tuple(names), str(mode), flags["network"], flags["storage"])
+        network = options.get("network", True)
+        if not isinstance(network, bool):
+            raise ConfigError(f"{where}: network={network!r} must be True or False")
+        spec = cls(tuple(names), str(mode), network, fire_storage(options, str(mode), where))
         if not spec.effects():
             raise ConfigError(
                 f"{where}: mode {mode!r} with network=False and storage=False does nothing"
@@ -119,7 +119,7 @@ class FireSpec:
     def describe(self) -> str:
         extra = (
             ""
-            if (self.network and self.storage)
+            if (self.network and self.storage is True)
             else (f" (network={self.network}, storage={self.storage})")
         )
         return f"{'+'.join(self.sites)} [{self.mode}]{extra}"
@@ -306,9 +306,14 @@ class FireController:
         return tuple(dict.fromkeys(s for f in self.fires if f.burning for s in f.sites))
 
     def fire(
-        self, *sites: str, mode: str = "fire", network: bool = True, storage: bool = True
+        self,
+        *sites: str,
+        mode: str = "fire",
+        network: bool = True,
+        storage: bool | DiskKind = True,
     ) -> Fire:
-        """Burn `sites` now; returns the burning `Fire` (use it as a context manager)."""
+        """Burn `sites` now; returns the burning `Fire` (use it as a context manager).
+        `storage`: True (the mode's own), False, or a disk fault kind ("fail", "full")."""
         spec = FireSpec.parse(
             sites,
             {"mode": mode, "network": network, "storage": storage},
@@ -319,7 +324,7 @@ class FireController:
 
     def ignite_together(self, specs: Sequence[FireSpec]) -> list[Fire]:
         """Ignite several specs at once: those of the same mode become one fire (one cut)."""
-        merged: dict[tuple[str, bool, bool], list[str]] = {}
+        merged: dict[tuple[str, bool, bool | DiskKind], list[str]] = {}
         for spec in specs:
             sites = merged.setdefault((spec.mode, spec.network, spec.storage), [])
             sites.extend(s for s in spec.sites if s not in sites)
@@ -420,10 +425,7 @@ class FireController:
             direct = self._make_step("peers", spec, handles)
             fault = self._links.partition(spec, test, direct=direct)
         else:
-            if spec.target in self.system.sites:
-                handles = self.system.in_site(spec.target)
-            else:
-                handles = [h for h in self.system if spec.target in (h.name, h.spec.base)]
+            handles = self._handles_of(spec.target)
             if isinstance(spec, FlakySpec):
                 fault = _direct_fault(
                     "flaky",
@@ -456,10 +458,7 @@ class FireController:
     def ignite_clock(self, spec: ClockSpec) -> LinkFault:
         """Apply a validated clock fault; it is undone by `restore()`."""
         where = f"dcfire.clock({spec.target!r})"
-        if spec.target in self.system.sites:
-            handles = list(self.system.in_site(spec.target))
-        else:
-            handles = [h for h in self.system if spec.target in (h.name, h.spec.base)]
+        handles = self._handles_of(spec.target)
         fixed = [h for h in handles if getattr(h.spec, "clock", "host") != "controllable"]
         if fixed:
             raise not_controllable(where, [h.spec.base for h in fixed], self.system.topology.source)
@@ -485,6 +484,47 @@ class FireController:
         self.evidence.link_fault(fault)
         self._timeline.add_link_fault(fault)
         return fault
+
+    def disk(self, target: str, kind: DiskKind) -> LinkFault:
+        """A disk fault on every volume of a site, a service or one instance, while
+        everything else keeps running: "freeze" (I/O blocks), "fail" (EIO; lifting mounts
+        the pool again and restarts the containers that use it) or "full" (ENOSPC on
+        writes). Lifted by `restore()` and at teardown (or use it as a context manager)."""
+        spec = DiskSpec.parse(
+            (target, kind),
+            {},
+            self.system.sites,
+            service_names(self.system.topology),
+            where="dcfire.disk",
+        )
+        return self.ignite_disk(spec)
+
+    def ignite_disk(self, spec: DiskSpec) -> LinkFault:
+        """Apply a validated disk fault; `restore()` lifts it."""
+        check_volumes(spec, self.system.topology, f"dcfire.disk({spec.target!r}, {spec.kind!r})")
+        handles = self._handles_of(spec.target)
+        step = self._make_step("disk", spec, handles)
+        if spec.kind == "fail":  # lifted: its containers were started again
+            ours = [h for h in handles if not getattr(h, "adopted", False)]
+            failed = step
+
+            def lift() -> None:
+                failed.undo()
+                self.system.wait_healthy(ours)
+
+            step = CallStep("storage", failed.apply, lift)
+        test = getattr(self._item, "nodeid", "")
+        fault = _direct_fault("disk", spec.target, spec.describe(), test, step)
+        self.link_faults.append(fault)
+        self.evidence.link_fault(fault)
+        self._timeline.add_link_fault(fault)
+        return fault
+
+    def _handles_of(self, target: str) -> list[Any]:
+        """The containers of a site, or of a service's instances, or of one instance."""
+        if target in self.system.sites:
+            return list(self.system.in_site(target))
+        return [h for h in self.system if target in (h.name, h.spec.base)]
 
     @property
     def brownouts(self) -> list[LinkFault]:

@@ -16,12 +16,13 @@ from typing import Any
 
 import docker.errors
 
+from pytest_dcfire.diskfaults import DiskSpec
 from pytest_dcfire.errors import FireError
 from pytest_dcfire.faults.helper import Helper, HelperUnavailable, thawer
 from pytest_dcfire.faults.network import NetworkCutter, Targets, container_id
 from pytest_dcfire.faults.peers import PeerCutter
 from pytest_dcfire.faults.power import PowerSwitch
-from pytest_dcfire.faults.storage import Pool, PoolVolumes, StoragePools
+from pytest_dcfire.faults.storage import SHUTDOWN_VIA, Pool, PoolVolumes, StoragePools
 from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.fire import CallStep, FireSpec
 from pytest_dcfire.linkfaults import FlakySpec, PartitionSpec
@@ -53,6 +54,15 @@ class UnfrozenVolumes:
         for volume in self._made:
             with contextlib.suppress(docker.errors.NotFound):
                 volume.remove(force=True)
+
+
+#: What a storage fault does, for the message when there are no pools.
+VERBS = {"freeze": "freeze", "power-loss": "shut down", "fail": "fail", "full": "fill"}
+
+
+def storage_kind(storage: bool | str) -> str:
+    """A fire's `storage=` as a disk fault kind: True is a freeze."""
+    return "freeze" if storage is True else str(storage)
 
 
 def _not_ours(timing: FaultTiming) -> FaultTiming:
@@ -96,6 +106,8 @@ class FaultBackend:
             PoolVolumes(self.pools, topology) if self.pools is not None else UnfrozenVolumes(engine)
         )
         self._held: Counter[tuple[str, str]] = Counter()
+        #: The storage fault kind that holds each pool (freeze, fail, full, power-loss).
+        self._pool_kinds: dict[str, str] = {}
         self._lock = threading.Lock()
         self.system: Any = None
 
@@ -135,12 +147,19 @@ class FaultBackend:
     # -- steps ----------------------------------------------------------------------------
 
     def make_step(
-        self, effect: str, spec: FireSpec | PartitionSpec | FlakySpec, handles: Sequence[Any]
+        self,
+        effect: str,
+        spec: FireSpec | PartitionSpec | FlakySpec | DiskSpec,
+        handles: Sequence[Any],
     ) -> CallStep:
         if isinstance(spec, (PartitionSpec, FlakySpec)):
             if effect != "peers":
                 raise FireError(f"a partition has no {effect!r} effect")
             return self._peer_step(spec, handles)
+        if effect == "disk" and isinstance(spec, DiskSpec):
+            return self._pool_step(spec.kind, handles, spec.target)
+        if not isinstance(spec, FireSpec):
+            raise FireError(f"a disk fault has no {effect!r} effect")
         containers = [h.container for h in handles]
         if effect == "network":
             return self._counted(effect, containers, self.network.cut, self.network.restore)
@@ -232,57 +251,56 @@ class FaultBackend:
         return CallStep(effect, do, undo_fn)
 
     def _storage_step(self, spec: FireSpec, handles: Sequence[Any] = ()) -> CallStep:
-        # Adopted containers keep their own storage: only the session's pools can freeze.
+        kind = "power-loss" if spec.mode == "power-loss" else storage_kind(spec.storage)
+        return self._pool_step(kind, handles, "+".join(spec.sites), spec.sites)
+
+    def _pool_step(
+        self,
+        kind: str,
+        handles: Sequence[Any],
+        what: str,
+        sites: Sequence[str] | None = None,
+    ) -> CallStep:
+        """The storage step of a fire (`sites`: their pools) or of a disk fault (the pools
+        that `handles` mount): `kind` is freeze, fail, full or power-loss."""
+        # Adopted containers keep their own storage: only the session's pools are touched.
         if any(getattr(h, "adopted", False) for h in handles):
             ours = [h for h in handles if not getattr(h, "adopted", False)]
-            step = self._storage_step(spec, ours)
+            step = self._pool_step(kind, ours, what, sites)
             theirs = [h.container for h in handles if getattr(h, "adopted", False)]
 
             def apply_ours() -> FaultTiming:
                 timing = _not_ours(step.apply())
-                if spec.mode == "power-loss":  # the kill step left the wait to this one
+                if kind == "power-loss":  # the kill step left the wait to this one
                     self.power.wait_exited(theirs)
                 return timing
 
             return CallStep("storage", apply_ours, step.undo)
         if self.pools is None:
             raise FireError(
-                f"cannot {'shut down' if spec.mode == 'power-loss' else 'freeze'} the storage "
-                f"of {', '.join(spec.sites)}: the engine refused the "
+                f"cannot {VERBS.get(kind, kind)} the storage of {what}: the engine refused the "
                 f"helper container ({self.refused}); use storage=False or mode='partition'"
             )
         pools = self.pools
-        site_pools = pools.pools(spec.sites)
-        apply: Callable[[Sequence[Pool]], FaultTiming] = pools.freeze
-        undo: Callable[[Sequence[Pool]], object] = pools.thaw
         containers = [h.container for h in handles]
-        if spec.mode == "power-loss":
-
-            def apply(chosen: Sequence[Pool]) -> FaultTiming:
-                timing = pools.shutdown(chosen)
-                self.power.wait_exited(containers)  # the kill step left the wait to us
-                return timing
-
-            def undo(chosen: Sequence[Pool]) -> FaultTiming:
-                # The engine lets go of a pool when the last container that uses it exits.
-                self.power.wait_exited(containers)
-                return pools.remount(chosen)
-
-        keys = [("storage", p.name) for p in site_pools]
+        chosen = pools.pools(sites) if sites is not None else pools.for_containers(containers)
+        apply, undo = self._pool_ops(kind, containers)
+        keys = [("storage", p.name) for p in chosen]
         changed: list[Any] = []
 
         def do() -> FaultTiming:
             with self._lock:
-                fresh = [p for p, k in zip(site_pools, keys, strict=True) if self._held[k] == 0]
-                for k in keys:
+                self._check_kinds(kind, chosen, what)
+                fresh = [p for p, k in zip(chosen, keys, strict=True) if self._held[k] == 0]
+                for p, k in zip(chosen, keys, strict=True):
                     self._held[k] += 1
+                    self._pool_kinds[p.name] = kind
             changed.extend(fresh)
             if not fresh:
-                if spec.mode == "power-loss":
+                if kind == "power-loss":
                     self.power.wait_exited(containers)
-                return FaultTiming(
-                    "storage", "no volumes" if not site_pools else "already in place", 0.0, {}
-                )
+                via = "no volumes" if not chosen else "already in place"
+                return FaultTiming("storage", via, 0.0, {})
             return apply(fresh)
 
         def undo_fn() -> None:
@@ -291,16 +309,80 @@ class FaultBackend:
                     self._held[k] -= 1
                 last = [
                     p
-                    for p, k in zip(site_pools, keys, strict=True)
+                    for p, k in zip(chosen, keys, strict=True)
                     if self._held[k] <= 0 and p in changed
                 ]
-                for k in keys:
+                for p, k in zip(chosen, keys, strict=True):
                     if self._held[k] <= 0:
                         del self._held[k]
+                        self._pool_kinds.pop(p.name, None)
             if last:
                 undo(last)
 
         return CallStep("storage", do, undo_fn)
+
+    def _check_kinds(self, kind: str, chosen: Sequence[Pool], what: str) -> None:
+        """Two storage faults of different kinds on one pool cannot both hold (a frozen
+        pool cannot fill, a failed one cannot freeze): refuse the second, naming the first."""
+        for p in chosen:
+            held = self._pool_kinds.get(p.name)
+            if held is not None and held != kind and {held, kind} & {"fail", "full"}:
+                raise FireError(
+                    f"disk fault {kind!r} on {what}: pool {p.name} already has a {held!r} "
+                    "fault; lift it first"
+                )
+
+    def _pool_ops(
+        self, kind: str, containers: Sequence[Any]
+    ) -> tuple[Callable[[Sequence[Pool]], FaultTiming], Callable[[Sequence[Pool]], object]]:
+        """How each kind is applied to the chosen pools and undone."""
+        pools = self._pools()
+        if kind == "power-loss":
+
+            def shut(chosen: Sequence[Pool]) -> FaultTiming:
+                timing = pools.shutdown(chosen)
+                self.power.wait_exited(containers)  # the kill step left the wait to us
+                return timing
+
+            def remount(chosen: Sequence[Pool]) -> FaultTiming:
+                # The engine lets go of a pool when the last container that uses it exits.
+                self.power.wait_exited(containers)
+                return pools.remount(chosen)
+
+            return shut, remount
+        if kind == "fail":
+
+            def fail(chosen: Sequence[Pool]) -> FaultTiming:
+                pools.refuse_shared(chosen, "fail")
+                return pools.shutdown(chosen)
+
+            return fail, lambda chosen: self._replace_disks(chosen, containers)
+        if kind == "full":
+            return pools.fill, pools.unfill
+        return pools.freeze, pools.thaw
+
+    def _pools(self) -> StoragePools:
+        if self.pools is None:
+            raise FireError(f"no storage pools: the engine refused the helper ({self.refused})")
+        return self.pools
+
+    def _replace_disks(self, chosen: Sequence[Pool], containers: Sequence[Any]) -> FaultTiming:
+        """A failed disk comes back only once nothing mounts it: the containers that use it
+        are killed (the disk replaced, the service rebooted), the pool is mounted again (its
+        journal replays) and they are started, unless a fire keeps them powered off."""
+        pools = self._pools()
+        names = {p.name for p in chosen}
+        users = [c for c in containers if names & {p.name for p in pools.for_containers([c])}]
+        with self._lock:
+            running = [c for c in users if self._held[("kill", container_id(c))] == 0]
+        if running:
+            self.power.power_off(running)
+        self.power.wait_exited(users)
+        timing = pools.remount(chosen)
+        if running:
+            self._power_on(running)
+        timing.method = SHUTDOWN_VIA
+        return timing
 
     # -- end of session -------------------------------------------------------------------
 

@@ -43,8 +43,10 @@ from pytest_dcfire.faults.agent.protocol import (
     POOL_ATTACH,
     POOL_CREATE,
     POOL_DESTROY,
+    POOL_FILL,
     POOL_REMOUNT,
     POOL_SHUTDOWN,
+    POOL_UNFILL,
     THAW,
     PoolAttachRequest,
     PoolCreateRequest,
@@ -57,8 +59,10 @@ from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.runtime.engine import Engine, monotonic_ms
 from pytest_dcfire.topology.model import DEFAULT_POOL_MB, Service, Topology, Volume
 
-#: The via column of a power loss's storage step.
+#: The via column of a power loss's storage step (and of a failed disk).
 SHUTDOWN_VIA = "ext4-shutdown"
+#: ... and of a full disk.
+FILLER_VIA = "filler"
 #: ... and for the shared copy's pools, which only their owner could mount again.
 SHARED_VIA = "fsfreeze (shared copy: pools of another session, not shut down)"
 POOL_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,95}$")
@@ -282,6 +286,38 @@ class StoragePools:
             raise FireError(f"mount {', '.join(p.name for p in own)} again: {exc}") from None
         return _timing(reply, reply.result["remounted"], started, "remount")
 
+    def fill(self, pools: Sequence[Pool]) -> FaultTiming:
+        """Fill the `pools` with a filler file of ours: writes fail with ENOSPC, reads work,
+        until `unfill`. Only this session's pools (another's belong to its owner)."""
+        started = monotonic_ms()
+        if not self._check(pools):
+            return FaultTiming("storage", FILLER_VIA, 0.0, {})
+        self.refuse_shared(pools, "fill")
+        try:
+            reply = self.helper.call(POOL_FILL, PoolsRequest(names=[p.name for p in pools]))
+        except AgentError as exc:
+            raise FireError(f"fill {', '.join(p.name for p in pools)}: {exc}") from None
+        return _timing(reply, reply.result["filled"], started, FILLER_VIA)
+
+    def unfill(self, pools: Sequence[Pool]) -> FaultTiming:
+        """Remove the filler files: the space is back."""
+        started = monotonic_ms()
+        if not self._check(pools):
+            return FaultTiming("storage", FILLER_VIA, 0.0, {})
+        try:
+            reply = self.helper.call(POOL_UNFILL, PoolsRequest(names=[p.name for p in pools]))
+        except AgentError as exc:
+            raise FireError(f"empty {', '.join(p.name for p in pools)}: {exc}") from None
+        return _timing(reply, reply.result["unfilled"], started, FILLER_VIA)
+
+    def refuse_shared(self, pools: Sequence[Pool], what: str) -> None:
+        shared = self._split(pools)[1]
+        if shared:
+            raise FireError(
+                f"cannot {what} {', '.join(p.name for p in shared)}: pools of the shared copy "
+                "belong to the session that made them (only freeze works there)"
+            )
+
     def _split(self, pools: Sequence[Pool]) -> tuple[list[Pool], list[Pool]]:
         """(this session's pools, the shared copy's pools of another session)."""
         with self._lock:
@@ -343,4 +379,4 @@ class PoolVolumes:
             raise FireError("; ".join(problems))
 
 
-__all__ = ["SHUTDOWN_VIA", "Pool", "PoolVolumes", "StoragePools", "pool_name"]
+__all__ = ["FILLER_VIA", "SHUTDOWN_VIA", "Pool", "PoolVolumes", "StoragePools", "pool_name"]

@@ -92,7 +92,7 @@ class Pools:
             raise Refused(f"{name!r} is not a storage pool of session {self.session}")
         return name, pool
 
-    def _names(self, request: Any) -> list[tuple[str, PoolEntry]]:
+    def named(self, request: Any) -> list[tuple[str, PoolEntry]]:
         names = request.get("names")
         if not isinstance(names, list):
             raise Refused("names must be a list")
@@ -224,17 +224,17 @@ class Pools:
 
     @handles(FREEZE)
     def op_freeze(self, request: PoolsRequest) -> FreezeReply:
-        return {"frozen": self.set_frozen(self._names(request), True)}
+        return {"frozen": self.set_frozen(self.named(request), True)}
 
     @handles(THAW)
     def op_thaw(self, request: PoolsRequest) -> ThawReply:
-        return {"thawed": self.set_frozen(self._names(request), False)}
+        return {"thawed": self.set_frozen(self.named(request), False)}
 
     @handles(POOL_SHUTDOWN)
     def op_pool_shutdown(self, request: PoolsRequest) -> PoolShutdownReply:
         """Shut the pools' filesystems down as a power cut leaves them: nothing more reaches
         the disk, every I/O returns EIO; what the journal had committed is what survives."""
-        pools = self._names(request)
+        pools = self.named(request)
         for name, pool in pools:
             if pool.get("attached"):
                 raise Refused(
@@ -277,7 +277,7 @@ class Pools:
                 return
             pool["shutdown"] = False
 
-        pools = self._names(request)
+        pools = self.named(request)
         if len(pools) == 1:
             one(*pools[0])
         else:  # each mount replays its journal: side by side
@@ -314,7 +314,7 @@ class Pools:
         finally:
             os.close(fd)
 
-    def _pool_fd(self, name: str) -> int:
+    def pool_fd(self, name: str) -> int:
         """An fd on the pool's mount, checked to be a loop-backed pool of ours."""
         mount = self.mount_point(name)
         fd = os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -325,7 +325,7 @@ class Pools:
         return fd
 
     def shutdown_one(self, name: str) -> float:
-        fd = self._pool_fd(name)
+        fd = self.pool_fd(name)
         try:
             flags = struct.pack("I", EXT4_GOING_FLAGS_NOLOGFLUSH)
             fcntl.ioctl(fd, EXT4_IOC_SHUTDOWN, flags)

@@ -117,11 +117,13 @@ class _PoolEntry(TypedDict):
 
 class PoolEntry(_PoolEntry, total=False):
     """A storage pool as journalled; `attached` names the owner of another session's pool;
-    `shutdown` is set while a power loss holds it shut down (the dead-man switch mounts it
-    again)."""
+    `shutdown` is set while a power loss or a failed disk holds it shut down (the dead-man
+    switch mounts it again); `filled` while a filler file of ours fills it (a full disk: the
+    dead-man switch removes the file)."""
 
     attached: str
     shutdown: bool
+    filled: bool
 
 
 class LoopInfo(TypedDict):
@@ -307,6 +309,18 @@ class RemountReply(TypedDict):
     remounted: dict[str, float]
 
 
+class PoolFillReply(TypedDict):
+    #: pool -> when its filler file had taken every free block (writes fail with ENOSPC)
+    filled: dict[str, float]
+    #: pool -> bytes still free after filling (less than one block)
+    free: dict[str, int]
+
+
+class PoolUnfillReply(TypedDict):
+    #: pool -> when its filler file was gone (and the freed blocks committed)
+    unfilled: dict[str, float]
+
+
 class PoolRequest(TypedDict):
     name: str
 
@@ -361,5 +375,7 @@ THAW: Op[PoolsRequest, ThawReply] = declare("thaw")
 POOL_DESTROY: Op[PoolRequest, PoolDestroyReply] = declare("pool_destroy")
 POOL_SHUTDOWN: Op[PoolsRequest, PoolShutdownReply] = declare("pool_shutdown")
 POOL_REMOUNT: Op[PoolsRequest, RemountReply] = declare("pool_remount")
+POOL_FILL: Op[PoolsRequest, PoolFillReply] = declare("pool_fill")
+POOL_UNFILL: Op[PoolsRequest, PoolUnfillReply] = declare("pool_unfill")
 REAP: Op[ReapRequest, ReapReply] = declare("reap")
 SHUTDOWN: Op[Empty, ShutdownReply] = declare("shutdown")
