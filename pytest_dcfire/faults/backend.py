@@ -287,6 +287,7 @@ class FaultBackend:
         apply, undo = self._pool_ops(kind, containers)
         keys = [("storage", p.name) for p in chosen]
         changed: list[Any] = []
+        counted: list[bool] = []
 
         def do() -> FaultTiming:
             with self._lock:
@@ -295,6 +296,7 @@ class FaultBackend:
                 for p, k in zip(chosen, keys, strict=True):
                     self._held[k] += 1
                     self._pool_kinds[p.name] = kind
+                counted.append(True)
             changed.extend(fresh)
             if not fresh:
                 if kind == "power-loss":
@@ -305,6 +307,9 @@ class FaultBackend:
 
         def undo_fn() -> None:
             with self._lock:
+                if not counted:  # refused before it held anything
+                    return
+                counted.clear()
                 for k in keys:
                     self._held[k] -= 1
                 last = [
