@@ -74,7 +74,8 @@ MARKER_HELP = (
     "dc_fire(*sites, mode='fire', network=True, storage=True, each_site=False): burn SITES "
     "during this test: their containers' network is blackholed and their storage frozen after "
     "the test's fixtures are set up, and restored (health-checked) afterwards. "
-    "each_site=True runs the test once per site instead (dcfire.burning names it). "
+    "each_site=True runs the test once per site instead (dcfire.burning names it); "
+    "storage='fail' or 'full' fails or fills their disks instead of freezing them. "
     f"Modes: {', '.join(MODES)} (power-loss loses what was not fsynced; crash kills the "
     "processes and keeps the disks)."
 )

@@ -24,6 +24,10 @@ and uncommitted journal transaction is dropped, every I/O returns EIO. A shut-do
 only comes back once every mount of it is gone: the killed containers' exits make the
 engine unmount the volume, then the helper unmounts its own mount and mounts it again (the
 journal replays), and only then are the containers started (the engine mounts it again).
+
+Disk faults on their own (`dcfire.disk`) use the same tools: `fail` is that shutdown under
+running processes (lifting kills the containers that use the pool, mounts it again and
+starts them); `full` is a filler file that preallocates every free block (agent/filler.py).
 """
 
 from __future__ import annotations
