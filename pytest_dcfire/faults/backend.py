@@ -18,8 +18,9 @@ import docker.errors
 
 from pytest_dcfire.diskfaults import DiskSpec
 from pytest_dcfire.errors import FireError
+from pytest_dcfire.faults.agent.protocol import WireTarget
 from pytest_dcfire.faults.helper import Helper, HelperUnavailable, thawer
-from pytest_dcfire.faults.network import NetworkCutter, Targets, container_id
+from pytest_dcfire.faults.network import NetworkCutter, Targets, container_id, wire
 from pytest_dcfire.faults.peers import PeerCutter
 from pytest_dcfire.faults.power import PowerSwitch
 from pytest_dcfire.faults.storage import SHUTDOWN_VIA, Pool, PoolVolumes, StoragePools
@@ -359,7 +360,11 @@ class FaultBackend:
 
             def fail(chosen: Sequence[Pool]) -> FaultTiming:
                 pools.refuse_shared(chosen, "fail")
-                return pools.shutdown(chosen)
+                users: dict[str, list[WireTarget]] = {}
+                for c, mounted in self._running_users(chosen, containers):
+                    for name in mounted:
+                        users.setdefault(name, []).extend(wire(self.targets.resolve([c])))
+                return pools.shutdown(chosen, users)
 
             return fail, lambda chosen: self._replace_disks(chosen, containers)
         if kind == "full":
@@ -371,15 +376,33 @@ class FaultBackend:
             raise FireError(f"no storage pools: the engine refused the helper ({self.refused})")
         return self.pools
 
+    def _killed(self, container: Any) -> bool:
+        """Whether a fire (a crash) holds `container` killed: its own undo starts it."""
+        with self._lock:
+            return self._held[("kill", container_id(container))] > 0
+
+    def _running_users(
+        self, chosen: Sequence[Pool], containers: Sequence[Any]
+    ) -> list[tuple[Any, set[str]]]:
+        """The containers that mount some of `chosen` and run (no fire holds them killed),
+        each with the names of the pools it mounts."""
+        names = {p.name for p in chosen}
+        found = []
+        for c in containers:
+            if self._killed(c):
+                continue
+            mounted = names & {p.name for p in self._pools().for_containers([c])}
+            if mounted:
+                found.append((c, mounted))
+        return found
+
     def _replace_disks(self, chosen: Sequence[Pool], containers: Sequence[Any]) -> FaultTiming:
         """A failed disk comes back only once nothing mounts it: the containers that use it
         are killed (the disk replaced, the service rebooted), the pool is mounted again (its
         journal replays) and they are started, unless a fire keeps them powered off."""
         pools = self._pools()
-        names = {p.name for p in chosen}
-        users = [c for c in containers if names & {p.name for p in pools.for_containers([c])}]
-        with self._lock:
-            running = [c for c in users if self._held[("kill", container_id(c))] == 0]
+        running = [c for c, _ in self._running_users(chosen, containers)]
+        users = [c for c in containers if c in running or self._killed(c)]
         if running:
             self.power.power_off(running)
         self.power.wait_exited(users)

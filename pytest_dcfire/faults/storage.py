@@ -55,7 +55,9 @@ from pytest_dcfire.faults.agent.protocol import (
     PoolAttachRequest,
     PoolCreateRequest,
     PoolRequest,
+    PoolShutdownRequest,
     PoolsRequest,
+    WireTarget,
 )
 from pytest_dcfire.faults.helper import AgentError, Helper, Reply
 from pytest_dcfire.faults.network import container_id
@@ -247,9 +249,12 @@ class StoragePools:
             self._frozen_here.difference_update(p.name for p in pools)
         return _timing(times, times.result["thawed"], started)
 
-    def shutdown(self, pools: Sequence[Pool]) -> FaultTiming:
+    def shutdown(
+        self, pools: Sequence[Pool], users: Mapping[str, list[WireTarget]] | None = None
+    ) -> FaultTiming:
         """Shut the `pools` down as a power cut does: what was not fsynced (and committed
-        by the journal) is lost, every I/O returns EIO until `remount`.
+        by the journal) is lost, every I/O returns EIO until `remount`. `users`: the
+        containers still running on each pool (a failed disk), journalled by the agent.
 
         Pools of a shared copy (`dcfire_share = session`) belong to the session that made
         them and are mounted by its helper too, so they could never be mounted again from
@@ -260,7 +265,9 @@ class StoragePools:
         own, shared = self._split(pools)
         timing = FaultTiming("storage", SHUTDOWN_VIA, 0.0, {})
         if own:
-            request = PoolsRequest(names=[p.name for p in own])
+            request = PoolShutdownRequest(names=[p.name for p in own])
+            if users:
+                request["users"] = {p.name: users[p.name] for p in own if p.name in users}
             try:
                 reply = self.helper.call(POOL_SHUTDOWN, request)
             except AgentError as exc:

@@ -214,6 +214,22 @@ def by_site(client: docker.DockerClient, session: str) -> dict[str, object]:
     }
 
 
+def shut_down_pools(client: docker.DockerClient, session: str) -> list[str]:
+    """The helper's pool mounts whose superblock says `shutdown` (EIO on every I/O)."""
+    flt = {"label": [f"io.github.pytest-dcfire.session={session}"]}
+    helpers = [
+        c
+        for c in client.containers.list(filters=flt, ignore_removed=True)
+        if c.labels.get("io.github.pytest-dcfire.role") == "helper"
+    ]
+    if not helpers:
+        return []
+    code, out = helpers[0].exec_run(["cat", "/proc/self/mountinfo"])
+    assert code == 0, out
+    lines = out.decode().splitlines()
+    return [line for line in lines if "/dcfire/mnt/" in line and "shutdown" in line]
+
+
 def try_write(container: object, path: str) -> tuple[int, str]:
     """Write and fsync a file of 20 kB in the container (bounded: a stuck pool fails it)."""
     box: list[tuple[int, str]] = []
@@ -250,17 +266,28 @@ def test_sigkill_during_disk_faults_undoes_them(
     session = inner.wait_mark()
     broken = by_site(client, session)
     assert "No space left" in try_write(broken["west"], "/data/probe")[1]
+    assert len(shut_down_pools(client, session)) == 1  # east's, failed
     inner.signal(signal.SIGKILL)
     inner.wait()
-    # The dead-man switch removed the filler at once (unless a session reaped it all first).
-    west = by_site(client, session).get("west")
-    if west is not None:
+    # The dead-man switch removed the filler at once, and stopped the container on the failed
+    # pool so that it could mount it again (unless a session on this host reaped it all first).
+    containers = by_site(client, session)
+    if "west" in containers:
         for _ in range(100):
-            code, out = try_write(west, "/data/after")
+            code, out = try_write(containers["west"], "/data/after")
             if code == 0 or "No such container" in out:
                 break
             threading.Event().wait(0.1)
         assert code == 0, out
+    if "east" in containers:
+        east = containers["east"]
+        for _ in range(100):
+            east.reload()  # type: ignore[attr-defined]
+            if east.status != "running":  # type: ignore[attr-defined]
+                break
+            threading.Event().wait(0.1)
+        assert east.status == "exited", east.status  # type: ignore[attr-defined]
+        assert shut_down_pools(client, session) == [], "a failed pool is still shut down"
     successor = start_inner(tmp_path / "next", "def test_up(dcfire_topology):\n    pass\n")
     assert successor.wait() == pytest.ExitCode.OK, successor.output
     # Nothing of the killed session is left: no container, no shut-down pool, no loop device.

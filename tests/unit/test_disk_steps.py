@@ -9,6 +9,7 @@ import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -54,10 +55,19 @@ class FakePools(Recorder):
     def refuse_shared(self, pools: Sequence[Pool], what: str) -> None:
         pass
 
+    def shutdown(self, chosen: Sequence[Pool], users: dict[str, Any]) -> FaultTiming:
+        self.users = users
+        return self.record("shutdown", chosen)
+
     def __getattr__(self, name: str) -> Any:
-        if name in ("freeze", "thaw", "shutdown", "remount", "fill", "unfill"):
+        if name in ("freeze", "thaw", "remount", "fill", "unfill"):
             return lambda chosen: self.record(name, chosen)
         raise AttributeError(name)
+
+
+class FakeTargets:
+    def resolve(self, containers: Sequence[str]) -> list[Any]:
+        return [SimpleNamespace(id=c, pid=100 + len(c)) for c in containers]
 
 
 class FakePower(Recorder):
@@ -87,6 +97,7 @@ def backend() -> tuple[FaultBackend, list[tuple[str, tuple[str, ...]]]]:
     b._lock = threading.Lock()
     b._pool_kinds = {}
     b.refused = None
+    b.targets = FakeTargets()  # type: ignore[assignment]
     return b, log
 
 
@@ -95,6 +106,8 @@ def test_fail_shuts_the_pool_and_the_lift_restarts_its_users() -> None:
     step = b.make_step("disk", DiskSpec("db", "fail"), [Handle("db")])
     assert step.apply().method == "shutdown"
     assert log == [("shutdown", ("pool-db",))]
+    # The agent journals who runs on the failed pool (the dead-man switch stops them).
+    assert b.pools.users == {"pool-db": [{"id": "id-db", "pid": 105}]}  # type: ignore[union-attr]
     log.clear()
     step.undo()
     assert log == [

@@ -124,6 +124,9 @@ class PoolEntry(_PoolEntry, total=False):
     attached: str
     shutdown: bool
     filled: bool
+    #: The containers that used a failed disk (shut down under them), so that the dead-man
+    #: switch can stop them and mount the pool again.
+    users: list[WireTarget]
 
 
 class LoopInfo(TypedDict):
@@ -291,6 +294,13 @@ class PoolsRequest(TypedDict):
     names: list[str]
 
 
+class PoolShutdownRequest(PoolsRequest, total=False):
+    """`users`: pool -> the containers still running on it (a failed disk, not a power
+    loss): journalled, so that the dead-man switch can stop them and mount it again."""
+
+    users: dict[str, list[WireTarget]]
+
+
 class FreezeReply(TypedDict):
     frozen: dict[str, float]
 
@@ -373,7 +383,7 @@ POOL_ATTACH: Op[PoolAttachRequest, PoolAttachReply] = declare("pool_attach")
 FREEZE: Op[PoolsRequest, FreezeReply] = declare("freeze")
 THAW: Op[PoolsRequest, ThawReply] = declare("thaw")
 POOL_DESTROY: Op[PoolRequest, PoolDestroyReply] = declare("pool_destroy")
-POOL_SHUTDOWN: Op[PoolsRequest, PoolShutdownReply] = declare("pool_shutdown")
+POOL_SHUTDOWN: Op[PoolShutdownRequest, PoolShutdownReply] = declare("pool_shutdown")
 POOL_REMOUNT: Op[PoolsRequest, RemountReply] = declare("pool_remount")
 POOL_FILL: Op[PoolsRequest, PoolFillReply] = declare("pool_fill")
 POOL_UNFILL: Op[PoolsRequest, PoolUnfillReply] = declare("pool_unfill")
