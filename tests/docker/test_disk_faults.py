@@ -73,9 +73,9 @@ from pytest_dcfire import disk
 BIG = "x" * 20000
 
 
-def ask(topology, name, line):
+def ask(topology, name, line, timeout=10):
     addr = topology.service(name).direct_address(7000)
-    with socket.create_connection(addr, timeout=10) as s:
+    with socket.create_connection(addr, timeout=timeout) as s:
         s.sendall((line + "\\n").encode())
         return s.makefile("r").readline().rstrip("\\n")
 
@@ -154,6 +154,16 @@ def test_a_fire_that_fails_the_disks(dcfire, dcfire_topology):
     assert ask(t, "writer@west", "R fire") == "survives"
 
 
+def test_freeze_blocks_until_lifted(dcfire, dcfire_topology):
+    t = dcfire_topology
+    with dcfire.disk("keeper", "freeze") as fault:
+        with pytest.raises(TimeoutError):  # the write and fsync wait for the thaw
+            ask(t, "keeper", "S frozen waited", timeout=2)
+        assert ask(t, "writer@east", "S probe thawed") == "ok"  # the rest of the site runs
+    assert fault.via == "storage: fsfreeze"
+    assert dcfire.eventually(lambda: ask(t, "keeper", "R frozen") == "waited", timeout=10)
+
+
 def test_restore_lifts_a_fault_nobody_lifted(dcfire, dcfire_topology):
     dcfire.disk("keeper", "fail")
     dcfire.disk("writer@west", "full")
@@ -176,7 +186,7 @@ def test_two_kinds_on_one_pool_are_refused(dcfire, dcfire_topology):
 def test_disk_faults(pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, TOPOLOGY, HELPERS + TESTS)
     out = result.stdout.str()
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)
     assert "DISK fail storage: ext4-shutdown" in out, out
     assert "DISK full storage: filler" in out, out
     # The terminal's fault table shows each disk fault: kind, target, what, via.
