@@ -29,7 +29,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 
 from pytest_dcfire.faults.network import Targets, parallel
 from pytest_dcfire.faults.power import PowerSwitch
-from pytest_dcfire.faults.storage import StoragePools
+from pytest_dcfire.faults.storage import Pool, StoragePools
 
 LISTEN = (
     "import socket; s = socket.socket(); s.bind(('0.0.0.0', 7000)); s.listen(64)\n"
@@ -58,17 +58,19 @@ def healthy(api: Any, ids: list[str]) -> None:
     parallel(one, ids)
 
 
-def row(bench: Bench, n: int) -> dict[str, float]:
+def start_with_pools(
+    bench: Bench, n: int, size_mb: int = 16, prefix: str = "p"
+) -> tuple[StoragePools, list[Pool], list[str]]:
+    """`n` listening containers, each with a pool of `size_mb` mounted at /data, healthy."""
     api = bench.api
     pools = StoragePools(bench.engine, bench.helper)
-    made = [pools.create_pool(f"p{n}-{i}", 16, "bench") for i in range(n)]
-    ids: list[str] = []
+    made = [pools.create_pool(f"{prefix}{n}-{i}", size_mb, "bench") for i in range(n)]
 
     def start(i: int) -> str:
         created = api.create_container(
             "debian:bookworm-slim",
             command=["python3", "-c", LISTEN],
-            name=bench.engine.session.name(f"pw{n}-{i}"),
+            name=bench.engine.session.name(f"{prefix}w{n}-{i}"),
             labels=bench.engine.session.labels("service", site="bench", service=f"pw{i}"),
             host_config=api.create_host_config(
                 network_mode=bench.network.name, binds={made[i].volume: {"bind": "/data"}}
@@ -81,6 +83,20 @@ def row(bench: Bench, n: int) -> dict[str, float]:
 
     ids = list(parallel(start, list(range(n))))
     healthy(api, ids)
+    return pools, made, ids
+
+
+def remove(bench: Bench, pools: StoragePools, made: list[Pool], ids: list[str]) -> None:
+    for c in ids:
+        bench.api.remove_container(c, force=True)
+        bench.containers.remove(c)
+    for pool in made:
+        pools.destroy(pool)
+
+
+def row(bench: Bench, n: int) -> dict[str, float]:
+    api = bench.api
+    pools, made, ids = start_with_pools(bench, n)
     power = PowerSwitch(bench.engine, Targets(bench.engine), bench.helper)
     out: dict[str, list[float]] = {}
 
@@ -123,11 +139,7 @@ def row(bench: Bench, n: int) -> dict[str, float]:
             add("start1", up)
             add("naive", kill + up)
     finally:
-        for c in ids:
-            api.remove_container(c, force=True)
-            bench.containers.remove(c)
-        for pool in made:
-            pools.destroy(pool)
+        remove(bench, pools, made, ids)
     return {k: median(v) for k, v in out.items()}
 
 

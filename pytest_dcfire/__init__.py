@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_dcfire.diskfaults import DiskSpec
 from pytest_dcfire.errors import (
     ConfigError,
     DcfireError,
@@ -33,6 +34,8 @@ brownout = pytest.mark.brownout
 partition = pytest.mark.partition
 #: `@clock("ansan", offset=3600)` is `@pytest.mark.clock(...)`.
 clock = pytest.mark.clock
+#: `@disk("ansan", "fail")` is `@pytest.mark.disk(...)`.
+disk = pytest.mark.disk
 #: `@flaky_network("ansan", loss=0.2)` is `@pytest.mark.flaky_network(...)` (not
 #: `flaky`: pytest-rerunfailures and the flaky plugin own `@pytest.mark.flaky`).
 flaky_network = pytest.mark.flaky_network
@@ -41,6 +44,7 @@ __all__ = [
     "BrownoutSpec",
     "ConfigError",
     "DcfireError",
+    "DiskSpec",
     "EngineUnavailable",
     "Fail",
     "Fire",
@@ -61,6 +65,7 @@ __all__ = [
     "brownout",
     "clock",
     "dc_fire",
+    "disk",
     "flaky_network",
     "partition",
 ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pytest_dcfire.clockfaults import ClockSpec, not_controllable
+from pytest_dcfire.diskfaults import DiskKind, DiskSpec, check_volumes, fire_storage
 from pytest_dcfire.errors import (
     ConfigError,
     FireError,
@@ -55,7 +56,9 @@ class FireSpec:
     sites: tuple[str, ...]
     mode: Mode = "fire"
     network: bool = True
-    storage: bool = True
+    #: True: the mode's own storage fault (frozen; shut down by a power loss); or a disk
+    #: fault kind, "fail" or "full" ("freeze" is read as True).
+    storage: bool | DiskKind = True
 
     @classmethod
     def parse(
@@ -86,13 +89,10 @@ class FireSpec:
                 f"{where}: unknown mode {mode!r}"
                 f"{did_you_mean(str(mode), MODES)}; valid modes: {', '.join(MODES)}"
             )
-        flags = {}
-        for key in ("network", "storage"):
-            value = options.get(key, True)
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where}: {key}={value!r} must be True or False")
-            flags[key] = value
-        spec = cls(tuple(names), mode, flags["network"], flags["storage"])
+        network = options.get("network", True)
+        if not isinstance(network, bool):
+            raise ConfigError(f"{where}: network={network!r} must be True or False")
+        spec = cls(tuple(names), mode, network, fire_storage(options, mode, where))
         if not spec.effects():
             raise ConfigError(
                 f"{where}: mode {mode!r} with network=False and storage=False does nothing"
@@ -115,11 +115,15 @@ class FireSpec:
                 ("network", self.network),
                 ("links", self.network),
                 ("kill", True),
-                ("storage", self.storage),
+                ("storage", self.storage is not False),
             )
         elif self.mode == "fire":
             # "links" (the Toxiproxy edge) is cut right after the network, whenever it is.
-            steps = (("network", self.network), ("links", self.network), ("storage", self.storage))
+            steps = (
+                ("network", self.network),
+                ("links", self.network),
+                ("storage", self.storage is not False),
+            )
         else:
             assert_never(self.mode)
         return tuple(k for k, on in steps if on)
@@ -127,7 +131,7 @@ class FireSpec:
     def describe(self) -> str:
         extra = (
             ""
-            if (self.network and self.storage)
+            if (self.network and self.storage is True)
             else (f" (network={self.network}, storage={self.storage})")
         )
         return f"{'+'.join(self.sites)} [{self.mode}]{extra}"
@@ -174,7 +178,9 @@ FireHook = Literal[
 ]
 
 #: (effect, spec, handles) -> Step; a partition asks for effect "peers" with its PartitionSpec.
-StepFactory = Callable[[Effect, FireSpec | PartitionSpec | FlakySpec, Sequence[Handle]], Step]
+StepFactory = Callable[
+    [Effect, FireSpec | PartitionSpec | FlakySpec | DiskSpec, Sequence[Handle]], Step
+]
 
 
 @dataclass
@@ -326,9 +332,14 @@ class FireController:
         return tuple(dict.fromkeys(s for f in self.fires if f.burning for s in f.sites))
 
     def fire(
-        self, *sites: str, mode: Mode = "fire", network: bool = True, storage: bool = True
+        self,
+        *sites: str,
+        mode: Mode = "fire",
+        network: bool = True,
+        storage: bool | DiskKind = True,
     ) -> Fire:
-        """Burn `sites` now; returns the burning `Fire` (use it as a context manager)."""
+        """Burn `sites` now; returns the burning `Fire` (use it as a context manager).
+        `storage`: True (the mode's own), False, or a disk fault kind ("fail", "full")."""
         spec = FireSpec.parse(
             sites,
             {"mode": mode, "network": network, "storage": storage},
@@ -339,7 +350,7 @@ class FireController:
 
     def ignite_together(self, specs: Sequence[FireSpec]) -> list[Fire]:
         """Ignite several specs at once: those of the same mode become one fire (one cut)."""
-        merged: dict[tuple[Mode, bool, bool], list[str]] = {}
+        merged: dict[tuple[Mode, bool, bool | DiskKind], list[str]] = {}
         for spec in specs:
             sites = merged.setdefault((spec.mode, spec.network, spec.storage), [])
             sites.extend(s for s in spec.sites if s not in sites)
@@ -440,10 +451,7 @@ class FireController:
             direct = self._make_step("peers", spec, handles)
             fault = self._links.partition(spec, test, direct=direct)
         else:
-            if spec.target in self.system.sites:
-                handles = list(self.system.in_site(spec.target))
-            else:
-                handles = [h for h in self.system if spec.target in (h.name, h.spec.base)]
+            handles = self._handles_of(spec.target)
             if isinstance(spec, FlakySpec):
                 fault = _direct_fault(
                     "flaky",
@@ -476,10 +484,7 @@ class FireController:
     def ignite_clock(self, spec: ClockSpec) -> LinkFault:
         """Apply a validated clock fault; it is undone by `restore()`."""
         where = f"dcfire.clock({spec.target!r})"
-        if spec.target in self.system.sites:
-            handles = list(self.system.in_site(spec.target))
-        else:
-            handles = [h for h in self.system if spec.target in (h.name, h.spec.base)]
+        handles = self._handles_of(spec.target)
         fixed = [h for h in handles if getattr(h.spec, "clock", "host") != "controllable"]
         if fixed:
             raise not_controllable(where, [h.spec.base for h in fixed], self.system.topology.source)
@@ -505,6 +510,47 @@ class FireController:
         self.evidence.link_fault(fault)
         self._timeline.add_link_fault(fault)
         return fault
+
+    def disk(self, target: str, kind: DiskKind) -> LinkFault:
+        """A disk fault on every volume of a site, a service or one instance, while
+        everything else keeps running: "freeze" (I/O blocks), "fail" (EIO; lifting mounts
+        the pool again and restarts the containers that use it) or "full" (ENOSPC on
+        writes). Lifted by `restore()` and at teardown (or use it as a context manager)."""
+        spec = DiskSpec.parse(
+            (target, kind),
+            {},
+            self.system.sites,
+            service_names(self.system.topology),
+            where="dcfire.disk",
+        )
+        return self.ignite_disk(spec)
+
+    def ignite_disk(self, spec: DiskSpec) -> LinkFault:
+        """Apply a validated disk fault; `restore()` lifts it."""
+        check_volumes(spec, self.system.topology, f"dcfire.disk({spec.target!r}, {spec.kind!r})")
+        handles = self._handles_of(spec.target)
+        step = self._make_step("disk", spec, handles)
+        if spec.kind == "fail":  # lifted: its containers were started again
+            ours = [h for h in handles if not getattr(h, "adopted", False)]
+            failed = step
+
+            def lift() -> None:
+                failed.undo()
+                self.system.wait_healthy(ours)
+
+            step = CallStep("storage", failed.apply, lift)
+        test = getattr(self._item, "nodeid", "")
+        fault = _direct_fault("disk", spec.target, spec.describe(), test, step)
+        self.link_faults.append(fault)
+        self.evidence.link_fault(fault)
+        self._timeline.add_link_fault(fault)
+        return fault
+
+    def _handles_of(self, target: str) -> list[Any]:
+        """The containers of a site, or of a service's instances, or of one instance."""
+        if target in self.system.sites:
+            return list(self.system.in_site(target))
+        return [h for h in self.system if target in (h.name, h.spec.base)]
 
     @property
     def brownouts(self) -> list[LinkFault]:

@@ -24,9 +24,9 @@ from tenacity import Retrying, stop_after_delay, wait_fixed
 from pytest_dcfire.config import INI_TOXIPROXY, TOXIPROXY_FORMS, Settings
 from pytest_dcfire.errors import ConfigError, DcfireError, FireError
 from pytest_dcfire.faults.timing import FaultTiming
-from pytest_dcfire.fire import CallStep, FireSpec, Step
-from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
-from pytest_dcfire.seams import Effect, Handle, ToxiproxyMode
+from pytest_dcfire.fire import CallStep, Step
+from pytest_dcfire.linkfaults import BrownoutSpec, LinkFault, PartitionSpec
+from pytest_dcfire.seams import Effect, FaultSpec, Handle, ToxiproxyMode
 from pytest_dcfire.topology.model import Link, Service, Topology
 
 if TYPE_CHECKING:
@@ -456,9 +456,7 @@ class Links:
         if problems:
             raise FireError("healing links failed: " + "; ".join(problems))
 
-    def make_step(
-        self, effect: Effect, spec: FireSpec | PartitionSpec | FlakySpec, handles: Sequence[Handle]
-    ) -> CallStep:
+    def make_step(self, effect: Effect, spec: FaultSpec, handles: Sequence[Handle]) -> CallStep:
         """The `links` effect: blackhole every proxy touching the burning instances, counted."""
         if effect != "links":
             raise FireError(f"unknown link effect {effect!r}")

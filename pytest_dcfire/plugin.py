@@ -33,6 +33,7 @@ from pytest_dcfire.config import (
     read_settings,
     report_path,
 )
+from pytest_dcfire.diskfaults import DiskSpec, check_volumes
 from pytest_dcfire.errors import ConfigError, DcfireError, TopologyError
 from pytest_dcfire.evidence import session_evidence
 from pytest_dcfire.fire import FireController, service_names
@@ -68,11 +69,17 @@ FLAKY_HELP = (
     "flaky_network(site_or_service, loss=0.2): lose that share of the packets to and from its "
     "containers, at random, during this test; healed afterwards."
 )
+DISK_HELP = (
+    "disk(site_or_service, kind): a disk fault on its volumes during this test, everything "
+    "else running: 'freeze' (I/O blocks), 'fail' (EIO; lifting restarts the containers that "
+    "use them) or 'full' (writes fail with ENOSPC); lifted afterwards."
+)
 MARKER_HELP = (
     "dc_fire(*sites, mode='fire', network=True, storage=True, each_site=False): burn SITES "
     "during this test: their containers' network is blackholed and their storage frozen after "
     "the test's fixtures are set up, and restored (health-checked) afterwards. "
-    "each_site=True runs the test once per site instead (dcfire.burning names it). "
+    "each_site=True runs the test once per site instead (dcfire.burning names it); "
+    "storage='fail' or 'full' fails or fills their disks instead of freezing them. "
     f"Modes: {', '.join(MODES)} (power-loss loses what was not fsynced; crash kills the "
     "processes and keeps the disks)."
 )
@@ -169,7 +176,7 @@ def _settings(config: pytest.Config) -> Settings:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    for line in (MARKER_HELP, BROWNOUT_HELP, PARTITION_HELP, CLOCK_HELP, FLAKY_HELP):
+    for line in (MARKER_HELP, BROWNOUT_HELP, PARTITION_HELP, CLOCK_HELP, FLAKY_HELP, DISK_HELP):
         config.addinivalue_line("markers", line)
     try:
         settings = _settings(config)
@@ -321,12 +328,12 @@ def pytest_collection_modifyitems(
         burn.add_timeouts(items, state.burn.test_timeout)
 
 
-FAULT_MARKERS = ("dc_fire", "brownout", "partition", "clock", "flaky_network")
+FAULT_MARKERS = ("dc_fire", "brownout", "partition", "clock", "flaky_network", "disk")
 
 
 def _parse_marker(
     mark: pytest.Mark, topology: Topology | None
-) -> BrownoutSpec | PartitionSpec | ClockSpec | FlakySpec | None:
+) -> BrownoutSpec | PartitionSpec | ClockSpec | FlakySpec | DiskSpec | None:
     """Validate one fault marker against the topology; return a link fault's spec (fires
     are returned by `each_site.specs`, which knows which site an each_site test burns)."""
     sites = topology.site_names if topology is not None else ()
@@ -340,6 +347,12 @@ def _parse_marker(
         if topology is not None:
             check_controllable(spec, topology, where)
         return spec
+    if mark.name == "disk":
+        services = service_names(topology) if topology is not None else ()
+        disk = DiskSpec.parse(mark.args, mark.kwargs, sites, services, where=where)
+        if topology is not None:
+            check_volumes(disk, topology, where)
+        return disk
     if mark.name == "partition":
         return PartitionSpec.parse(mark.args, mark.kwargs, sites, where=where)
     if mark.name == "flaky_network":
@@ -366,6 +379,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
                 spec = _parse_marker(mark, controller.system.topology)
                 if isinstance(spec, ClockSpec):
                     controller.ignite_clock(spec)
+                elif isinstance(spec, DiskSpec):
+                    controller.ignite_disk(spec)
                 elif spec is not None:
                     controller.ignite_link_fault(spec)
         fires = each_site.specs(item, controller.system.sites)

@@ -10,10 +10,11 @@ in the Protocols are imported for the type checker only), so importing it costs 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, TypeGuard, get_args
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, TypeAlias, TypeGuard, get_args
 
 if TYPE_CHECKING:
     from pytest_dcfire.config import Settings
+    from pytest_dcfire.diskfaults import DiskSpec
     from pytest_dcfire.fire import FireSpec, Step, Timeline
     from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
     from pytest_dcfire.topology.model import Service, Topology
@@ -22,9 +23,11 @@ if TYPE_CHECKING:
 Mode = Literal["fire", "power-loss", "crash", "partition", "freeze"]
 #: One reversible fault step of a fire, in the order `FireSpec.effects()` applies them;
 #: "peers" is the direct traffic a partition or a flaky network cuts.
-Effect = Literal["network", "links", "kill", "storage", "pause", "peers"]
+Effect = Literal["network", "links", "kill", "storage", "pause", "peers", "disk"]
 #: What a disk fault does to a volume's storage.
 DiskKind = Literal["freeze", "fail", "full"]
+#: What a fault step is made from: a fire, a partition, a flaky network or a disk fault.
+FaultSpec: TypeAlias = "FireSpec | PartitionSpec | FlakySpec | DiskSpec"
 #: Where the Toxiproxy server runs (`dcfire_toxiproxy`): in the test process, as an image,
 #: or at a URL.
 ToxiproxyMode = Literal["embedded", "image", "url"]
@@ -91,7 +94,7 @@ class Faults(Protocol):
     def make_step(
         self,
         effect: Effect,
-        spec: FireSpec | PartitionSpec | FlakySpec,
+        spec: FaultSpec,
         handles: Sequence[Handle],
     ) -> Step: ...
 
@@ -130,7 +133,7 @@ class FireSession(Protocol):
     def make_step(
         self,
         effect: Effect,
-        spec: FireSpec | PartitionSpec | FlakySpec,
+        spec: FaultSpec,
         handles: Sequence[Handle],
     ) -> Step: ...
 

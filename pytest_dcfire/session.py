@@ -21,12 +21,11 @@ if TYPE_CHECKING:  # loaded by the topology or the adoption that needs them
     import pluggy
 
     from pytest_dcfire.faults.backend import FaultBackend
-    from pytest_dcfire.fire import FireSpec, Step
-    from pytest_dcfire.linkfaults import FlakySpec, PartitionSpec
+    from pytest_dcfire.fire import Step
     from pytest_dcfire.links import Links
     from pytest_dcfire.runtime.adopt import ComposeProject
     from pytest_dcfire.runtime.system import System
-    from pytest_dcfire.seams import Effect, Handle
+    from pytest_dcfire.seams import Effect, FaultSpec, Handle
     from pytest_dcfire.topology.model import Topology
 
 Progress = Callable[[str], None]
@@ -248,9 +247,7 @@ class DcfireSession:
             self.progress(f"xdist workers that died: {report}")
         return report.problems
 
-    def make_step(
-        self, effect: Effect, spec: FireSpec | PartitionSpec | FlakySpec, handles: Sequence[Handle]
-    ) -> Step:
+    def make_step(self, effect: Effect, spec: FaultSpec, handles: Sequence[Handle]) -> Step:
         """The fire controller's step factory: link cuts to the links, the rest to faults."""
         if effect == "links":
             if self.links is None:  # the xdist controller's adopted-only system has none

@@ -66,8 +66,13 @@ def targets_of(system: RunningSystem, exclude: Iterable[str] = ()) -> Targets:
         members = [s for s in system.topology.services if name in (s.site, s.name, s.base)]
         return bool(members) and all(getattr(s, "clock", "host") == "controllable" for s in members)
 
+    def has_volumes(name: str) -> bool:
+        members = [s for s in system.topology.services if name in (s.site, s.name, s.base)]
+        return any(getattr(s, "volumes", ()) for s in members)
+
     clocks = tuple(name for name in (*sites, *services) if controllable(name))
-    return Targets(sites, services, clocks)
+    disks = tuple(name for name in (*sites, *services) if has_volumes(name))
+    return Targets(sites, services, clocks, disks)
 
 
 def schedule(

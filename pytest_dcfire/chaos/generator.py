@@ -57,8 +57,10 @@ def parse_span(key: str, value: Any) -> tuple[float, float]:
 def parse_kinds(faults: Any, valid: Targets) -> list[Kind]:
     """The kinds to draw from (all available ones when None), each checked."""
     if faults is None:
-        # Clocks only where the topology made them controllable: not a mistake otherwise.
-        names: list[Any] = [n for n in KINDS if n != "clock" or KINDS[n].candidates(valid)]
+        # Clocks only where the topology made them controllable, disks only where there are
+        # volumes: not a mistake otherwise.
+        optional = ("clock", "disk")
+        names: list[Any] = [n for n in KINDS if n not in optional or KINDS[n].candidates(valid)]
     elif isinstance(faults, str):
         names = [faults]
     elif isinstance(faults, (tuple, list, set, frozenset)):

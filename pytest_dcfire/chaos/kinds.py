@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from pytest_dcfire.clockfaults import ClockSpec
+from pytest_dcfire.diskfaults import DISK_KINDS, DiskKind, DiskSpec
 from pytest_dcfire.errors import ConfigError, did_you_mean, unknown_name
 from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec
 from pytest_dcfire.seams import Mode
@@ -38,7 +39,11 @@ class Controller(Protocol):
     def burning(self) -> tuple[str, ...]: ...
 
     def fire(
-        self, *sites: str, mode: Mode = "fire", network: bool = True, storage: bool = True
+        self,
+        *sites: str,
+        mode: Mode = "fire",
+        network: bool = True,
+        storage: bool | DiskKind = True,
     ) -> Any: ...
 
     def partition(self, *groups: str | Sequence[str], one_way: bool = False) -> Any: ...
@@ -55,6 +60,8 @@ class Controller(Protocol):
 
     def clock(self, target: str, offset: float = 0.0, rate: float = 1.0) -> Any: ...
 
+    def disk(self, target: str, kind: DiskKind) -> Any: ...
+
 
 #: What a kind's targets are: one or more sites, exactly two sites (in either order, or the
 #: order matters: from, to), or one site or service.
@@ -64,6 +71,8 @@ SITE_PATH = "two sites (from, to)"
 SITE_OR_SERVICE = "site or service"
 #: One site or service whose every instance has `clock: controllable`.
 CLOCK_TARGET = "a site or service with `clock: controllable`"
+#: One site or service with at least one volume.
+DISK_TARGET = "a site or service with volumes"
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,8 @@ class Targets:
     services: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: Sites and services whose every instance has `clock: controllable`.
     clocks: tuple[str, ...] = ()
+    #: Sites and services with at least one volume (what a disk fault acts on).
+    disks: tuple[str, ...] = ()
 
     def sites_of(self, target: str) -> tuple[str, ...]:
         return (target,) if target in self.sites else tuple(self.services.get(target, ()))
@@ -110,6 +121,14 @@ class Kind:
                     f"`clock: controllable`, got {list(targets)}; valid: {shown}"
                 )
             return
+        if self.targets == DISK_TARGET:
+            if len(targets) != 1 or targets[0] not in valid.disks:
+                shown = ", ".join(valid.disks) or "none: no service has volumes"
+                raise ConfigError(
+                    f"{where}: {self.name} takes one site or service with volumes, got "
+                    f"{list(targets)}; valid: {shown}"
+                )
+            return
         if self.targets == SITE_OR_SERVICE:
             names = valid.sites + tuple(valid.services)
             if len(targets) != 1:
@@ -140,6 +159,8 @@ class Kind:
         """Every target a random schedule may draw for this kind, in a fixed order."""
         if self.targets == CLOCK_TARGET:
             return [(name,) for name in valid.clocks]
+        if self.targets == DISK_TARGET:
+            return [(name,) for name in valid.disks]
         if self.targets == SITE_OR_SERVICE:
             return [(name,) for name in (*valid.sites, *valid.services)]
         if self.targets == SITE_PAIR:
@@ -216,6 +237,20 @@ def _check_clock(
     ClockSpec.parse(targets, options, valid.sites, tuple(valid.services), where=where)
 
 
+def _disk(ctl: Controller, targets: tuple[str, ...], options: Mapping[str, Any]) -> Any:
+    return ctl.disk(targets[0], options["kind"])
+
+
+def _draw_disk(rng: random.Random) -> dict[str, Any]:
+    return {"kind": rng.choice(DISK_KINDS)}
+
+
+def _check_disk(
+    where: str, targets: tuple[str, ...], options: Mapping[str, Any], valid: Targets
+) -> None:
+    DiskSpec.parse(targets, options, valid.sites, tuple(valid.services), where=where)
+
+
 KINDS: dict[str, Kind] = {
     "fire": Kind("fire", SITES, _fire("fire"), _extinguish, darkens=True),
     "power-loss": Kind("power-loss", SITES, _fire("power-loss"), _extinguish, darkens=True),
@@ -250,12 +285,19 @@ KINDS: dict[str, Kind] = {
         draw_options=_draw_flaky,
         check_options=_check_flaky,
     ),
+    "disk": Kind(
+        "disk",
+        DISK_TARGET,
+        _disk,
+        _lift,
+        options=("kind",),
+        draw_options=_draw_disk,
+        check_options=_check_disk,
+    ),
 }
 
 #: Pinned kind names whose fault does not exist yet, and what will bring it.
-NOT_YET: dict[str, str] = {
-    "disk": "dcfire.disk(target, kind)",
-}
+NOT_YET: dict[str, str] = {}
 
 
 def kind(where: str, name: object) -> Kind:

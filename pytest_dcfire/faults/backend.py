@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import docker.errors
 
+from pytest_dcfire.diskfaults import DiskSpec
 from pytest_dcfire.errors import FireError
+from pytest_dcfire.faults.agent.protocol import WireTarget
 from pytest_dcfire.faults.helper import Helper, HelperUnavailable, thawer
-from pytest_dcfire.faults.network import NetworkCutter, Targets, container_id
+from pytest_dcfire.faults.network import NetworkCutter, Targets, container_id, wire
 from pytest_dcfire.faults.peers import PeerCutter
 from pytest_dcfire.faults.power import PowerSwitch
-from pytest_dcfire.faults.storage import Pool, PoolVolumes, StoragePools
+from pytest_dcfire.faults.storage import SHUTDOWN_VIA, Pool, PoolVolumes, StoragePools
 from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.fire import CallStep, FireSpec
 from pytest_dcfire.linkfaults import FlakySpec, PartitionSpec
@@ -57,6 +59,15 @@ class UnfrozenVolumes:
         for volume in self._made:
             with contextlib.suppress(docker.errors.NotFound):
                 volume.remove(force=True)
+
+
+#: What a storage fault does, for the message when there are no pools.
+VERBS = {"freeze": "freeze", "power-loss": "shut down", "fail": "fail", "full": "fill"}
+
+
+def storage_kind(storage: bool | str) -> str:
+    """A fire's `storage=` as a disk fault kind: True is a freeze."""
+    return "freeze" if storage is True else str(storage)
 
 
 def _not_ours(timing: FaultTiming) -> FaultTiming:
@@ -100,6 +111,8 @@ class FaultBackend:
             PoolVolumes(self.pools, topology) if self.pools is not None else UnfrozenVolumes(engine)
         )
         self._held: Counter[tuple[str, str]] = Counter()
+        #: The storage fault kind that holds each pool (freeze, fail, full, power-loss).
+        self._pool_kinds: dict[str, str] = {}
         self._lock = threading.Lock()
         self.system: System | None = None
 
@@ -139,12 +152,19 @@ class FaultBackend:
     # -- steps ----------------------------------------------------------------------------
 
     def make_step(
-        self, effect: Effect, spec: FireSpec | PartitionSpec | FlakySpec, handles: Sequence[Handle]
+        self,
+        effect: Effect,
+        spec: FireSpec | PartitionSpec | FlakySpec | DiskSpec,
+        handles: Sequence[Handle],
     ) -> CallStep:
         if isinstance(spec, (PartitionSpec, FlakySpec)):
             if effect != "peers":
                 raise FireError(f"a partition has no {effect!r} effect")
             return self._peer_step(spec, handles)
+        if isinstance(spec, DiskSpec):
+            if effect != "disk":
+                raise FireError(f"a disk fault has no {effect!r} effect")
+            return self._pool_step(spec.kind, handles, spec.target)
         containers = [h.container for h in handles]
         if effect == "network":
             return self._counted(effect, containers, self.network.cut, self.network.restore)
@@ -159,7 +179,7 @@ class FaultBackend:
             return self._counted(effect, containers, self.power.pause, self.power.unpause)
         if effect == "storage":
             return self._storage_step(spec, handles)
-        if effect == "links" or effect == "peers":  # the links' step; a partition's only
+        if effect == "links" or effect == "peers" or effect == "disk":  # not a fire's own
             raise FireError(f"unknown effect {effect!r}")
         assert_never(effect)
 
@@ -238,75 +258,165 @@ class FaultBackend:
         return CallStep(effect, do, undo_fn)
 
     def _storage_step(self, spec: FireSpec, handles: Sequence[Handle] = ()) -> CallStep:
-        # Adopted containers keep their own storage: only the session's pools can freeze.
+        kind = "power-loss" if spec.mode == "power-loss" else storage_kind(spec.storage)
+        return self._pool_step(kind, handles, "+".join(spec.sites), spec.sites)
+
+    def _pool_step(
+        self,
+        kind: str,
+        handles: Sequence[Handle],
+        what: str,
+        sites: Sequence[str] | None = None,
+    ) -> CallStep:
+        """The storage step of a fire (`sites`: their pools) or of a disk fault (the pools
+        that `handles` mount): `kind` is freeze, fail, full or power-loss."""
+        # Adopted containers keep their own storage: only the session's pools are touched.
         if any(getattr(h, "adopted", False) for h in handles):
             ours = [h for h in handles if not getattr(h, "adopted", False)]
-            step = self._storage_step(spec, ours)
+            step = self._pool_step(kind, ours, what, sites)
             theirs = [h.container for h in handles if getattr(h, "adopted", False)]
 
             def apply_ours() -> FaultTiming:
                 timing = _not_ours(step.apply())
-                if spec.mode == "power-loss":  # the kill step left the wait to this one
+                if kind == "power-loss":  # the kill step left the wait to this one
                     self.power.wait_exited(theirs)
                 return timing
 
             return CallStep("storage", apply_ours, step.undo)
         if self.pools is None:
             raise FireError(
-                f"cannot {'shut down' if spec.mode == 'power-loss' else 'freeze'} the storage "
-                f"of {', '.join(spec.sites)}: the engine refused the "
+                f"cannot {VERBS.get(kind, kind)} the storage of {what}: the engine refused the "
                 f"helper container ({self.refused}); use storage=False or mode='partition'"
             )
         pools = self.pools
-        site_pools = pools.pools(spec.sites)
-        apply: Callable[[Sequence[Pool]], FaultTiming] = pools.freeze
-        undo: Callable[[Sequence[Pool]], object] = pools.thaw
         containers = [h.container for h in handles]
-        if spec.mode == "power-loss":
-
-            def apply(chosen: Sequence[Pool]) -> FaultTiming:
-                timing = pools.shutdown(chosen)
-                self.power.wait_exited(containers)  # the kill step left the wait to us
-                return timing
-
-            def undo(chosen: Sequence[Pool]) -> FaultTiming:
-                # The engine lets go of a pool when the last container that uses it exits.
-                self.power.wait_exited(containers)
-                return pools.remount(chosen)
-
-        keys = [("storage", p.name) for p in site_pools]
+        chosen = pools.pools(sites) if sites is not None else pools.for_containers(containers)
+        apply, undo = self._pool_ops(kind, containers)
+        keys = [("storage", p.name) for p in chosen]
         changed: list[Any] = []
+        counted: list[bool] = []
 
         def do() -> FaultTiming:
             with self._lock:
-                fresh = [p for p, k in zip(site_pools, keys, strict=True) if self._held[k] == 0]
-                for k in keys:
+                self._check_kinds(kind, chosen, what)
+                fresh = [p for p, k in zip(chosen, keys, strict=True) if self._held[k] == 0]
+                for p, k in zip(chosen, keys, strict=True):
                     self._held[k] += 1
+                    self._pool_kinds[p.name] = kind
+                counted.append(True)
             changed.extend(fresh)
             if not fresh:
-                if spec.mode == "power-loss":
+                if kind == "power-loss":
                     self.power.wait_exited(containers)
-                return FaultTiming(
-                    "storage", "no volumes" if not site_pools else "already in place", 0.0, {}
-                )
+                via = "no volumes" if not chosen else "already in place"
+                return FaultTiming("storage", via, 0.0, {})
             return apply(fresh)
 
         def undo_fn() -> None:
             with self._lock:
+                if not counted:  # refused before it held anything
+                    return
+                counted.clear()
                 for k in keys:
                     self._held[k] -= 1
                 last = [
                     p
-                    for p, k in zip(site_pools, keys, strict=True)
+                    for p, k in zip(chosen, keys, strict=True)
                     if self._held[k] <= 0 and p in changed
                 ]
-                for k in keys:
+                for p, k in zip(chosen, keys, strict=True):
                     if self._held[k] <= 0:
                         del self._held[k]
+                        self._pool_kinds.pop(p.name, None)
             if last:
                 undo(last)
 
         return CallStep("storage", do, undo_fn)
+
+    def _check_kinds(self, kind: str, chosen: Sequence[Pool], what: str) -> None:
+        """Two storage faults of different kinds on one pool cannot both hold (a frozen
+        pool cannot fill, a failed one cannot freeze): refuse the second, naming the first."""
+        for p in chosen:
+            held = self._pool_kinds.get(p.name)
+            if held is not None and held != kind and {held, kind} & {"fail", "full"}:
+                raise FireError(
+                    f"disk fault {kind!r} on {what}: pool {p.name} already has a {held!r} "
+                    "fault; lift it first"
+                )
+
+    def _pool_ops(
+        self, kind: str, containers: Sequence[Any]
+    ) -> tuple[Callable[[Sequence[Pool]], FaultTiming], Callable[[Sequence[Pool]], object]]:
+        """How each kind is applied to the chosen pools and undone."""
+        pools = self._pools()
+        if kind == "power-loss":
+
+            def shut(chosen: Sequence[Pool]) -> FaultTiming:
+                timing = pools.shutdown(chosen)
+                self.power.wait_exited(containers)  # the kill step left the wait to us
+                return timing
+
+            def remount(chosen: Sequence[Pool]) -> FaultTiming:
+                # The engine lets go of a pool when the last container that uses it exits.
+                self.power.wait_exited(containers)
+                return pools.remount(chosen)
+
+            return shut, remount
+        if kind == "fail":
+
+            def fail(chosen: Sequence[Pool]) -> FaultTiming:
+                pools.refuse_shared(chosen, "fail")
+                users: dict[str, list[WireTarget]] = {}
+                for c, mounted in self._running_users(chosen, containers):
+                    for name in mounted:
+                        users.setdefault(name, []).extend(wire(self.targets.resolve([c])))
+                return pools.shutdown(chosen, users)
+
+            return fail, lambda chosen: self._replace_disks(chosen, containers)
+        if kind == "full":
+            return pools.fill, pools.unfill
+        return pools.freeze, pools.thaw
+
+    def _pools(self) -> StoragePools:
+        if self.pools is None:
+            raise FireError(f"no storage pools: the engine refused the helper ({self.refused})")
+        return self.pools
+
+    def _killed(self, container: Any) -> bool:
+        """Whether a fire (a crash) holds `container` killed: its own undo starts it."""
+        with self._lock:
+            return self._held[("kill", container_id(container))] > 0
+
+    def _running_users(
+        self, chosen: Sequence[Pool], containers: Sequence[Any]
+    ) -> list[tuple[Any, set[str]]]:
+        """The containers that mount some of `chosen` and run (no fire holds them killed),
+        each with the names of the pools it mounts."""
+        names = {p.name for p in chosen}
+        found = []
+        for c in containers:
+            if self._killed(c):
+                continue
+            mounted = names & {p.name for p in self._pools().for_containers([c])}
+            if mounted:
+                found.append((c, mounted))
+        return found
+
+    def _replace_disks(self, chosen: Sequence[Pool], containers: Sequence[Any]) -> FaultTiming:
+        """A failed disk comes back only once nothing mounts it: the containers that use it
+        are killed (the disk replaced, the service rebooted), the pool is mounted again (its
+        journal replays) and they are started, unless a fire keeps them powered off."""
+        pools = self._pools()
+        running = [c for c, _ in self._running_users(chosen, containers)]
+        users = [c for c in containers if c in running or self._killed(c)]
+        if running:
+            self.power.power_off(running)
+        self.power.wait_exited(users)
+        timing = pools.remount(chosen)
+        if running:
+            self._power_on(running)
+        timing.method = SHUTDOWN_VIA
+        return timing
 
     # -- end of session -------------------------------------------------------------------
 

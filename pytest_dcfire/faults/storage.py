@@ -24,6 +24,10 @@ and uncommitted journal transaction is dropped, every I/O returns EIO. A shut-do
 only comes back once every mount of it is gone: the killed containers' exits make the
 engine unmount the volume, then the helper unmounts its own mount and mounts it again (the
 journal replays), and only then are the containers started (the engine mounts it again).
+
+Disk faults on their own (`dcfire.disk`) use the same tools: `fail` is that shutdown under
+running processes (lifting kills the containers that use the pool, mounts it again and
+starts them); `full` is a filler file that preallocates every free block (agent/filler.py).
 """
 
 from __future__ import annotations
@@ -43,13 +47,17 @@ from pytest_dcfire.faults.agent.protocol import (
     POOL_ATTACH,
     POOL_CREATE,
     POOL_DESTROY,
+    POOL_FILL,
     POOL_REMOUNT,
     POOL_SHUTDOWN,
+    POOL_UNFILL,
     THAW,
     PoolAttachRequest,
     PoolCreateRequest,
     PoolRequest,
+    PoolShutdownRequest,
     PoolsRequest,
+    WireTarget,
 )
 from pytest_dcfire.faults.helper import AgentError, Helper, Reply
 from pytest_dcfire.faults.network import container_id
@@ -57,8 +65,10 @@ from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.runtime.engine import Engine, monotonic_ms
 from pytest_dcfire.topology.model import DEFAULT_POOL_MB, Service, Topology, Volume
 
-#: The via column of a power loss's storage step.
+#: The via column of a power loss's storage step (and of a failed disk).
 SHUTDOWN_VIA = "ext4-shutdown"
+#: ... and of a full disk.
+FILLER_VIA = "filler"
 #: ... and for the shared copy's pools, which only their owner could mount again.
 SHARED_VIA = "fsfreeze (shared copy: pools of another session, not shut down)"
 POOL_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,95}$")
@@ -239,9 +249,12 @@ class StoragePools:
             self._frozen_here.difference_update(p.name for p in pools)
         return _timing(times, times.result["thawed"], started)
 
-    def shutdown(self, pools: Sequence[Pool]) -> FaultTiming:
+    def shutdown(
+        self, pools: Sequence[Pool], users: Mapping[str, list[WireTarget]] | None = None
+    ) -> FaultTiming:
         """Shut the `pools` down as a power cut does: what was not fsynced (and committed
-        by the journal) is lost, every I/O returns EIO until `remount`.
+        by the journal) is lost, every I/O returns EIO until `remount`. `users`: the
+        containers still running on each pool (a failed disk), journalled by the agent.
 
         Pools of a shared copy (`dcfire_share = session`) belong to the session that made
         them and are mounted by its helper too, so they could never be mounted again from
@@ -252,7 +265,9 @@ class StoragePools:
         own, shared = self._split(pools)
         timing = FaultTiming("storage", SHUTDOWN_VIA, 0.0, {})
         if own:
-            request = PoolsRequest(names=[p.name for p in own])
+            request = PoolShutdownRequest(names=[p.name for p in own])
+            if users:
+                request["users"] = {p.name: users[p.name] for p in own if p.name in users}
             try:
                 reply = self.helper.call(POOL_SHUTDOWN, request)
             except AgentError as exc:
@@ -281,6 +296,38 @@ class StoragePools:
         except AgentError as exc:
             raise FireError(f"mount {', '.join(p.name for p in own)} again: {exc}") from None
         return _timing(reply, reply.result["remounted"], started, "remount")
+
+    def fill(self, pools: Sequence[Pool]) -> FaultTiming:
+        """Fill the `pools` with a filler file of ours: writes fail with ENOSPC, reads work,
+        until `unfill`. Only this session's pools (another's belong to its owner)."""
+        started = monotonic_ms()
+        if not self._check(pools):
+            return FaultTiming("storage", FILLER_VIA, 0.0, {})
+        self.refuse_shared(pools, "fill")
+        try:
+            reply = self.helper.call(POOL_FILL, PoolsRequest(names=[p.name for p in pools]))
+        except AgentError as exc:
+            raise FireError(f"fill {', '.join(p.name for p in pools)}: {exc}") from None
+        return _timing(reply, reply.result["filled"], started, FILLER_VIA)
+
+    def unfill(self, pools: Sequence[Pool]) -> FaultTiming:
+        """Remove the filler files: the space is back."""
+        started = monotonic_ms()
+        if not self._check(pools):
+            return FaultTiming("storage", FILLER_VIA, 0.0, {})
+        try:
+            reply = self.helper.call(POOL_UNFILL, PoolsRequest(names=[p.name for p in pools]))
+        except AgentError as exc:
+            raise FireError(f"empty {', '.join(p.name for p in pools)}: {exc}") from None
+        return _timing(reply, reply.result["unfilled"], started, FILLER_VIA)
+
+    def refuse_shared(self, pools: Sequence[Pool], what: str) -> None:
+        shared = self._split(pools)[1]
+        if shared:
+            raise FireError(
+                f"cannot {what} {', '.join(p.name for p in shared)}: pools of the shared copy "
+                "belong to the session that made them (only freeze works there)"
+            )
 
     def _split(self, pools: Sequence[Pool]) -> tuple[list[Pool], list[Pool]]:
         """(this session's pools, the shared copy's pools of another session)."""
@@ -343,4 +390,4 @@ class PoolVolumes:
             raise FireError("; ".join(problems))
 
 
-__all__ = ["SHUTDOWN_VIA", "Pool", "PoolVolumes", "StoragePools", "pool_name"]
+__all__ = ["FILLER_VIA", "SHUTDOWN_VIA", "Pool", "PoolVolumes", "StoragePools", "pool_name"]

@@ -39,6 +39,7 @@ LINK_COLORS = {
     "partition": "#7048e8",
     "one-way": "#9775fa",
     "flaky": "#f08c00",
+    "disk": "#c92a2a",
 }
 OUTCOME_CLASS = {
     "passed": "ok",

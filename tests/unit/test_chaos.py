@@ -18,13 +18,14 @@ from pytest_dcfire.chaos import ChaosError, Controller, Schedule, Step, Targets
 from pytest_dcfire.chaos.generator import generate, parse_kinds, parse_seed, parse_span
 from pytest_dcfire.chaos.kinds import KINDS, NOT_YET
 from pytest_dcfire.chaos.schedule import parse_steps
+from pytest_dcfire.diskfaults import DiskKind
 from pytest_dcfire.errors import ConfigError
 from pytest_dcfire.faults.timing import FaultTiming as StepTiming
-from pytest_dcfire.fire import FireController, FireSpec, Timeline
+from pytest_dcfire.fire import FireController, Timeline
 from pytest_dcfire.fire import Step as FireStep
-from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
+from pytest_dcfire.linkfaults import BrownoutSpec, LinkFault, PartitionSpec
 from pytest_dcfire.recovery import eventually
-from pytest_dcfire.seams import Effect, Handle
+from pytest_dcfire.seams import Effect, FaultSpec, Handle
 from pytest_dcfire.topology.model import Service, Site, Topology
 
 SITES = Targets(
@@ -54,7 +55,7 @@ def test_same_seed_same_schedule() -> None:
     assert len(first) > 10
     # every kind drawn over 10 minutes (no clock: nothing in SITES has a controllable clock)
     longer = draw(1234, duration=600.0)
-    assert {s.kind for s in longer} == set(KINDS) - {"clock"}
+    assert {s.kind for s in longer} == set(KINDS) - {"clock", "disk"}
 
 
 def test_different_seeds_differ() -> None:
@@ -141,10 +142,29 @@ def test_runner_applies_one_way_and_flaky_through_the_controller() -> None:
     ]
 
 
-@pytest.mark.parametrize("name", sorted(NOT_YET))
-def test_kinds_not_available_yet_are_a_clear_error(name: str) -> None:
-    with pytest.raises(ConfigError, match=f"fault kind '{name}' is not available yet"):
-        parse_kinds(["fire", name], SITES)
+def test_every_pinned_kind_is_available() -> None:
+    assert not NOT_YET
+    assert "disk" in KINDS
+
+
+def test_disk_kind_draws_only_targets_with_volumes() -> None:
+    with_disks = Targets(SITES.sites, SITES.services, disks=("pangyo", "api@pangyo"))
+    assert "disk" not in [k.name for k in parse_kinds(None, SITES)]  # no volumes: left out
+    assert "disk" in [k.name for k in parse_kinds(None, with_disks)]
+    with pytest.raises(ConfigError, match="'disk' needs a site or service with volumes"):
+        parse_kinds(["disk"], SITES)
+    steps = generate(
+        parse_kinds(["disk"], with_disks),
+        with_disks,
+        3,
+        duration=60,
+        interval=(1.0, 2.0),
+        hold=(1.0, 2.0),
+        max_at_once=1,
+    )
+    assert steps
+    assert {s.targets for s in steps} <= {("pangyo",), ("api@pangyo",)}
+    assert {s.options["kind"] for s in steps} <= {"freeze", "fail", "full"}
 
 
 def test_unknown_kind_suggests() -> None:
@@ -202,7 +222,7 @@ def test_steps_parse_and_sort() -> None:
     ("step", "message"),
     [
         ((0, "fire", "seoul"), "unknown site 'seoul'; valid sites: pangyo, ansan, daejeon"),
-        ((0, "disk", "pangyo"), "'disk' is not available yet"),
+        ((0, "disk", "pangyo"), "disk takes one site or service with volumes"),
         ((0, "flaky", "pangyo"), "give loss="),
         ((-1, "fire", "pangyo"), "at=-1 must be a number of seconds >= 0"),
         ((0, "fire", "pangyo", {"for": 0}), "'for'=0 must be a number of seconds > 0"),
@@ -266,7 +286,11 @@ class FakeController:
         return FakeHandle(self.log, what)
 
     def fire(
-        self, *sites: str, mode: str = "fire", network: bool = True, storage: bool = True
+        self,
+        *sites: str,
+        mode: str = "fire",
+        network: bool = True,
+        storage: bool | DiskKind = True,
     ) -> FakeHandle:
         return self._apply(f"{mode} {'+'.join(sites)}")
 
@@ -288,6 +312,9 @@ class FakeController:
 
     def clock(self, target: str, offset: float = 0.0, rate: float = 1.0) -> FakeHandle:
         return self._apply(f"clock {target} {offset:+g}")
+
+    def disk(self, target: str, kind: DiskKind) -> FakeHandle:
+        return self._apply(f"disk {target} {kind}")
 
 
 def test_fake_controller_matches_the_protocol() -> None:
@@ -426,9 +453,7 @@ class ControllerSystem:
         return []
 
 
-def make_step(
-    effect: Effect, spec: FireSpec | PartitionSpec | FlakySpec, targets: Sequence[Handle]
-) -> FireStep:
+def make_step(effect: Effect, spec: FaultSpec, targets: Sequence[Handle]) -> FireStep:
     class Step:
         def __init__(self) -> None:
             self.effect = effect

@@ -14,8 +14,7 @@ import pytest
 from pytest_dcfire.errors import ConfigError, FireError
 from pytest_dcfire.faults.timing import FaultTiming as StepTiming
 from pytest_dcfire.fire import FireController, FireSpec, Step, Timeline
-from pytest_dcfire.linkfaults import FlakySpec, PartitionSpec
-from pytest_dcfire.seams import Effect, Handle
+from pytest_dcfire.seams import Effect, FaultSpec, Handle
 from pytest_dcfire.topology.model import Service, Topology
 
 
@@ -52,9 +51,7 @@ class Recorder:
         self.log: list[str] = []
         self.fail_apply, self.fail_undo = fail_apply, fail_undo
 
-    def __call__(
-        self, effect: Effect, spec: FireSpec | PartitionSpec | FlakySpec, targets: Sequence[Handle]
-    ) -> Step:
+    def __call__(self, effect: Effect, spec: FaultSpec, targets: Sequence[Handle]) -> Step:
         recorder = self
         names = [t.name for t in targets]
 

@@ -34,7 +34,14 @@ def test_dc_fire_is_pytest_mark_dc_fire() -> None:
             "*unknown keyword 'netwrok' (did you mean 'network'?); valid keywords: mode, "
             "network, storage, each_site",
         ),
-        ("dc_fire('pangyo', storage='no')", "*storage='no' must be True or False"),
+        (
+            "dc_fire('pangyo', storage='no')",
+            "*storage='no' must be True, False or a disk fault kind: freeze, fail, full",
+        ),
+        (
+            "dc_fire('pangyo', mode='power-loss', storage='full')",
+            "*storage='full' needs mode 'fire' or 'crash'*",
+        ),
         ("dc_fire(3)", "*site 3 is not a site name (a string); one of: ansan, pangyo"),
         (
             "dc_fire('pangyo', mode='partition', network=False)",

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from . import loops
 from .cuts import SESSION_RE, Cuts, Netfilter
 from .dispatch import Failed, Refused, Stale, handlers, handles
+from .filler import Filler
 from .journal import Journal
 from .kernel import now_ms
 from .peers import Peers
@@ -56,8 +57,9 @@ class Agent:
         self.cuts = Cuts(self.nf)
         self.peers = Peers(self.nf)
         self.pools = Pools(session, self.state, f"{root}/mnt", self.save)
+        self.filler = Filler(self.pools)
         self.handlers = handlers(
-            self, self.cuts, self.peers, Power(), self.pools, Reaper(session, root)
+            self, self.cuts, self.peers, Power(), self.pools, self.filler, Reaper(session, root)
         )
         self._take_lock()
         self.adopted = self._adopt()
@@ -158,13 +160,15 @@ class Agent:
 
     def undo_all(self) -> None:
         """Leave nothing applied: every cut removed, then every peer cut, then every pool
-        thawed and every loop device set to detach once its last mount goes. A new agent of
+        thawed, every filler removed and every loop device set to detach once its last
+        mount goes. A new agent of
         a session that goes on adopts the journal and clears that again."""
         if self.undone:
             return
         self.undone = True
         self.cuts.undo_all()
         self.peers.undo_all()
+        self.filler.undo_all()
         self.pools.undo_all()
 
     @handles(SHUTDOWN)

@@ -18,6 +18,7 @@ import errno
 import fcntl
 import os
 import re
+import signal
 import struct
 import subprocess
 import time
@@ -45,10 +46,13 @@ from .protocol import (
     PoolEntry,
     PoolRequest,
     PoolShutdownReply,
+    PoolShutdownRequest,
     PoolsRequest,
     RemountReply,
     ThawReply,
+    WireTarget,
 )
+from .targets import CONTAINER_ID_RE, Target
 
 #: ext4's shutdown ioctl, _IOR('X', 125, __u32), and its flag that drops the journal's
 #: uncommitted transactions and every dirty page: what a power cut leaves on the disk.
@@ -92,7 +96,7 @@ class Pools:
             raise Refused(f"{name!r} is not a storage pool of session {self.session}")
         return name, pool
 
-    def _names(self, request: Any) -> list[tuple[str, PoolEntry]]:
+    def named(self, request: Any) -> list[tuple[str, PoolEntry]]:
         names = request.get("names")
         if not isinstance(names, list):
             raise Refused("names must be a list")
@@ -224,25 +228,29 @@ class Pools:
 
     @handles(FREEZE)
     def op_freeze(self, request: PoolsRequest) -> FreezeReply:
-        return {"frozen": self.set_frozen(self._names(request), True)}
+        return {"frozen": self.set_frozen(self.named(request), True)}
 
     @handles(THAW)
     def op_thaw(self, request: PoolsRequest) -> ThawReply:
-        return {"thawed": self.set_frozen(self._names(request), False)}
+        return {"thawed": self.set_frozen(self.named(request), False)}
 
     @handles(POOL_SHUTDOWN)
-    def op_pool_shutdown(self, request: PoolsRequest) -> PoolShutdownReply:
+    def op_pool_shutdown(self, request: PoolShutdownRequest) -> PoolShutdownReply:
         """Shut the pools' filesystems down as a power cut leaves them: nothing more reaches
         the disk, every I/O returns EIO; what the journal had committed is what survives."""
-        pools = self._names(request)
+        pools = self.named(request)
+        users = request.get("users") or {}
+        if not isinstance(users, dict):
+            raise Refused("users must map pools to containers")
         for name, pool in pools:
             if pool.get("attached"):
                 raise Refused(
                     f"pool {name!r} belongs to session {pool['attached']}: only its owner can "
                     "shut it down (it keeps a mount of it)"
                 )
-        for _, pool in pools:  # journalled first: a killed session's pool is mounted again
+        for name, pool in pools:  # journalled first: a killed session's pool is mounted again
             pool["shutdown"] = True
+            pool["users"] = wire_users(users.get(name))
         self.save()
         times: dict[str, float] = {}
         errors: list[str] = []
@@ -276,8 +284,9 @@ class Pools:
                 errors.append(f"{name}: {exc}")
                 return
             pool["shutdown"] = False
+            pool.pop("users", [])
 
-        pools = self._names(request)
+        pools = self.named(request)
         if len(pools) == 1:
             one(*pools[0])
         else:  # each mount replays its journal: side by side
@@ -314,7 +323,7 @@ class Pools:
         finally:
             os.close(fd)
 
-    def _pool_fd(self, name: str) -> int:
+    def pool_fd(self, name: str) -> int:
         """An fd on the pool's mount, checked to be a loop-backed pool of ours."""
         mount = self.mount_point(name)
         fd = os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -325,7 +334,7 @@ class Pools:
         return fd
 
     def shutdown_one(self, name: str) -> float:
-        fd = self._pool_fd(name)
+        fd = self.pool_fd(name)
         try:
             flags = struct.pack("I", EXT4_GOING_FLAGS_NOLOGFLUSH)
             fcntl.ioctl(fd, EXT4_IOC_SHUTDOWN, flags)
@@ -416,16 +425,59 @@ class Pools:
                 self.set_frozen(frozen, False)
         for name, pool in self.pools.items():
             if pool.get("shutdown"):
+                # A failed disk's containers still run on it: stopped, so that it can come
+                # back (a power loss's were killed already).
+                stopped = stop_users(pool.pop("users", []))
                 with contextlib.suppress(OSError):
-                    if os.path.ismount(self.mount_point(name)):
-                        unmount(self.mount_point(name))
-                    loops.mount(loops.node(int(pool["loop"] or 0)), self.mount_point(name))
+                    if stopped:
+                        self.remount_one(name, pool)
+                    else:
+                        if os.path.ismount(self.mount_point(name)):
+                            unmount(self.mount_point(name))
+                        loops.mount(loops.node(int(pool["loop"] or 0)), self.mount_point(name))
                     pool["shutdown"] = is_shut_down(self.mount_point(name))
         for pool in self.pools.values():
             loop = pool.get("loop")
             if loop is not None and not pool.get("attached"):
                 with contextlib.suppress(OSError):
                     loops.autoclear(int(loop), pool["tag"], True)
+
+
+def wire_users(raw: Any) -> list[WireTarget]:
+    """A pool's users as journalled: full container ids and pids, checked for shape only
+    (they are verified against the kernel when they are stopped)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise Refused("a pool's users must be a list of containers")
+    users: list[WireTarget] = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise Refused(f"bad user {item!r}")
+        cid, pid = str(item.get("id", "")), item.get("pid")
+        if not CONTAINER_ID_RE.match(cid) or not isinstance(pid, int) or pid <= 1:
+            raise Refused(f"bad user {item!r}")
+        users.append({"id": cid, "pid": pid})
+    return users
+
+
+def stop_users(users: list[WireTarget]) -> bool:
+    """SIGKILL each user that is still the same process of the same container (pidfd and
+    cgroup checked: a reused pid is never signalled); True if one was stopped."""
+    stopped = False
+    for user in users:
+        try:
+            target = Target(user["id"], user["pid"])
+        except (Refused, OSError):
+            continue  # gone already, or no longer that container
+        try:
+            signal.pidfd_send_signal(target.pidfd, signal.SIGKILL)
+            stopped = True
+        except ProcessLookupError:
+            pass
+        finally:
+            target.close()
+    return stopped
 
 
 def is_shut_down(mount: str, mountinfo: str = "/proc/self/mountinfo") -> bool:

@@ -117,11 +117,16 @@ class _PoolEntry(TypedDict):
 
 class PoolEntry(_PoolEntry, total=False):
     """A storage pool as journalled; `attached` names the owner of another session's pool;
-    `shutdown` is set while a power loss holds it shut down (the dead-man switch mounts it
-    again)."""
+    `shutdown` is set while a power loss or a failed disk holds it shut down (the dead-man
+    switch mounts it again); `filled` while a filler file of ours fills it (a full disk: the
+    dead-man switch removes the file)."""
 
     attached: str
     shutdown: bool
+    filled: bool
+    #: The containers that used a failed disk (shut down under them), so that the dead-man
+    #: switch can stop them and mount the pool again.
+    users: list[WireTarget]
 
 
 class LoopInfo(TypedDict):
@@ -289,6 +294,13 @@ class PoolsRequest(TypedDict):
     names: list[str]
 
 
+class PoolShutdownRequest(PoolsRequest, total=False):
+    """`users`: pool -> the containers still running on it (a failed disk, not a power
+    loss): journalled, so that the dead-man switch can stop them and mount it again."""
+
+    users: dict[str, list[WireTarget]]
+
+
 class FreezeReply(TypedDict):
     frozen: dict[str, float]
 
@@ -305,6 +317,18 @@ class PoolShutdownReply(TypedDict):
 class RemountReply(TypedDict):
     #: pool -> when it was mounted again (its journal replayed)
     remounted: dict[str, float]
+
+
+class PoolFillReply(TypedDict):
+    #: pool -> when its filler file had taken every free block (writes fail with ENOSPC)
+    filled: dict[str, float]
+    #: pool -> bytes still free after filling (less than one block)
+    free: dict[str, int]
+
+
+class PoolUnfillReply(TypedDict):
+    #: pool -> when its filler file was gone (and the freed blocks committed)
+    unfilled: dict[str, float]
 
 
 class PoolRequest(TypedDict):
@@ -359,7 +383,9 @@ POOL_ATTACH: Op[PoolAttachRequest, PoolAttachReply] = declare("pool_attach")
 FREEZE: Op[PoolsRequest, FreezeReply] = declare("freeze")
 THAW: Op[PoolsRequest, ThawReply] = declare("thaw")
 POOL_DESTROY: Op[PoolRequest, PoolDestroyReply] = declare("pool_destroy")
-POOL_SHUTDOWN: Op[PoolsRequest, PoolShutdownReply] = declare("pool_shutdown")
+POOL_SHUTDOWN: Op[PoolShutdownRequest, PoolShutdownReply] = declare("pool_shutdown")
 POOL_REMOUNT: Op[PoolsRequest, RemountReply] = declare("pool_remount")
+POOL_FILL: Op[PoolsRequest, PoolFillReply] = declare("pool_fill")
+POOL_UNFILL: Op[PoolsRequest, PoolUnfillReply] = declare("pool_unfill")
 REAP: Op[ReapRequest, ReapReply] = declare("reap")
 SHUTDOWN: Op[Empty, ShutdownReply] = declare("shutdown")
