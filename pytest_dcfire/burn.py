@@ -25,7 +25,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pytest_dcfire.errors import ConfigError, DcfireError, did_you_mean
-from pytest_dcfire.fire import MODES, FireController, FireSpec
+from pytest_dcfire.fire import FireController
+from pytest_dcfire.firespec import MODES, FireSpec
 
 INI_BURN = "dcfire_burn"
 OPTION = "--dcfire-burn"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_dcfire.errors import ConfigError
-from pytest_dcfire.fire import FireSpec
+from pytest_dcfire.firespec import FireSpec
 
 #: The hidden parameter that carries the site of an each_site test.
 PARAM = "_dcfire_each_site"

@@ -1,209 +1,48 @@
-"""Fires: what burns (a `FireSpec`), a burning fire (`Fire`), the per-test controller behind
-the `dcfire` fixture, and the session's timeline of fires.
+"""Fires: a burning fire (`Fire`) and the per-test controller behind the `dcfire` fixture.
 
 A fire is a list of fault steps applied in order and undone in reverse order, always; every
 step is recorded before it is applied, so an interrupt between two steps still undoes the
-first.
+first. What burns (`FireSpec`, firespec.py), the steps (steps.py) and the session's timeline
+(timeline.py) live below this module, so that the layers under it never import it.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import Any
 
 from pytest_dcfire.clockfaults import ClockSpec, not_controllable
-from pytest_dcfire.errors import (
-    ConfigError,
-    FireError,
-    check_keywords,
-    did_you_mean,
-    one_of,
-    unknown_name,
-)
+from pytest_dcfire.errors import FireError
 from pytest_dcfire.faults.timing import FaultTiming as StepTiming
+from pytest_dcfire.firespec import (
+    KILLING_MODES,
+    MARKER_KEYWORDS,
+    MODES,
+    FireSpec,
+    service_names,
+)
 from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
 from pytest_dcfire.recovery import Recovery, eventually, measure_recovery
+from pytest_dcfire.steps import CallStep, Step, StepFactory
+from pytest_dcfire.timeline import FireRecord, Timeline
 
-MODES = ("fire", "power-loss", "crash", "partition", "freeze")
-#: Modes that kill the site's processes and start them again on restore.
-KILLING_MODES = ("power-loss", "crash")
-MARKER_KEYWORDS = ("mode", "network", "storage", "each_site")
-
-
-@dataclass(frozen=True)
-class FireSpec:
-    """What to burn and how: sites, mode, and whether the network and storage are cut."""
-
-    sites: tuple[str, ...]
-    mode: str = "fire"
-    network: bool = True
-    storage: bool = True
-
-    @classmethod
-    def parse(
-        cls,
-        sites: Sequence[Any],
-        options: Mapping[str, Any],
-        valid_sites: Iterable[str],
-        where: str = "dc_fire",
-    ) -> FireSpec:
-        """Validate marker or call arguments; raise ConfigError naming what would be valid."""
-        valid = tuple(valid_sites)
-        check_keywords(where, options, MARKER_KEYWORDS)
-        if not sites:
-            raise ConfigError(f"{where}: name at least one site to burn; {one_of(valid)}")
-        names: list[str] = []
-        for site in sites:
-            if not isinstance(site, str):
-                raise ConfigError(
-                    f"{where}: site {site!r} is not a site name (a string); {one_of(valid)}"
-                )
-            if site not in valid:
-                raise unknown_name(where, "site", site, valid)
-            if site not in names:
-                names.append(site)
-        mode = options.get("mode", "fire")
-        if mode not in MODES:
-            raise ConfigError(
-                f"{where}: unknown mode {mode!r}"
-                f"{did_you_mean(str(mode), MODES)}; valid modes: {', '.join(MODES)}"
-            )
-        flags = {}
-        for key in ("network", "storage"):
-            value = options.get(key, True)
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where}: {key}={value!r} must be True or False")
-            flags[key] = value
-        spec = cls(tuple(names), str(mode), flags["network"], flags["storage"])
-        if not spec.effects():
-            raise ConfigError(
-                f"{where}: mode {mode!r} with network=False and storage=False does nothing"
-            )
-        return spec
-
-    def effects(self) -> tuple[str, ...]:
-        """The fault steps of this fire, in the order they are applied."""
-        if self.mode == "freeze":
-            return ("pause",)
-        if self.mode == "partition":
-            return ("network", "links") if self.network else ()
-        if self.mode in KILLING_MODES:
-            # Killed before the storage step: a process blocked on a frozen disk (crash)
-            # cannot die, and a shut-down pool (power-loss) comes back only once its
-            # containers have exited; so the undo thaws or remounts, then starts, then
-            # reconnects.
-            return tuple(
-                k
-                for k, on in (
-                    ("network", self.network),
-                    ("links", self.network),
-                    ("kill", True),
-                    ("storage", self.storage),
-                )
-                if on
-            )
-        # "links" (the Toxiproxy edge) is cut right after the network, whenever it is.
-        return tuple(
-            k
-            for k, on in (
-                ("network", self.network),
-                ("links", self.network),
-                ("storage", self.storage),
-            )
-            if on
-        )
-
-    def describe(self) -> str:
-        extra = (
-            ""
-            if (self.network and self.storage)
-            else (f" (network={self.network}, storage={self.storage})")
-        )
-        return f"{'+'.join(self.sites)} [{self.mode}]{extra}"
-
-
-def service_names(topology: Any) -> tuple[str, ...]:
-    """What a brownout may name besides a site: instances (`api@ansan`) and services (`api`)."""
-    names = [s.name for s in topology.services] + [s.base for s in topology.services]
-    return tuple(dict.fromkeys(names))
-
-
-class Step(Protocol):
-    """One reversible fault on the containers of a fire."""
-
-    effect: str
-
-    def apply(self) -> StepTiming: ...
-
-    def undo(self) -> None: ...
-
-
-@dataclass
-class CallStep:
-    """A `Step` made of two callables: how the fault backends build their steps."""
-
-    effect: str
-    do: Callable[[], StepTiming]
-    undo_fn: Callable[[], object]
-
-    def apply(self) -> StepTiming:
-        return self.do()
-
-    def undo(self) -> None:
-        self.undo_fn()
-
-
-#: (effect, spec, handles) -> Step; a partition asks for effect "peers" with its PartitionSpec.
-StepFactory = Callable[[str, Any, Sequence[Any]], Step]
-
-
-@dataclass
-class FireRecord:
-    """The timeline entry of one fire: what the report and the terminal summary show."""
-
-    spec: FireSpec
-    test: str
-    targets: list[str]
-    ignited_wall: float = 0.0
-    ignited: float = 0.0
-    cut_ms: float = 0.0
-    skew_ms: float = 0.0
-    steps: list[StepTiming] = field(default_factory=list)
-    methods: list[str] = field(default_factory=list)
-    restored: float | None = None
-    restore_ms: float | None = None
-    healthy_ms: float | None = None
-    rto_s: float | None = None
-    rpo_s: float | None = None
-    lost_writes: int | None = None
-    errors: list[str] = field(default_factory=list)
-
-
-class Timeline:
-    """Every fire of the session, in ignition order (thread-safe: workloads may read it)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.records: list[FireRecord] = []
-        self.link_faults: list[LinkFault] = []
-
-    def add(self, record: FireRecord) -> None:
-        with self._lock:
-            self.records.append(record)
-
-    def add_link_fault(self, fault: LinkFault) -> None:
-        with self._lock:
-            self.link_faults.append(fault)
-
-    def __iter__(self) -> Any:
-        with self._lock:
-            return iter(list(self.records))
-
-    def __len__(self) -> int:
-        return len(self.records)
+#: Re-exported: the names that were defined here before the layers were split.
+__all__ = [
+    "KILLING_MODES",
+    "MARKER_KEYWORDS",
+    "MODES",
+    "CallStep",
+    "Fire",
+    "FireController",
+    "FireRecord",
+    "FireSpec",
+    "Step",
+    "StepFactory",
+    "StepTiming",
+    "Timeline",
+    "service_names",
+]
 
 
 class Fire:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pytest_dcfire.fire import Fire, FireRecord
+    from pytest_dcfire.fire import Fire
     from pytest_dcfire.history.model import History
+    from pytest_dcfire.timeline import FireRecord
 
 
 def pytest_dcfire_before_ignite(fire: Fire, item: Any) -> None:

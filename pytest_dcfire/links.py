@@ -24,8 +24,9 @@ from tenacity import Retrying, stop_after_delay, wait_fixed
 from pytest_dcfire.config import INI_TOXIPROXY, TOXIPROXY_FORMS, Settings
 from pytest_dcfire.errors import ConfigError, DcfireError, FireError
 from pytest_dcfire.faults.timing import FaultTiming
-from pytest_dcfire.fire import CallStep, FireSpec
+from pytest_dcfire.firespec import FireSpec
 from pytest_dcfire.linkfaults import BrownoutSpec, LinkFault, PartitionSpec
+from pytest_dcfire.steps import CallStep
 from pytest_dcfire.topology.model import Link, Service
 
 Progress = Callable[[str], None]
