@@ -14,6 +14,7 @@ from typing import Any
 
 from pytest_dcfire.clockfaults import ClockSpec, not_controllable
 from pytest_dcfire.errors import FireError
+from pytest_dcfire.evidence import DrillEvidence
 from pytest_dcfire.faults.timing import FaultTiming as StepTiming
 from pytest_dcfire.firespec import (
     KILLING_MODES,
@@ -115,6 +116,7 @@ class FireController:
         hooks: Any = None,
         item: Any = None,
         links: Any = None,
+        evidence: DrillEvidence | None = None,
     ) -> None:
         self.system = system
         self._links = links
@@ -127,10 +129,11 @@ class FireController:
         self.fires: list[Fire] = []
         self.last_ignition: float | None = None
         self.last_recovery: Recovery | None = None
-        from pytest_dcfire.evidence import DrillEvidence
-
-        #: What this test proved: fires, workloads' histories, verdicts (see evidence.py).
-        self.evidence = DrillEvidence(getattr(item, "nodeid", ""))
+        #: What this test proved: fires, workloads' histories, verdicts (see evidence.py);
+        #: handed in by the `dcfire` fixture, which keeps it for the report.
+        self.evidence = (
+            evidence if evidence is not None else DrillEvidence(getattr(item, "nodeid", ""))
+        )
         #: Sites kept dark by others (the suite burn): no health wait for them on restore.
         self.also_dark: Callable[[], Iterable[str]] = tuple
         #: Schedules started by `schedule()` / `chaos()`: `restore()` stops them first.
@@ -197,7 +200,7 @@ class FireController:
         record.skew_ms = (
             network.skew_ms if network else max((s.skew_ms for s in record.steps), default=0.0)
         )
-        self.evidence.ignited(fire)
+        self.evidence.ignited(fire.record)
         self._call_hook("pytest_dcfire_after_ignite", fire)
         return fire
 
@@ -365,7 +368,7 @@ class FireController:
         fire.record.restored = time.monotonic()
         fire.record.restore_ms = (fire.record.restored - started) * 1000.0
         fire.record.errors.extend(problems)
-        self.evidence.restored(fire)
+        self.evidence.restored(fire.record)
         if problems:
             raise FireError(f"restoring {fire.spec.describe()} failed: " + "; ".join(problems))
         if wait:

@@ -34,7 +34,7 @@ from pytest_dcfire.config import (
     report_path,
 )
 from pytest_dcfire.errors import ConfigError, DcfireError, TopologyError
-from pytest_dcfire.evidence import session_evidence
+from pytest_dcfire.evidence import DrillEvidence, session_evidence
 from pytest_dcfire.fire import MODES, FireController, service_names
 from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, PartitionSpec
 from pytest_dcfire.progress import TerminalProgress
@@ -400,6 +400,8 @@ def dcfire(request: pytest.FixtureRequest, dcfire_topology: Any) -> Iterator[Fir
     burned is restored at teardown, always; its workloads' verdicts go to the report and the
     JUnit properties."""
     state = request.config.stash[SESSION_KEY]
+    evidence = DrillEvidence(request.node.nodeid)
+    session_evidence(request.config).add(evidence)
     controller = FireController(
         dcfire_topology,
         state.make_step,
@@ -408,8 +410,8 @@ def dcfire(request: pytest.FixtureRequest, dcfire_topology: Any) -> Iterator[Fir
         hooks=request.config.hook,
         item=request.node,
         links=state.links,
+        evidence=evidence,
     )
-    session_evidence(request.config).add(controller.evidence)
     controller.also_dark = state.burn.burning
     controller.dark_elsewhere = state.burn.held_ids
     try:
