@@ -21,7 +21,7 @@ from pytest_dcfire.timeline import FireRecord
 
 if TYPE_CHECKING:  # the checkers load on first use: importing the plugin stays cheap
     from pytest_dcfire.history.checkers import Availability, LostWrites
-    from pytest_dcfire.history.model import History
+    from pytest_dcfire.history.history import History
     from pytest_dcfire.history.workload import Workload
 
 

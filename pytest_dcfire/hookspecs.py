@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pytest_dcfire.fire import Fire
-    from pytest_dcfire.history.model import History
+    from pytest_dcfire.history.history import History
     from pytest_dcfire.timeline import FireRecord
 
 
