@@ -28,6 +28,7 @@ from pytest_dcfire.firespec import FireSpec
 from pytest_dcfire.linkfaults import BrownoutSpec, LinkFault, PartitionSpec
 from pytest_dcfire.steps import CallStep
 from pytest_dcfire.topology.model import Link, Service
+from pytest_dcfire.topology.wiring import has_placeholder, substitute
 
 Progress = Callable[[str], None]
 
@@ -225,7 +226,6 @@ class Links:
 
     def resolve(self, service: Service) -> Service:
         """The service with its `${link:...}` placeholders replaced by proxy addresses."""
-        from pytest_dcfire.topology.wiring import has_placeholder, substitute
 
         def address_of(ref: str, port: int) -> tuple[str, int]:
             for link, (_, address) in self.links.items():
