@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_dcfire import burn, each_site, hookspecs, share
+from pytest_dcfire import burn, each_site, hookspecs, markers, share
 from pytest_dcfire.chaos import seed as chaos_seed
-from pytest_dcfire.clockfaults import ClockSpec, check_controllable
+from pytest_dcfire.clockfaults import ClockSpec
 from pytest_dcfire.config import (
     INI_ADOPT_COMPOSE,
     INI_KEEP,
@@ -35,8 +35,7 @@ from pytest_dcfire.config import (
 )
 from pytest_dcfire.errors import ConfigError, DcfireError, TopologyError
 from pytest_dcfire.evidence import DrillEvidence, session_evidence
-from pytest_dcfire.fire import MODES, FireController, service_names
-from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, PartitionSpec
+from pytest_dcfire.fire import FireController, service_names
 from pytest_dcfire.progress import TerminalProgress
 from pytest_dcfire.session import DcfireSession
 
@@ -44,34 +43,6 @@ if TYPE_CHECKING:  # Docker, the runtime and the report load when a test first n
     from pytest_dcfire.runtime.adopt import ComposeProject
 
 SESSION_KEY = pytest.StashKey[DcfireSession]()
-BROWNOUT_HELP = (
-    "brownout(site_or_service, latency=0, jitter=0, bandwidth=None): degrade every Toxiproxy "
-    "link touching a site or service during this test: latency and jitter in ms (one way, "
-    "each direction), bandwidth in KB/s; lifted afterwards."
-)
-CLOCK_HELP = (
-    "clock(site_or_service, offset=0, rate=1.0): move the wall clock that its processes read "
-    "during this test (offset in seconds, + or -; rate 2.0: twice as fast); needs "
-    "`clock: controllable` in the topology; put back afterwards."
-)
-PARTITION_HELP = (
-    "partition(site_a, site_b, one_way=False): cut everything between two sites (direct "
-    "traffic and service-to-service links) during this test (both sites stay up: split "
-    "brain); a site may be a list of sites (a group); one_way=True drops only what site_a "
-    "sends to site_b; healed afterwards."
-)
-FLAKY_HELP = (
-    "flaky_network(site_or_service, loss=0.2): lose that share of the packets to and from its "
-    "containers, at random, during this test; healed afterwards."
-)
-MARKER_HELP = (
-    "dc_fire(*sites, mode='fire', network=True, storage=True, each_site=False): burn SITES "
-    "during this test: their containers' network is blackholed and their storage frozen after "
-    "the test's fixtures are set up, and restored (health-checked) afterwards. "
-    "each_site=True runs the test once per site instead (dcfire.burning names it). "
-    f"Modes: {', '.join(MODES)} (power-loss loses what was not fsynced; crash kills the "
-    "processes and keeps the disks)."
-)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -165,7 +136,7 @@ def _settings(config: pytest.Config) -> Any:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    for line in (MARKER_HELP, BROWNOUT_HELP, PARTITION_HELP, CLOCK_HELP, FLAKY_HELP):
+    for line in markers.HELP:
         config.addinivalue_line("markers", line)
     try:
         settings = _settings(config)
@@ -297,12 +268,12 @@ def pytest_collection_modifyitems(
     problems = []
     kinds: set[str] = set()
     for item in items:
-        markers = [m for name in FAULT_MARKERS for m in item.iter_markers(name)]
-        if not markers:
+        marks = [m for name in markers.FAULT_MARKERS for m in item.iter_markers(name)]
+        if not marks:
             continue
-        for mark in markers:
+        for mark in marks:
             try:
-                _parse_marker(mark, state.topology)
+                markers.parse_marker(mark, state.topology)
             except ConfigError as exc:
                 problems.append(f"{item.nodeid}: {exc}")
                 kinds.add(mark.name)
@@ -317,49 +288,16 @@ def pytest_collection_modifyitems(
         burn.add_timeouts(items, state.burn.test_timeout)
 
 
-FAULT_MARKERS = ("dc_fire", "brownout", "partition", "clock", "flaky_network")
-
-
-def _parse_marker(
-    mark: pytest.Mark, topology: Any
-) -> BrownoutSpec | PartitionSpec | ClockSpec | FlakySpec | None:
-    """Validate one fault marker against the topology; return a link fault's spec (fires
-    are returned by `each_site.specs`, which knows which site an each_site test burns)."""
-    sites = topology.site_names if topology is not None else ()
-    where = f"@{mark.name}{_call(mark)}"
-    if mark.name == "brownout":
-        services = service_names(topology) if topology is not None else ()
-        return BrownoutSpec.parse(mark.args, mark.kwargs, sites, services, where=where)
-    if mark.name == "clock":
-        services = service_names(topology) if topology is not None else ()
-        spec = ClockSpec.parse(mark.args, mark.kwargs, sites, services, where=where)
-        if topology is not None:
-            check_controllable(spec, topology, where)
-        return spec
-    if mark.name == "partition":
-        return PartitionSpec.parse(mark.args, mark.kwargs, sites, where=where)
-    if mark.name == "flaky_network":
-        services = service_names(topology) if topology is not None else ()
-        return FlakySpec.parse(mark.args, mark.kwargs, sites, services, where=where)
-    each_site.check(mark, sites, where=where)
-    return None
-
-
-def _call(mark: pytest.Mark) -> str:
-    args = [repr(a) for a in mark.args] + [f"{k}={v!r}" for k, v in mark.kwargs.items()]
-    return f"({', '.join(args)})"
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     """Apply the test's fault markers after its fixtures, before its body: link faults
     first (a brownout that makes a replica lag must be in place when the fire starts)."""
-    markers = [m for name in FAULT_MARKERS for m in item.iter_markers(name)]
-    if markers:
+    marks = [m for name in markers.FAULT_MARKERS for m in item.iter_markers(name)]
+    if marks:
         controller: FireController = item.funcargs["dcfire"]  # type: ignore[attr-defined]
-        for mark in markers:
+        for mark in marks:
             if mark.name != "dc_fire":  # link faults first, fires after
-                spec = _parse_marker(mark, controller.system.topology)
+                spec = markers.parse_marker(mark, controller.system.topology)
                 if isinstance(spec, ClockSpec):
                     controller.ignite_clock(spec)
                 elif spec is not None:

@@ -1,0 +1,79 @@
+"""The fault markers (`@dc_fire`, `@brownout`, `@partition`, `@clock`, `@flaky_network`):
+their `pytest --markers` help, and their validation against the topology into the specs that
+a test's `dcfire` ignites (link faults here; fires by `each_site.specs`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_dcfire import each_site
+from pytest_dcfire.clockfaults import ClockSpec, check_controllable
+from pytest_dcfire.firespec import MODES, service_names
+from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, PartitionSpec
+
+BROWNOUT_HELP = (
+    "brownout(site_or_service, latency=0, jitter=0, bandwidth=None): degrade every Toxiproxy "
+    "link touching a site or service during this test: latency and jitter in ms (one way, "
+    "each direction), bandwidth in KB/s; lifted afterwards."
+)
+CLOCK_HELP = (
+    "clock(site_or_service, offset=0, rate=1.0): move the wall clock that its processes read "
+    "during this test (offset in seconds, + or -; rate 2.0: twice as fast); needs "
+    "`clock: controllable` in the topology; put back afterwards."
+)
+PARTITION_HELP = (
+    "partition(site_a, site_b, one_way=False): cut everything between two sites (direct "
+    "traffic and service-to-service links) during this test (both sites stay up: split "
+    "brain); a site may be a list of sites (a group); one_way=True drops only what site_a "
+    "sends to site_b; healed afterwards."
+)
+FLAKY_HELP = (
+    "flaky_network(site_or_service, loss=0.2): lose that share of the packets to and from its "
+    "containers, at random, during this test; healed afterwards."
+)
+MARKER_HELP = (
+    "dc_fire(*sites, mode='fire', network=True, storage=True, each_site=False): burn SITES "
+    "during this test: their containers' network is blackholed and their storage frozen after "
+    "the test's fixtures are set up, and restored (health-checked) afterwards. "
+    "each_site=True runs the test once per site instead (dcfire.burning names it). "
+    f"Modes: {', '.join(MODES)} (power-loss loses what was not fsynced; crash kills the "
+    "processes and keeps the disks)."
+)
+#: Every marker's help, in the order `pytest --markers` lists them.
+HELP = (MARKER_HELP, BROWNOUT_HELP, PARTITION_HELP, CLOCK_HELP, FLAKY_HELP)
+
+
+FAULT_MARKERS = ("dc_fire", "brownout", "partition", "clock", "flaky_network")
+
+
+def parse_marker(
+    mark: pytest.Mark, topology: Any
+) -> BrownoutSpec | PartitionSpec | ClockSpec | FlakySpec | None:
+    """Validate one fault marker against the topology; return a link fault's spec (fires
+    are returned by `each_site.specs`, which knows which site an each_site test burns)."""
+    sites = topology.site_names if topology is not None else ()
+    where = f"@{mark.name}{describe_call(mark)}"
+    if mark.name == "brownout":
+        services = service_names(topology) if topology is not None else ()
+        return BrownoutSpec.parse(mark.args, mark.kwargs, sites, services, where=where)
+    if mark.name == "clock":
+        services = service_names(topology) if topology is not None else ()
+        spec = ClockSpec.parse(mark.args, mark.kwargs, sites, services, where=where)
+        if topology is not None:
+            check_controllable(spec, topology, where)
+        return spec
+    if mark.name == "partition":
+        return PartitionSpec.parse(mark.args, mark.kwargs, sites, where=where)
+    if mark.name == "flaky_network":
+        services = service_names(topology) if topology is not None else ()
+        return FlakySpec.parse(mark.args, mark.kwargs, sites, services, where=where)
+    each_site.check(mark, sites, where=where)
+    return None
+
+
+def describe_call(mark: pytest.Mark) -> str:
+    args = [repr(a) for a in mark.args] + [f"{k}={v!r}" for k, v in mark.kwargs.items()]
+    return f"({', '.join(args)})"
