@@ -5,14 +5,18 @@ a test's `dcfire` ignites (link faults here; fires by `each_site.specs`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_dcfire import each_site
 from pytest_dcfire.clockfaults import ClockSpec, check_controllable
+from pytest_dcfire.errors import ConfigError
 from pytest_dcfire.firespec import MODES, service_names
 from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, PartitionSpec
+
+if TYPE_CHECKING:
+    from pytest_dcfire.fire import FireController
 
 BROWNOUT_HELP = (
     "brownout(site_or_service, latency=0, jitter=0, bandwidth=None): degrade every Toxiproxy "
@@ -47,6 +51,56 @@ HELP = (MARKER_HELP, BROWNOUT_HELP, PARTITION_HELP, CLOCK_HELP, FLAKY_HELP)
 
 
 FAULT_MARKERS = ("dc_fire", "brownout", "partition", "clock", "flaky_network")
+
+
+def register(config: pytest.Config) -> None:
+    """Document every fault marker (`pytest --markers`; no unknown-marker warning)."""
+    for line in HELP:
+        config.addinivalue_line("markers", line)
+
+
+def fault_marks(item: pytest.Item) -> list[pytest.Mark]:
+    """The item's fault markers, dc_fire first, then link faults, clocks, flaky networks."""
+    return [m for name in FAULT_MARKERS for m in item.iter_markers(name)]
+
+
+def check_items(items: list[pytest.Item], topology: Any) -> None:
+    """Check every fault marker before anything starts (one usage error listing every bad
+    marker); the tests that have one get the `dcfire` fixture."""
+    problems = []
+    kinds: set[str] = set()
+    for item in items:
+        marks = fault_marks(item)
+        if not marks:
+            continue
+        for mark in marks:
+            try:
+                parse_marker(mark, topology)
+            except ConfigError as exc:
+                problems.append(f"{item.nodeid}: {exc}")
+                kinds.add(mark.name)
+        fixturenames = getattr(item, "fixturenames", None)
+        if fixturenames is not None and "dcfire" not in fixturenames:
+            fixturenames.append("dcfire")
+    if problems:
+        names = "/".join(sorted(kinds))
+        raise pytest.UsageError(f"invalid {names} marker(s):\n  " + "\n  ".join(problems))
+
+
+def ignite(item: pytest.Item, controller: FireController) -> None:
+    """Apply the item's fault markers through its `dcfire`: link faults first (a brownout
+    that makes a replica lag must be in place when the fire starts), then the fires, those
+    of one mode as one cut."""
+    for mark in fault_marks(item):
+        if mark.name != "dc_fire":  # link faults first, fires after
+            spec = parse_marker(mark, controller.system.topology)
+            if isinstance(spec, ClockSpec):
+                controller.ignite_clock(spec)
+            elif spec is not None:
+                controller.ignite_link_fault(spec)
+    fires = each_site.specs(item, controller.system.sites)
+    if fires:
+        controller.ignite_together(fires)
 
 
 def parse_marker(

@@ -1,4 +1,6 @@
-"""What pytest sees of pytest-dcfire: options and ini keys, the marker, the fixtures, hooks.
+"""What pytest sees of pytest-dcfire: options and ini keys, the fixtures, and hooks that
+delegate: the markers to markers.py, the xdist worker's report and tables to
+xdist_transport.py, the shared copy to share.py, the session's state to session.py.
 
 The machinery lives in modules named after what they are (topology, runtime, faults, fire,
 recovery, report); this module only wires them to pytest. pytest imports it in every run, so
@@ -14,9 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_dcfire import burn, each_site, hookspecs, markers, share
+from pytest_dcfire import burn, each_site, hookspecs, markers, share, xdist_transport
 from pytest_dcfire.chaos import seed as chaos_seed
-from pytest_dcfire.clockfaults import ClockSpec
 from pytest_dcfire.config import (
     INI_ADOPT_COMPOSE,
     INI_KEEP,
@@ -136,8 +137,7 @@ def _settings(config: pytest.Config) -> Any:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    for line in markers.HELP:
-        config.addinivalue_line("markers", line)
+    markers.register(config)
     try:
         settings = _settings(config)
         topology = None
@@ -265,24 +265,7 @@ def pytest_collection_modifyitems(
 ) -> None:
     """Check every fault marker before anything starts; those tests get `dcfire`."""
     state = config.stash[SESSION_KEY]
-    problems = []
-    kinds: set[str] = set()
-    for item in items:
-        marks = [m for name in markers.FAULT_MARKERS for m in item.iter_markers(name)]
-        if not marks:
-            continue
-        for mark in marks:
-            try:
-                markers.parse_marker(mark, state.topology)
-            except ConfigError as exc:
-                problems.append(f"{item.nodeid}: {exc}")
-                kinds.add(mark.name)
-        fixturenames = getattr(item, "fixturenames", None)
-        if fixturenames is not None and "dcfire" not in fixturenames:
-            fixturenames.append("dcfire")
-    if problems:
-        names = "/".join(sorted(kinds))
-        raise pytest.UsageError(f"invalid {names} marker(s):\n  " + "\n  ".join(problems))
+    markers.check_items(items, state.topology)
     if state.burn:
         burn.request_system(items)
         burn.add_timeouts(items, state.burn.test_timeout)
@@ -292,19 +275,8 @@ def pytest_collection_modifyitems(
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     """Apply the test's fault markers after its fixtures, before its body: link faults
     first (a brownout that makes a replica lag must be in place when the fire starts)."""
-    marks = [m for name in markers.FAULT_MARKERS for m in item.iter_markers(name)]
-    if marks:
-        controller: FireController = item.funcargs["dcfire"]  # type: ignore[attr-defined]
-        for mark in marks:
-            if mark.name != "dc_fire":  # link faults first, fires after
-                spec = markers.parse_marker(mark, controller.system.topology)
-                if isinstance(spec, ClockSpec):
-                    controller.ignite_clock(spec)
-                elif spec is not None:
-                    controller.ignite_link_fault(spec)
-        fires = each_site.specs(item, controller.system.sites)
-        if fires:
-            controller.ignite_together(fires)
+    if markers.fault_marks(item):
+        markers.ignite(item, item.funcargs["dcfire"])  # type: ignore[attr-defined]
     return (yield)
 
 
@@ -430,15 +402,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """pytest-xdist: keep a worker's share of the report for the controller's one file."""
-    output = getattr(node, "workeroutput", {})
-    evidence = session_evidence(node.config)
-    share = output.get("dcfire_report")
-    if share is not None:
-        evidence.shares.append(share)
-    fires, link_faults = output.get("dcfire_tables", ([], []))
-    if fires or link_faults:  # the worker's terminal is not shown: print its tables here
-        worker = str(getattr(node, "workerinput", {}).get("workerid", "worker"))
-        evidence.worker_tables[worker] = (list(fires), list(link_faults))
+    xdist_transport.receive(node, session_evidence(node.config))
 
 
 def _close(state: DcfireSession) -> None:
@@ -454,23 +418,19 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
             session.exitstatus = pytest.ExitCode.OK  # a plan of no test is still a plan
         return
+    if state is None:
+        return
     evidence = session_evidence(session.config)
-    workeroutput = getattr(session.config, "workeroutput", None)
-    if state is not None and workeroutput is not None:
-        workeroutput["dcfire_tables"] = _terminal_tables(state)
-    if state is not None and evidence.report_path is not None:
-        from pytest_dcfire.report.html import parts, write_report
+    xdist_transport.send_tables(session.config, lambda: _terminal_tables(state))
+    # An xdist worker sends its part of the report: the controller writes the one file.
+    path = evidence.report_path
+    if path is not None and not xdist_transport.send_report(
+        session.config, evidence, state.timeline
+    ):
+        from pytest_dcfire.report.html import write_report
 
-        workerinput = getattr(session.config, "workerinput", None)
-        if workerinput is not None:  # an xdist worker: the controller writes the one file
-            worker = str(workerinput.get("workerid", "w"))
-            session.config.workeroutput["dcfire_report"] = parts(  # type: ignore[attr-defined]
-                evidence, state.timeline, prefix=f"{worker}-"
-            )
-        else:
-            try:
-                write_report(evidence.report_path, evidence, state.timeline, evidence.shares)
-            except OSError as exc:
-                state.progress(f"could not write the report {evidence.report_path}: {exc}")
-    if state is not None:
-        _close(state)
+        try:
+            write_report(path, evidence, state.timeline, evidence.shares)
+        except OSError as exc:
+            state.progress(f"could not write the report {path}: {exc}")
+    _close(state)
