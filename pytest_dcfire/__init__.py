@@ -18,8 +18,8 @@ from pytest_dcfire.errors import (
 )
 from pytest_dcfire.fire import Fire, FireController, FireSpec
 from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
+from pytest_dcfire.modes import Mode
 from pytest_dcfire.recovery import Recovery
-from pytest_dcfire.seams import Mode
 
 if TYPE_CHECKING:
     from pytest_dcfire.history.workload import Fail, Indeterminate

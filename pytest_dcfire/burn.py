@@ -25,17 +25,10 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from pytest_dcfire.errors import ConfigError, DcfireError, did_you_mean
-from pytest_dcfire.fire import FireController, FireSpec
-from pytest_dcfire.seams import (
-    MODES,
-    Effect,
-    Faults,
-    FireSession,
-    Handle,
-    Mode,
-    RunningSystem,
-    is_mode,
-)
+from pytest_dcfire.fire import FireController
+from pytest_dcfire.firespec import FireSpec
+from pytest_dcfire.modes import MODES, Effect, Mode, is_mode
+from pytest_dcfire.seams import Faults, FireSession, Handle, RunningSystem
 
 if TYPE_CHECKING:
     import pluggy

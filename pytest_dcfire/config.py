@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_dcfire.errors import ConfigError
-from pytest_dcfire.seams import ShareMode, ToxiproxyMode
+from pytest_dcfire.modes import ShareMode, ToxiproxyMode
 
 if TYPE_CHECKING:
     import pytest

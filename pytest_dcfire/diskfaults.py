@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from pytest_dcfire.errors import ConfigError, did_you_mean, one_target
-from pytest_dcfire.seams import DiskKind
+from pytest_dcfire.modes import DiskKind
 
 DISK_KINDS: tuple[DiskKind, ...] = ("freeze", "fail", "full")
 DISK_KEYWORDS = ("kind",)

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pytest_dcfire.evidence import DrillEvidence, WorkloadRecord, to_verdict
 from pytest_dcfire.history.checkers import Availability, LostWrites
 from pytest_dcfire.history.counters import CounterCheck, SetCheck
+from pytest_dcfire.history.history import History
 from pytest_dcfire.history.isolation import Isolation
 from pytest_dcfire.history.linearizability import Linearizability
-from pytest_dcfire.history.model import History
 from pytest_dcfire.history.workload import Workload
 
 if TYPE_CHECKING:

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from pytest_dcfire.errors import ConfigError
-from pytest_dcfire.fire import FireSpec
+from pytest_dcfire.firespec import FireSpec
+from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, PartitionSpec
 
 #: The hidden parameter that carries the site of an each_site test.
 PARAM = "_dcfire_each_site"
@@ -80,8 +81,6 @@ def plan_lines(
 ) -> list[str]:
     """The drills: every burning test with what it burns, then the tests whose link faults
     (`@brownout`, `@partition`) drill a slow or split WAN, then the sites nobody burns."""
-    from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, PartitionSpec
-
     rows: list[tuple[str, str]] = []
     links: list[tuple[str, str]] = []
     burned: set[str] = set()

@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_dcfire.timeline import FireRecord
+
 if TYPE_CHECKING:  # the checkers load on first use: importing the plugin stays cheap
     import pluggy
 
-    from pytest_dcfire.drill_workload import DrillWorkload
-    from pytest_dcfire.fire import Fire, FireRecord
     from pytest_dcfire.history.checkers import Availability, LostWrites
-    from pytest_dcfire.history.model import History
+    from pytest_dcfire.history.history import History
+    from pytest_dcfire.history.workload import Workload
     from pytest_dcfire.linkfaults import LinkFault
+    from pytest_dcfire.timeline import FireRecord
 
 
 @dataclass
@@ -124,21 +126,22 @@ class DrillEvidence:
     reason: str = ""
     #: The seeds of the test's `dcfire.chaos()` schedules (printed for replay).
     seeds: list[int] = field(default_factory=list)
-    _running: list[DrillWorkload] = field(default_factory=list, repr=False)
+    #: The workloads running now (drill_workload.DrillWorkload adds and removes itself).
+    _running: list[Workload] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    # -- what the controller tells it -------------------------------------------------------
+    # -- what the controller tells it (records only: evidence knows no controller) ----------
 
-    def ignited(self, fire: Fire) -> None:
-        self.fires.append(fire.record)
+    def ignited(self, record: FireRecord) -> None:
+        self.fires.append(record)
         for workload in self.running():
-            workload.mark("ignite", fire.record.ignited, fire.spec.describe())
+            workload.mark("ignite", record.ignited, record.spec.describe())
 
-    def restored(self, fire: Fire) -> None:
-        if fire.record.restored is None or not fire.record.steps:
+    def restored(self, record: FireRecord) -> None:
+        if record.restored is None or not record.steps:
             return
         for workload in self.running():
-            workload.mark("restore", fire.record.restored, fire.spec.describe())
+            workload.mark("restore", record.restored, record.spec.describe())
 
     def link_fault(self, fault: LinkFault) -> None:
         """A brownout or a partition between sites began (`fault` is a linkfaults.LinkFault:
@@ -149,7 +152,7 @@ class DrillEvidence:
         for workload in self.running():
             workload.mark(fault.kind, fault.started, fault.target)
 
-    def running(self) -> list[DrillWorkload]:
+    def running(self) -> list[Workload]:
         with self._lock:
             return list(self._running)
 

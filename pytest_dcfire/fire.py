@@ -1,42 +1,29 @@
-"""Fires: what burns (a `FireSpec`), a burning fire (`Fire`), the per-test controller behind
-the `dcfire` fixture, and the session's timeline of fires.
+"""Fires: a burning fire (`Fire`) and the per-test controller behind the `dcfire` fixture.
 
 A fire is a list of fault steps applied in order and undone in reverse order, always; every
 step is recorded before it is applied, so an interrupt between two steps still undoes the
-first.
+first. What burns (`FireSpec`, firespec.py), the steps (steps.py) and the session's timeline
+(timeline.py) live below this module, so that the layers under it never import it.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_dcfire.clockfaults import ClockSpec, not_controllable
-from pytest_dcfire.diskfaults import DiskKind, DiskSpec, check_volumes, fire_storage
-from pytest_dcfire.errors import (
-    ConfigError,
-    FireError,
-    check_keywords,
-    did_you_mean,
-    one_of,
-    unknown_name,
-)
+from pytest_dcfire.diskfaults import DiskKind, DiskSpec, check_volumes
+from pytest_dcfire.errors import FireError
+from pytest_dcfire.evidence import DrillEvidence
 from pytest_dcfire.faults.timing import FaultTiming as StepTiming
+from pytest_dcfire.firespec import MARKER_KEYWORDS, FireSpec, service_names
 from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
+from pytest_dcfire.modes import MODES, Mode
 from pytest_dcfire.recovery import Recovery, eventually, measure_recovery
-from pytest_dcfire.seams import (
-    MODES,
-    Effect,
-    Handle,
-    LinkFaults,
-    Mode,
-    RunningSystem,
-    assert_never,
-    is_mode,
-)
+from pytest_dcfire.seams import LinkFaults, RunningSystem, StepFactory
+from pytest_dcfire.steps import CallStep, Step
+from pytest_dcfire.timeline import FireRecord, Timeline
 
 if TYPE_CHECKING:
     import pluggy
@@ -44,129 +31,22 @@ if TYPE_CHECKING:
 
     from pytest_dcfire.chaos.schedule import Schedule
     from pytest_dcfire.drill_workload import DrillWorkload
-    from pytest_dcfire.topology.model import Topology
 
-MARKER_KEYWORDS = ("mode", "network", "storage", "each_site")
-
-
-@dataclass(frozen=True)
-class FireSpec:
-    """What to burn and how: sites, mode, and whether the network and storage are cut."""
-
-    sites: tuple[str, ...]
-    mode: Mode = "fire"
-    network: bool = True
-    #: True: the mode's own storage fault (frozen; shut down by a power loss); or a disk
-    #: fault kind, "fail" or "full" ("freeze" is read as True).
-    storage: bool | DiskKind = True
-
-    @classmethod
-    def parse(
-        cls,
-        sites: Sequence[Any],
-        options: Mapping[str, Any],
-        valid_sites: Iterable[str],
-        where: str = "dc_fire",
-    ) -> FireSpec:
-        """Validate marker or call arguments; raise ConfigError naming what would be valid."""
-        valid = tuple(valid_sites)
-        check_keywords(where, options, MARKER_KEYWORDS)
-        if not sites:
-            raise ConfigError(f"{where}: name at least one site to burn; {one_of(valid)}")
-        names: list[str] = []
-        for site in sites:
-            if not isinstance(site, str):
-                raise ConfigError(
-                    f"{where}: site {site!r} is not a site name (a string); {one_of(valid)}"
-                )
-            if site not in valid:
-                raise unknown_name(where, "site", site, valid)
-            if site not in names:
-                names.append(site)
-        mode = options.get("mode", "fire")
-        if not is_mode(mode):
-            raise ConfigError(
-                f"{where}: unknown mode {mode!r}"
-                f"{did_you_mean(str(mode), MODES)}; valid modes: {', '.join(MODES)}"
-            )
-        network = options.get("network", True)
-        if not isinstance(network, bool):
-            raise ConfigError(f"{where}: network={network!r} must be True or False")
-        spec = cls(tuple(names), mode, network, fire_storage(options, mode, where))
-        if not spec.effects():
-            raise ConfigError(
-                f"{where}: mode {mode!r} with network=False and storage=False does nothing"
-            )
-        return spec
-
-    def effects(self) -> tuple[Effect, ...]:
-        """The fault steps of this fire, in the order they are applied."""
-        steps: tuple[tuple[Effect, bool], ...]
-        if self.mode == "freeze":
-            return ("pause",)
-        if self.mode == "partition":
-            return ("network", "links") if self.network else ()
-        if self.mode == "power-loss" or self.mode == "crash":
-            # Killed before the storage step: a process blocked on a frozen disk (crash)
-            # cannot die, and a shut-down pool (power-loss) comes back only once its
-            # containers have exited; so the undo thaws or remounts, then starts, then
-            # reconnects.
-            steps = (
-                ("network", self.network),
-                ("links", self.network),
-                ("kill", True),
-                ("storage", self.storage is not False),
-            )
-        elif self.mode == "fire":
-            # "links" (the Toxiproxy edge) is cut right after the network, whenever it is.
-            steps = (
-                ("network", self.network),
-                ("links", self.network),
-                ("storage", self.storage is not False),
-            )
-        else:
-            assert_never(self.mode)
-        return tuple(k for k, on in steps if on)
-
-    def describe(self) -> str:
-        extra = (
-            ""
-            if (self.network and self.storage is True)
-            else (f" (network={self.network}, storage={self.storage})")
-        )
-        return f"{'+'.join(self.sites)} [{self.mode}]{extra}"
-
-
-def service_names(topology: Topology) -> tuple[str, ...]:
-    """What a brownout may name besides a site: instances (`api@ansan`) and services (`api`)."""
-    names = [s.name for s in topology.services] + [s.base for s in topology.services]
-    return tuple(dict.fromkeys(names))
-
-
-class Step(Protocol):
-    """One reversible fault on the containers of a fire."""
-
-    @property
-    def effect(self) -> Effect: ...
-
-    def apply(self) -> StepTiming: ...
-
-    def undo(self) -> None: ...
-
-
-@dataclass
-class CallStep:
-    """A `Step` made of two callables: how the fault backends build their steps."""
-
-    effect: Effect
-    do: Callable[[], StepTiming]
-    undo_fn: Callable[[], object]
-
-    def apply(self) -> StepTiming:
-        return self.do()
-
-    def undo(self) -> None:
-        self.undo_fn()
+#: Re-exported: the names that were defined here before the layers were split.
+__all__ = [
+    "MARKER_KEYWORDS",
+    "MODES",
+    "CallStep",
+    "Fire",
+    "FireController",
+    "FireRecord",
+    "FireSpec",
+    "Step",
+    "StepFactory",
+    "StepTiming",
+    "Timeline",
+    "service_names",
+]
 
 
 #: The hookspecs (hookspecs.py) the fire controller calls around each fire.
@@ -176,57 +56,6 @@ FireHook = Literal[
     "pytest_dcfire_before_restore",
     "pytest_dcfire_after_restore",
 ]
-
-#: (effect, spec, handles) -> Step; a partition asks for effect "peers" with its PartitionSpec.
-StepFactory = Callable[
-    [Effect, FireSpec | PartitionSpec | FlakySpec | DiskSpec, Sequence[Handle]], Step
-]
-
-
-@dataclass
-class FireRecord:
-    """The timeline entry of one fire: what the report and the terminal summary show."""
-
-    spec: FireSpec
-    test: str
-    targets: list[str]
-    ignited_wall: float = 0.0
-    ignited: float = 0.0
-    cut_ms: float = 0.0
-    skew_ms: float = 0.0
-    steps: list[StepTiming] = field(default_factory=list)
-    methods: list[str] = field(default_factory=list)
-    restored: float | None = None
-    restore_ms: float | None = None
-    healthy_ms: float | None = None
-    rto_s: float | None = None
-    rpo_s: float | None = None
-    lost_writes: int | None = None
-    errors: list[str] = field(default_factory=list)
-
-
-class Timeline:
-    """Every fire of the session, in ignition order (thread-safe: workloads may read it)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.records: list[FireRecord] = []
-        self.link_faults: list[LinkFault] = []
-
-    def add(self, record: FireRecord) -> None:
-        with self._lock:
-            self.records.append(record)
-
-    def add_link_fault(self, fault: LinkFault) -> None:
-        with self._lock:
-            self.link_faults.append(fault)
-
-    def __iter__(self) -> Iterator[FireRecord]:
-        with self._lock:
-            return iter(list(self.records))
-
-    def __len__(self) -> int:
-        return len(self.records)
 
 
 class Fire:
@@ -302,6 +131,7 @@ class FireController:
         hooks: pluggy.HookRelay | None = None,
         item: pytest.Item | None = None,
         links: LinkFaults | None = None,
+        evidence: DrillEvidence | None = None,
     ) -> None:
         self.system = system
         self._links = links
@@ -314,10 +144,11 @@ class FireController:
         self.fires: list[Fire] = []
         self.last_ignition: float | None = None
         self.last_recovery: Recovery | None = None
-        from pytest_dcfire.evidence import DrillEvidence
-
-        #: What this test proved: fires, workloads' histories, verdicts (see evidence.py).
-        self.evidence = DrillEvidence(getattr(item, "nodeid", ""))
+        #: What this test proved: fires, workloads' histories, verdicts (see evidence.py);
+        #: handed in by the `dcfire` fixture, which keeps it for the report.
+        self.evidence = (
+            evidence if evidence is not None else DrillEvidence(getattr(item, "nodeid", ""))
+        )
         #: Sites kept dark by others (the suite burn): no health wait for them on restore.
         self.also_dark: Callable[[], Iterable[str]] = tuple
         #: Schedules started by `schedule()` / `chaos()`: `restore()` stops them first.
@@ -389,7 +220,7 @@ class FireController:
         record.skew_ms = (
             network.skew_ms if network else max((s.skew_ms for s in record.steps), default=0.0)
         )
-        self.evidence.ignited(fire)
+        self.evidence.ignited(fire.record)
         self._call_hook("pytest_dcfire_after_ignite", fire)
         return fire
 
@@ -592,7 +423,7 @@ class FireController:
         fire.record.restored = time.monotonic()
         fire.record.restore_ms = (fire.record.restored - started) * 1000.0
         fire.record.errors.extend(problems)
-        self.evidence.restored(fire)
+        self.evidence.restored(fire.record)
         if problems:
             raise FireError(f"restoring {fire.spec.describe()} failed: " + "; ".join(problems))
         if wait:

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pytest
 
-    from pytest_dcfire.fire import Fire, FireRecord
-    from pytest_dcfire.history.model import History
+    from pytest_dcfire.fire import Fire
+    from pytest_dcfire.history.history import History
+    from pytest_dcfire.timeline import FireRecord
 
 
 def pytest_dcfire_before_ignite(fire: Fire, item: pytest.Item | None) -> None:

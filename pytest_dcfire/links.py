@@ -24,10 +24,12 @@ from tenacity import Retrying, stop_after_delay, wait_fixed
 from pytest_dcfire.config import INI_TOXIPROXY, TOXIPROXY_FORMS, Settings
 from pytest_dcfire.errors import ConfigError, DcfireError, FireError
 from pytest_dcfire.faults.timing import FaultTiming
-from pytest_dcfire.fire import CallStep, Step
 from pytest_dcfire.linkfaults import BrownoutSpec, LinkFault, PartitionSpec
-from pytest_dcfire.seams import Effect, FaultSpec, Handle, ToxiproxyMode
+from pytest_dcfire.modes import Effect, ToxiproxyMode
+from pytest_dcfire.seams import FaultSpec, Handle
+from pytest_dcfire.steps import CallStep, Step
 from pytest_dcfire.topology.model import Link, Service, Topology
+from pytest_dcfire.topology.wiring import has_placeholder, substitute
 
 if TYPE_CHECKING:
     from pytest_dcfire.runtime.engine import Engine
@@ -232,7 +234,6 @@ class Links:
 
     def resolve(self, service: Service) -> Service:
         """The service with its `${link:...}` placeholders replaced by proxy addresses."""
-        from pytest_dcfire.topology.wiring import has_placeholder, substitute
 
         def address_of(ref: str, port: int) -> tuple[str, int]:
             for link, (_, address) in self.links.items():

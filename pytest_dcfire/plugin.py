@@ -1,4 +1,6 @@
-"""What pytest sees of pytest-dcfire: options and ini keys, the marker, the fixtures, hooks.
+"""What pytest sees of pytest-dcfire: options and ini keys, the fixtures, and hooks that
+delegate: the markers to markers.py, the xdist worker's report and tables to
+xdist_transport.py, the shared copy to share.py, the session's state to session.py.
 
 The machinery lives in modules named after what they are (topology, runtime, faults, fire,
 recovery, report); this module only wires them to pytest. pytest imports it in every run, so
@@ -14,9 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_dcfire import burn, each_site, hookspecs, share
+from pytest_dcfire import burn, each_site, hookspecs, markers, share, xdist_transport
 from pytest_dcfire.chaos import seed as chaos_seed
-from pytest_dcfire.clockfaults import ClockSpec, check_controllable
 from pytest_dcfire.config import (
     INI_ADOPT_COMPOSE,
     INI_KEEP,
@@ -33,56 +34,18 @@ from pytest_dcfire.config import (
     read_settings,
     report_path,
 )
-from pytest_dcfire.diskfaults import DiskSpec, check_volumes
 from pytest_dcfire.errors import ConfigError, DcfireError, TopologyError
-from pytest_dcfire.evidence import session_evidence
+from pytest_dcfire.evidence import DrillEvidence, session_evidence
 from pytest_dcfire.fire import FireController, service_names
-from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, PartitionSpec
 from pytest_dcfire.progress import TerminalProgress
-from pytest_dcfire.seams import MODES
 from pytest_dcfire.session import DcfireSession
 
 if TYPE_CHECKING:  # Docker, the runtime and the report load when a test first needs them
     from pytest_dcfire.config import Settings
     from pytest_dcfire.runtime.adopt import ComposeProject
     from pytest_dcfire.runtime.system import System
-    from pytest_dcfire.topology.model import Topology
 
 SESSION_KEY = pytest.StashKey[DcfireSession]()
-BROWNOUT_HELP = (
-    "brownout(site_or_service, latency=0, jitter=0, bandwidth=None): degrade every Toxiproxy "
-    "link touching a site or service during this test: latency and jitter in ms (one way, "
-    "each direction), bandwidth in KB/s; lifted afterwards."
-)
-CLOCK_HELP = (
-    "clock(site_or_service, offset=0, rate=1.0): move the wall clock that its processes read "
-    "during this test (offset in seconds, + or -; rate 2.0: twice as fast); needs "
-    "`clock: controllable` in the topology; put back afterwards."
-)
-PARTITION_HELP = (
-    "partition(site_a, site_b, one_way=False): cut everything between two sites (direct "
-    "traffic and service-to-service links) during this test (both sites stay up: split "
-    "brain); a site may be a list of sites (a group); one_way=True drops only what site_a "
-    "sends to site_b; healed afterwards."
-)
-FLAKY_HELP = (
-    "flaky_network(site_or_service, loss=0.2): lose that share of the packets to and from its "
-    "containers, at random, during this test; healed afterwards."
-)
-DISK_HELP = (
-    "disk(site_or_service, kind): a disk fault on its volumes during this test, everything "
-    "else running: 'freeze' (I/O blocks), 'fail' (EIO; lifting restarts the containers that "
-    "use them) or 'full' (writes fail with ENOSPC); lifted afterwards."
-)
-MARKER_HELP = (
-    "dc_fire(*sites, mode='fire', network=True, storage=True, each_site=False): burn SITES "
-    "during this test: their containers' network is blackholed and their storage frozen after "
-    "the test's fixtures are set up, and restored (health-checked) afterwards. "
-    "each_site=True runs the test once per site instead (dcfire.burning names it); "
-    "storage='fail' or 'full' fails or fills their disks instead of freezing them. "
-    f"Modes: {', '.join(MODES)} (power-loss loses what was not fsynced; crash kills the "
-    "processes and keeps the disks)."
-)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -176,8 +139,7 @@ def _settings(config: pytest.Config) -> Settings:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    for line in (MARKER_HELP, BROWNOUT_HELP, PARTITION_HELP, CLOCK_HELP, FLAKY_HELP, DISK_HELP):
-        config.addinivalue_line("markers", line)
+    markers.register(config)
     try:
         settings = _settings(config)
         topology = None
@@ -305,87 +267,18 @@ def pytest_collection_modifyitems(
 ) -> None:
     """Check every fault marker before anything starts; those tests get `dcfire`."""
     state = config.stash[SESSION_KEY]
-    problems = []
-    kinds: set[str] = set()
-    for item in items:
-        markers = [m for name in FAULT_MARKERS for m in item.iter_markers(name)]
-        if not markers:
-            continue
-        for mark in markers:
-            try:
-                _parse_marker(mark, state.topology)
-            except ConfigError as exc:
-                problems.append(f"{item.nodeid}: {exc}")
-                kinds.add(mark.name)
-        fixturenames = getattr(item, "fixturenames", None)
-        if fixturenames is not None and "dcfire" not in fixturenames:
-            fixturenames.append("dcfire")
-    if problems:
-        names = "/".join(sorted(kinds))
-        raise pytest.UsageError(f"invalid {names} marker(s):\n  " + "\n  ".join(problems))
+    markers.check_items(items, state.topology)
     if state.burn:
         burn.request_system(items)
         burn.add_timeouts(items, state.burn.test_timeout)
-
-
-FAULT_MARKERS = ("dc_fire", "brownout", "partition", "clock", "flaky_network", "disk")
-
-
-def _parse_marker(
-    mark: pytest.Mark, topology: Topology | None
-) -> BrownoutSpec | PartitionSpec | ClockSpec | FlakySpec | DiskSpec | None:
-    """Validate one fault marker against the topology; return a link fault's spec (fires
-    are returned by `each_site.specs`, which knows which site an each_site test burns)."""
-    sites = topology.site_names if topology is not None else ()
-    where = f"@{mark.name}{_call(mark)}"
-    if mark.name == "brownout":
-        services = service_names(topology) if topology is not None else ()
-        return BrownoutSpec.parse(mark.args, mark.kwargs, sites, services, where=where)
-    if mark.name == "clock":
-        services = service_names(topology) if topology is not None else ()
-        spec = ClockSpec.parse(mark.args, mark.kwargs, sites, services, where=where)
-        if topology is not None:
-            check_controllable(spec, topology, where)
-        return spec
-    if mark.name == "disk":
-        services = service_names(topology) if topology is not None else ()
-        disk = DiskSpec.parse(mark.args, mark.kwargs, sites, services, where=where)
-        if topology is not None:
-            check_volumes(disk, topology, where)
-        return disk
-    if mark.name == "partition":
-        return PartitionSpec.parse(mark.args, mark.kwargs, sites, where=where)
-    if mark.name == "flaky_network":
-        services = service_names(topology) if topology is not None else ()
-        return FlakySpec.parse(mark.args, mark.kwargs, sites, services, where=where)
-    each_site.check(mark, sites, where=where)
-    return None
-
-
-def _call(mark: pytest.Mark) -> str:
-    args = [repr(a) for a in mark.args] + [f"{k}={v!r}" for k, v in mark.kwargs.items()]
-    return f"({', '.join(args)})"
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     """Apply the test's fault markers after its fixtures, before its body: link faults
     first (a brownout that makes a replica lag must be in place when the fire starts)."""
-    markers = [m for name in FAULT_MARKERS for m in item.iter_markers(name)]
-    if markers:
-        controller: FireController = item.funcargs["dcfire"]  # type: ignore[attr-defined]
-        for mark in markers:
-            if mark.name != "dc_fire":  # link faults first, fires after
-                spec = _parse_marker(mark, controller.system.topology)
-                if isinstance(spec, ClockSpec):
-                    controller.ignite_clock(spec)
-                elif isinstance(spec, DiskSpec):
-                    controller.ignite_disk(spec)
-                elif spec is not None:
-                    controller.ignite_link_fault(spec)
-        fires = each_site.specs(item, controller.system.sites)
-        if fires:
-            controller.ignite_together(fires)
+    if markers.fault_marks(item):
+        markers.ignite(item, item.funcargs["dcfire"])  # type: ignore[attr-defined]
     return (yield)
 
 
@@ -419,6 +312,8 @@ def dcfire(request: pytest.FixtureRequest, dcfire_topology: System) -> Iterator[
     burned is restored at teardown, always; its workloads' verdicts go to the report and the
     JUnit properties."""
     state = request.config.stash[SESSION_KEY]
+    evidence = DrillEvidence(request.node.nodeid)
+    session_evidence(request.config).add(evidence)
     controller = FireController(
         dcfire_topology,
         state.make_step,
@@ -427,8 +322,8 @@ def dcfire(request: pytest.FixtureRequest, dcfire_topology: System) -> Iterator[
         hooks=request.config.hook,
         item=request.node,
         links=state.links,
+        evidence=evidence,
     )
-    session_evidence(request.config).add(controller.evidence)
     controller.also_dark = state.burn.burning
     controller.dark_elsewhere = state.burn.held_ids
     try:
@@ -513,15 +408,7 @@ def pytest_terminal_summary(
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """pytest-xdist: keep a worker's share of the report for the controller's one file."""
-    output = getattr(node, "workeroutput", {})
-    evidence = session_evidence(node.config)
-    share = output.get("dcfire_report")
-    if share is not None:
-        evidence.shares.append(share)
-    fires, link_faults = output.get("dcfire_tables", ([], []))
-    if fires or link_faults:  # the worker's terminal is not shown: print its tables here
-        worker = str(getattr(node, "workerinput", {}).get("workerid", "worker"))
-        evidence.worker_tables[worker] = (list(fires), list(link_faults))
+    xdist_transport.receive(node, session_evidence(node.config))
 
 
 def _close(state: DcfireSession) -> None:
@@ -537,23 +424,19 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
             session.exitstatus = pytest.ExitCode.OK  # a plan of no test is still a plan
         return
+    if state is None:
+        return
     evidence = session_evidence(session.config)
-    workeroutput = getattr(session.config, "workeroutput", None)
-    if state is not None and workeroutput is not None:
-        workeroutput["dcfire_tables"] = _terminal_tables(state)
-    if state is not None and evidence.report_path is not None:
-        from pytest_dcfire.report.html import parts, write_report
+    xdist_transport.send_tables(session.config, lambda: _terminal_tables(state))
+    # An xdist worker sends its part of the report: the controller writes the one file.
+    path = evidence.report_path
+    if path is not None and not xdist_transport.send_report(
+        session.config, evidence, state.timeline
+    ):
+        from pytest_dcfire.report.html import write_report
 
-        workerinput = getattr(session.config, "workerinput", None)
-        if workerinput is not None:  # an xdist worker: the controller writes the one file
-            worker = str(workerinput.get("workerid", "w"))
-            session.config.workeroutput["dcfire_report"] = parts(  # type: ignore[attr-defined]
-                evidence, state.timeline, prefix=f"{worker}-"
-            )
-        else:
-            try:
-                write_report(evidence.report_path, evidence, state.timeline, evidence.shares)
-            except OSError as exc:
-                state.progress(f"could not write the report {evidence.report_path}: {exc}")
-    if state is not None:
-        _close(state)
+        try:
+            write_report(path, evidence, state.timeline, evidence.shares)
+        except OSError as exc:
+            state.progress(f"could not write the report {path}: {exc}")
+    _close(state)

@@ -1,51 +1,32 @@
 """The seams where the fire controller, the fault backend, the links and the running system
-meet: the names a fire is made of (`Mode`, `Effect`, `DiskKind`) and Protocols of the few
-members each side uses of the other, so mypy checks every implementation (and every fake in
-a unit test) against the same contract.
+meet: Protocols of the few members each side uses of the other, so mypy checks every
+implementation (and every fake in a unit test) against the same contract; and the step
+factory that joins them.
 
-The bottom of the layering: it imports nothing of the package at run time (the types named
-in the Protocols are imported for the type checker only), so importing it costs nothing.
+Below the runtime and the faults, above the specs, steps and the timeline it names (for the
+type checker only: importing it costs nothing).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, TypeAlias, TypeGuard, get_args
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+
+from pytest_dcfire.modes import Effect
 
 if TYPE_CHECKING:
     from pytest_dcfire.config import Settings
     from pytest_dcfire.diskfaults import DiskSpec
-    from pytest_dcfire.fire import FireSpec, Step, Timeline
+    from pytest_dcfire.firespec import FireSpec
     from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
+    from pytest_dcfire.steps import Step
+    from pytest_dcfire.timeline import Timeline
     from pytest_dcfire.topology.model import Service, Topology
 
-#: How a fire burns its sites (the `mode=` of `dc_fire` and `dcfire.fire`).
-Mode = Literal["fire", "power-loss", "crash", "partition", "freeze"]
-#: One reversible fault step of a fire, in the order `FireSpec.effects()` applies them;
-#: "peers" is the direct traffic a partition or a flaky network cuts.
-Effect = Literal["network", "links", "kill", "storage", "pause", "peers", "disk"]
-#: What a disk fault does to a volume's storage.
-DiskKind = Literal["freeze", "fail", "full"]
 #: What a fault step is made from: a fire, a partition, a flaky network or a disk fault.
 FaultSpec: TypeAlias = "FireSpec | PartitionSpec | FlakySpec | DiskSpec"
-#: Where the Toxiproxy server runs (`dcfire_toxiproxy`): in the test process, as an image,
-#: or at a URL.
-ToxiproxyMode = Literal["embedded", "image", "url"]
-#: `dcfire_share`: a copy of the system per xdist worker, or one for the whole session.
-ShareMode = Literal["worker", "session"]
-
-MODES: tuple[Mode, ...] = get_args(Mode)
-
-
-def is_mode(value: object) -> TypeGuard[Mode]:
-    """Whether `value` (from a marker, a call or the ini file) names a mode."""
-    return value in MODES
-
-
-def assert_never(value: NoReturn) -> NoReturn:
-    """The end of an exhaustive match: mypy fails if a case of a Literal is left out
-    (`typing.assert_never` is Python 3.11+)."""
-    raise AssertionError(f"unhandled value: {value!r}")
+#: (effect, spec, handles) -> Step; a partition asks for effect "peers" with its PartitionSpec.
+StepFactory: TypeAlias = "Callable[[Effect, FaultSpec, Sequence[Handle]], Step]"
 
 
 class Handle(Protocol):

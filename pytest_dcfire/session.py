@@ -23,9 +23,10 @@ if TYPE_CHECKING:  # loaded by the topology or the adoption that needs them
     from pytest_dcfire.faults.backend import FaultBackend
     from pytest_dcfire.fire import Step
     from pytest_dcfire.links import Links
+    from pytest_dcfire.modes import Effect
     from pytest_dcfire.runtime.adopt import ComposeProject
     from pytest_dcfire.runtime.system import System
-    from pytest_dcfire.seams import Effect, FaultSpec, Handle
+    from pytest_dcfire.seams import FaultSpec, Handle
     from pytest_dcfire.topology.model import Topology
 
 Progress = Callable[[str], None]

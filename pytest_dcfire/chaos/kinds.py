@@ -16,7 +16,7 @@ from pytest_dcfire.clockfaults import ClockSpec
 from pytest_dcfire.diskfaults import DISK_KINDS, DiskKind, DiskSpec
 from pytest_dcfire.errors import ConfigError, did_you_mean, unknown_name
 from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec
-from pytest_dcfire.seams import Mode
+from pytest_dcfire.modes import Mode
 
 
 class SystemView(Protocol):

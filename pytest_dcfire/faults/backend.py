@@ -25,11 +25,13 @@ from pytest_dcfire.faults.peers import PeerCutter
 from pytest_dcfire.faults.power import PowerSwitch
 from pytest_dcfire.faults.storage import SHUTDOWN_VIA, Pool, PoolVolumes, StoragePools
 from pytest_dcfire.faults.timing import FaultTiming
-from pytest_dcfire.fire import CallStep, FireSpec
+from pytest_dcfire.firespec import FireSpec
 from pytest_dcfire.linkfaults import FlakySpec, PartitionSpec
+from pytest_dcfire.modes import Effect, assert_never
 from pytest_dcfire.runtime.adopt import STORAGE_NOT_OURS
 from pytest_dcfire.runtime.engine import Engine, SessionIdentity
-from pytest_dcfire.seams import Effect, Handle, assert_never
+from pytest_dcfire.seams import Handle
+from pytest_dcfire.steps import CallStep
 from pytest_dcfire.topology.model import Service, Topology, Volume
 
 if TYPE_CHECKING:

@@ -69,6 +69,7 @@ from pytest_dcfire.runtime.engine import (
     SessionIdentity,
     monotonic_ms,
 )
+from pytest_dcfire.runtime.reaper import reap_dead_sessions
 
 HERE = Path(__file__).resolve().parent
 DOCKERFILE = HERE / "helper" / "Dockerfile"
@@ -553,8 +554,6 @@ def thawer(helper: Helper) -> Callable[[str, list[Any]], None]:
 
 def reap(engine: Engine, helper: Helper) -> Any:
     """Remove what dead sessions left, thawing and detaching their pools first."""
-    from pytest_dcfire.runtime.reaper import reap_dead_sessions
-
     return reap_dead_sessions(engine.client, thaw=thawer(helper))
 
 

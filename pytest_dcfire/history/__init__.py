@@ -12,6 +12,7 @@ from pytest_dcfire.history.checkers import (
 )
 from pytest_dcfire.history.counters import CounterCheck, SetCheck, check_counter, check_set
 from pytest_dcfire.history.formats import load, load_edn_ops, load_jepsen_log
+from pytest_dcfire.history.history import History
 from pytest_dcfire.history.isolation import (
     Anomaly,
     Isolation,
@@ -19,7 +20,7 @@ from pytest_dcfire.history.isolation import (
     check_isolation,
 )
 from pytest_dcfire.history.linearizability import Linearizability, LinearizedOp, check
-from pytest_dcfire.history.model import History, HistoryError, Mark, Op, OpType, Value
+from pytest_dcfire.history.model import BaseHistory, HistoryError, Mark, Op, OpType, Value
 from pytest_dcfire.history.models import ANY, Counter, KeyValue, Model, Register
 from pytest_dcfire.history.workload import (
     Fail,
@@ -34,6 +35,7 @@ __all__ = [
     "ANY",
     "Anomaly",
     "Availability",
+    "BaseHistory",
     "Counter",
     "CounterCheck",
     "Fail",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_dcfire.history.model import History, Op, Value, freeze
+from pytest_dcfire.history.model import BaseHistory, Op, Value, freeze
 
 #: Operation names that add a value the final read should contain.
 WRITE_FS = ("write", "put", "add", "insert", "append")
@@ -193,7 +193,7 @@ def _mapper(
 
 
 def lost_writes(
-    history: History | Iterable[Op],
+    history: BaseHistory | Iterable[Op],
     present: Iterable[Any] | Mapping[Any, Any],
     writes: Iterable[str] | None = None,
     key: Callable[[Any], Any] | None = None,
@@ -207,7 +207,7 @@ def lost_writes(
     decimal form of the integers written are matched to them; `key` (a callable applied to
     both sides, e.g. `key=int` or `key=lambda v: v["id"]`) maps anything else. When nothing
     matches and the types differ, `compared` says what was compared with what."""
-    hist = history if isinstance(history, History) else History(history)
+    hist = history if isinstance(history, BaseHistory) else BaseHistory(history)
     names = frozenset(WRITE_FS if writes is None else writes)
     by_key = isinstance(present, Mapping)
     pairs = _flatten(present)
@@ -382,7 +382,7 @@ class Availability:
 
 
 def availability(
-    history: History | Iterable[Op],
+    history: BaseHistory | Iterable[Op],
     stable: int = 3,
     present: Iterable[Any] | Mapping[Any, Any] | None = None,
     lost: LostWrites | None = None,
@@ -391,7 +391,7 @@ def availability(
     computed from `present`, a final read)."""
     if stable < 1:
         raise ValueError("stable must be at least 1")
-    hist = history if isinstance(history, History) else History(history)
+    hist = history if isinstance(history, BaseHistory) else BaseHistory(history)
     ops = hist.ops  # by invocation time
     if lost is None and present is not None:
         lost = lost_writes(hist, present)

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
-from pytest_dcfire.history.model import READ_FS, History, HistoryError, Op, Value, hashable
+from pytest_dcfire.history.model import READ_FS, BaseHistory, HistoryError, Op, Value, hashable
 
 #: Operation names that add to a counter or a set.
 ADD_FS = frozenset({"add", "increment", "incr"})
 
 
-def _history(history: History | Iterable[Op]) -> History:
-    return history if isinstance(history, History) else History(history)
+def _history(history: BaseHistory | Iterable[Op]) -> BaseHistory:
+    return history if isinstance(history, BaseHistory) else BaseHistory(history)
 
 
 def _number(op: Op, value: Value) -> int | float:
@@ -85,7 +85,7 @@ class CounterCheck:
         return "\n".join(lines)
 
 
-def check_counter(history: History | Iterable[Op], initial: float = 0) -> CounterCheck:
+def check_counter(history: BaseHistory | Iterable[Op], initial: float = 0) -> CounterCheck:
     """Check every ok read of a counter (`add`/`increment` with a delta, default 1;
     `read`) against its bounds. Failed adds did not happen; info adds may have."""
     hist = _history(history)
@@ -162,7 +162,7 @@ class SetCheck:
         return "\n".join(lines)
 
 
-def check_set(history: History | Iterable[Op], final: Op | None = None) -> SetCheck:
+def check_set(history: BaseHistory | Iterable[Op], final: Op | None = None) -> SetCheck:
     """Check a set history: `add` (value: the element) and `read` (result: the elements).
     The final read is `final`, or the ok read that completed last."""
     hist = _history(history)

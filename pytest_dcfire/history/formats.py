@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pytest_dcfire.history.model import READ_FS, History, HistoryError, Op, OpType, Value, freeze
+from pytest_dcfire.history.history import History
+from pytest_dcfire.history.model import READ_FS, HistoryError, Op, OpType, Value, freeze
 
 PathLike = str | os.PathLike[str]
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_dcfire.history.model import History, HistoryError, Op, Value, hashable
+from pytest_dcfire.history.model import BaseHistory, HistoryError, Op, Value, hashable
 
 #: The anomalies each level forbids (cycles and single reads; `incompatible-order` and
 #: `internal` mean the history itself is inconsistent: every level forbids them).
@@ -201,7 +201,7 @@ def _cycle_anomaly(cycle: Sequence[Edge], ops: Sequence[Op]) -> Anomaly:
 # ---------------------------------------------------------------------------------------
 
 
-def check_isolation(history: History | Iterable[Op], level: str = "serializable") -> Isolation:
+def check_isolation(history: BaseHistory | Iterable[Op], level: str = "serializable") -> Isolation:
     """Check the list-append transactions of `history` against `level` (one of LEVELS)."""
     if level not in LEVELS:
         raise IsolationError(f"unknown isolation level {level!r}; valid: {', '.join(LEVELS)}")
@@ -216,8 +216,8 @@ def check_isolation(history: History | Iterable[Op], level: str = "serializable"
             gc.enable()
 
 
-def _check(history: History | Iterable[Op], level: str) -> Isolation:
-    hist = history if isinstance(history, History) else History(history)
+def _check(history: BaseHistory | Iterable[Op], level: str) -> Isolation:
+    hist = history if isinstance(history, BaseHistory) else BaseHistory(history)
     txns: list[Op] = []
     micro: list[list[tuple[str, Any, Value]]] = []
     for op in hist.ops:

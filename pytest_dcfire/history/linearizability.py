@@ -13,7 +13,7 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pytest_dcfire.history.model import History, Op, Value, hashable
+from pytest_dcfire.history.model import BaseHistory, Op, Value, hashable
 from pytest_dcfire.history.models import ANY, Effect, Model, State, Step, resolve
 from pytest_dcfire.history.schedule import Attempt, Exhausted, Way, decide
 
@@ -590,7 +590,7 @@ class Linearizability:
 
 
 def check(
-    history: History | Iterable[Op],
+    history: BaseHistory | Iterable[Op],
     model: str | Model = "register",
     *,
     initial: Any = ...,
@@ -615,7 +615,7 @@ def check(
     explanation says so."""
     started = time.monotonic()
     spec = resolve(model, initial)
-    hist = history if isinstance(history, History) else History(history)
+    hist = history if isinstance(history, BaseHistory) else BaseHistory(history)
     ops = hist.ops
     origin = hist.origin
     deadline = None if timeout is None else started + timeout

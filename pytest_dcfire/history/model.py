@@ -1,4 +1,5 @@
-"""Operations, fire marks and the History that holds them.
+"""Operations, fire marks and the BaseHistory that holds them (no checker: history.py adds
+them to make the `History` users get).
 
 One record per client call (invocation and outcome together) keeps the checkers simple; the
 JSON-lines form spells each call out as an invoke line and a completion line, as Jepsen does.
@@ -11,18 +12,11 @@ import json
 import math
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import IO, TYPE_CHECKING, Any, Literal, TypeAlias, cast
+from typing import IO, Any, Literal, TypeAlias, TypeVar, cast
 
 from pytest_dcfire.errors import DcfireError
-
-if TYPE_CHECKING:
-    from pytest_dcfire.history.checkers import Availability, LostWrites
-    from pytest_dcfire.history.counters import CounterCheck, SetCheck
-    from pytest_dcfire.history.isolation import Isolation
-    from pytest_dcfire.history.linearizability import Linearizability
-    from pytest_dcfire.history.models import Model
 
 #: What a recorded argument or result may be: JSON's values, with arrays held as tuples.
 Value: TypeAlias = "bool | int | float | str | tuple[Value, ...] | dict[str, Value] | None"
@@ -210,8 +204,12 @@ class _State:
     next_id: int = 0
 
 
-class History:
-    """The calls a workload made and the fire marks, in a form the checkers read.
+_H = TypeVar("_H", bound="BaseHistory")
+
+
+class BaseHistory:
+    """The calls a workload made and the fire marks, in a form the checkers read (they take
+    a BaseHistory; `History`, history.py, adds them as methods).
 
     Thread-safe to append to. `ops` is ordered by invocation time (then id), whatever the
     order the calls finished in, so two histories with the same records compare equal.
@@ -287,7 +285,7 @@ class History:
         return iter(self.ops)
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, History):
+        if not isinstance(other, BaseHistory):
             return NotImplemented
         return self.ops == other.ops and self.marks == other.marks
 
@@ -329,13 +327,13 @@ class History:
             path.write(text)
 
     @classmethod
-    def loads_jsonl(cls, text: str, source: str = "<string>") -> History:
+    def loads_jsonl(cls: type[_H], text: str, source: str = "<string>") -> _H:
         """Read what `dumps_jsonl` wrote. A call with an invoke line and no completion line
         becomes an `info` call that never returned."""
         return cls._parse(io.StringIO(text), source)
 
     @classmethod
-    def from_jsonl(cls, path: str | os.PathLike[str] | IO[str]) -> History:
+    def from_jsonl(cls: type[_H], path: str | os.PathLike[str] | IO[str]) -> _H:
         """Read a JSON-lines history from a path or an open text file."""
         if isinstance(path, (str, os.PathLike)):
             with open(path, encoding="utf-8") as fh:
@@ -343,7 +341,7 @@ class History:
         return cls._parse(path, getattr(path, "name", "<stream>"))
 
     @classmethod
-    def _parse(cls, lines: Iterable[str], source: str) -> History:
+    def _parse(cls: type[_H], lines: Iterable[str], source: str) -> _H:
         invokes: dict[int, tuple[int, dict[str, Any]]] = {}
         done: dict[int, dict[str, Any]] = {}
         marks: list[Mark] = []
@@ -406,60 +404,3 @@ class History:
                 raise HistoryError(f"{source}:{number}: operation {op_id}: {exc}") from None
             history.append(op)
         return history
-
-    # -- checkers ------------------------------------------------------------------------
-
-    def lost_writes(
-        self,
-        present: Iterable[Any] | Mapping[Any, Any],
-        writes: Iterable[str] | None = None,
-        key: Callable[[Any], Any] | None = None,
-    ) -> LostWrites:
-        """Acknowledged writes missing from `present` (see `checkers.lost_writes`)."""
-        from pytest_dcfire.history.checkers import lost_writes
-
-        return lost_writes(self, present, writes=writes, key=key)
-
-    def availability(
-        self,
-        stable: int = 3,
-        present: Iterable[Any] | Mapping[Any, Any] | None = None,
-        lost: LostWrites | None = None,
-    ) -> Availability:
-        """Outage windows, RTO and RPO (see `checkers.availability`)."""
-        from pytest_dcfire.history.checkers import availability
-
-        return availability(self, stable=stable, present=present, lost=lost)
-
-    def counter(self, initial: float = 0) -> CounterCheck:
-        """Every read of a counter within its bounds, in one pass (see `counters`)."""
-        from pytest_dcfire.history.counters import check_counter
-
-        return check_counter(self, initial)
-
-    def set(self, final: Op | None = None) -> SetCheck:
-        """Lost, unexpected and vanished elements of a set, in one pass (see `counters`)."""
-        from pytest_dcfire.history.counters import check_set
-
-        return check_set(self, final)
-
-    def isolation(self, level: str = "serializable") -> Isolation:
-        """The anomalies of list-append transactions that `level` forbids (see
-        `isolation`): "serializable", "snapshot-isolation", "repeatable-read",
-        "read-committed"."""
-        from pytest_dcfire.history.isolation import check_isolation
-
-        return check_isolation(self, level)
-
-    def linearizable(
-        self,
-        model: str | Model = "register",
-        *,
-        initial: Any = ...,
-        timeout: float | None = None,
-        max_states: int | None = None,
-    ) -> Linearizability:
-        """Check linearizability against `model` (see `linearizability.check`)."""
-        from pytest_dcfire.history.linearizability import check
-
-        return check(self, model, initial=initial, timeout=timeout, max_states=max_states)

@@ -11,7 +11,8 @@ import random
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pytest_dcfire.history.model import History, Op, OpType, Value
+from pytest_dcfire.history.history import History
+from pytest_dcfire.history.model import Op, OpType, Value
 
 ModelName = Literal["register", "kv", "counter"]
 

@@ -29,7 +29,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from pytest_dcfire.errors import DcfireError
-from pytest_dcfire.history.model import READ_FS, History, Mark, Op, OpType, Value, freeze
+from pytest_dcfire.history.history import History
+from pytest_dcfire.history.model import READ_FS, Mark, Op, OpType, Value, freeze
 
 Classify = Callable[[BaseException], "str | None"]
 

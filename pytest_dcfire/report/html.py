@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pytest_dcfire.evidence import DrillEvidence, SessionEvidence, WorkloadRecord
-    from pytest_dcfire.fire import FireRecord
     from pytest_dcfire.linkfaults import LinkFault
+    from pytest_dcfire.timeline import FireRecord
 
 DASH = "\u2013"  # an en dash: "not measured"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pytest_dcfire.fire import FireRecord
 from pytest_dcfire.linkfaults import LinkFault
+from pytest_dcfire.timeline import FireRecord
 
 
 def _ms(value: float | None) -> str:

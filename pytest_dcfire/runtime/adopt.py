@@ -28,7 +28,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_dcfire.config import INI_ADOPT_COMPOSE, INI_SITES, SITE_LABEL
 from pytest_dcfire.errors import ConfigError, DcfireError, StartupError, did_you_mean
@@ -37,12 +37,21 @@ from pytest_dcfire.topology.model import NAME_PATTERN, HealthCheck, Service, Sit
 from pytest_dcfire.topology.plan import blast_radius, with_adopted
 
 if TYPE_CHECKING:  # docker, handles and health load when a container is adopted
-    from pytest_dcfire.faults.network import Targets
     from pytest_dcfire.runtime.engine import Engine
     from pytest_dcfire.runtime.handles import ServiceHandle
     from pytest_dcfire.runtime.system import System
 
 COMPOSE_PROJECT = "com.docker.compose.project"
+
+
+class AllowList(Protocol):
+    """The fault layer's allow-list of containers it may touch (`faults.network.Targets`):
+    an adopted container joins it, a released one leaves it."""
+
+    def adopt(self, container: Any) -> None: ...
+
+    def disown(self, cid: str) -> None: ...
+
 COMPOSE_SERVICE = "com.docker.compose.service"
 COMPOSE_NUMBER = "com.docker.compose.container-number"
 #: Optional service label with a health check, as in a topology file: `tcp:5432`,
@@ -173,7 +182,7 @@ class Adoptions:
         self,
         engine: Engine,
         system: System,
-        targets: Targets,
+        targets: AllowList,
         progress: Callable[[str], None],
         health_timeout: float = 60.0,
     ):

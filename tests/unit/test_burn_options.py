@@ -93,7 +93,7 @@ def test_help_documents_the_option_and_ini_key(pytester: pytest.Pytester) -> Non
 
 def test_burn_mode_cli_beats_ini_and_accepts_every_marker_mode() -> None:
     from pytest_dcfire.burn import burn_mode
-    from pytest_dcfire.seams import MODES
+    from pytest_dcfire.modes import MODES
 
     assert burn_mode(None, "") == "fire"
     assert burn_mode(None, "freeze") == "freeze"

@@ -12,9 +12,9 @@ import pytest
 
 from pytest_dcfire.burn import SuiteBurn
 from pytest_dcfire.evidence import SessionEvidence
+from pytest_dcfire.modes import Effect
 from pytest_dcfire.report.failure import dark_section, under_burn
 from pytest_dcfire.report.html import page, parts
-from pytest_dcfire.seams import Effect
 
 
 def _report(nodeid: str, when: str, outcome: str) -> Any:

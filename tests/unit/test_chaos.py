@@ -24,8 +24,9 @@ from pytest_dcfire.faults.timing import FaultTiming as StepTiming
 from pytest_dcfire.fire import FireController, Timeline
 from pytest_dcfire.fire import Step as FireStep
 from pytest_dcfire.linkfaults import BrownoutSpec, LinkFault, PartitionSpec
+from pytest_dcfire.modes import Effect
 from pytest_dcfire.recovery import eventually
-from pytest_dcfire.seams import Effect, FaultSpec, Handle
+from pytest_dcfire.seams import FaultSpec, Handle
 from pytest_dcfire.topology.model import Service, Site, Topology
 
 SITES = Targets(

@@ -18,7 +18,7 @@ from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.fire import FireSpec
 from pytest_dcfire.linkfaults import BrownoutSpec, PartitionSpec
 from pytest_dcfire.links import LinkClient, Links, proxy_name
-from pytest_dcfire.seams import Effect
+from pytest_dcfire.modes import Effect
 from pytest_dcfire.topology.model import Link, Service
 from pytest_dcfire.toxiproxy import EmbeddedToxiproxy
 

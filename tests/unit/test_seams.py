@@ -1,4 +1,4 @@
-"""The typed seams (pytest_dcfire/seams.py) and the public classes the fixtures return: the
+"""The typed seams (pytest_dcfire/seams.py, pytest_dcfire/modes.py) and the public classes the fixtures return: the
 literals agree with what the code accepts, the seams module stays at the bottom of the
 layering, and the fixtures' classes are importable from `pytest_dcfire` without Docker."""
 
@@ -15,39 +15,39 @@ from typing import get_args
 import pytest
 
 import pytest_dcfire
-from pytest_dcfire import seams
+from pytest_dcfire import modes, seams
 from pytest_dcfire.burn import burn_mode
 from pytest_dcfire.errors import ConfigError
 from pytest_dcfire.fire import FireSpec
-from pytest_dcfire.seams import MODES
+from pytest_dcfire.modes import MODES
 
 
 @pytest.mark.parametrize(
     ("mode", "network", "storage"), list(itertools.product(MODES, (True, False), (True, False)))
 )
 def test_every_fire_is_made_of_known_effects(
-    mode: seams.Mode, network: bool, storage: bool
+    mode: modes.Mode, network: bool, storage: bool
 ) -> None:
     effects = FireSpec(("a",), mode, network, storage).effects()
-    assert set(effects) <= set(get_args(seams.Effect)), effects
+    assert set(effects) <= set(get_args(modes.Effect)), effects
     assert len(set(effects)) == len(effects)
 
 
 def test_the_modes_are_the_literal_and_what_the_marker_accepts() -> None:
     assert MODES == ("fire", "power-loss", "crash", "partition", "freeze")  # pinned by SPEC.md
     for mode in MODES:
-        assert seams.is_mode(mode)
+        assert modes.is_mode(mode)
         assert FireSpec.parse(("a",), {"mode": mode}, ("a",)).mode == mode
         assert burn_mode(mode, None) == mode
     for wrong in ("melt", "Fire", "", None, 1, ("fire",)):
-        assert not seams.is_mode(wrong)
+        assert not modes.is_mode(wrong)
     with pytest.raises(ConfigError, match="unknown mode 'melt'"):
         FireSpec.parse(("a",), {"mode": "melt"}, ("a",))
 
 
 def test_assert_never_names_the_value_it_did_not_expect() -> None:
     with pytest.raises(AssertionError, match="unhandled value: 'lava'"):
-        seams.assert_never("lava")  # type: ignore[arg-type]
+        modes.assert_never("lava")  # type: ignore[arg-type]
 
 
 def _runtime_imports(path: Path) -> list[str]:
@@ -65,10 +65,13 @@ def _runtime_imports(path: Path) -> list[str]:
     return out
 
 
-def test_the_seams_import_nothing_of_the_package_at_run_time() -> None:
-    imported = _runtime_imports(Path(seams.__file__))
+def test_the_modes_import_nothing_of_the_package_and_the_seams_only_the_modes() -> None:
+    imported = _runtime_imports(Path(modes.__file__))
     assert imported, "the check must see the module's imports"
     assert not [m for m in imported if m.split(".")[0] in ("pytest_dcfire", "docker", "pytest")]
+    imported = _runtime_imports(Path(seams.__file__))
+    ours = [m for m in imported if m.split(".")[0] in ("pytest_dcfire", "docker", "pytest")]
+    assert ours == ["pytest_dcfire.modes"]
 
 
 def test_the_fixtures_classes_are_public_and_load_docker_only_when_asked_for() -> None:
@@ -109,9 +112,9 @@ def test_the_hooks_the_controller_calls_are_hookspecs() -> None:
     ("form", "mode"),
     [("embedded", "embedded"), ("image:toxiproxy:2.12.0", "image"), ("url:http://h:8474", "url")],
 )
-def test_the_toxiproxy_mode_is_the_forms_prefix(form: str, mode: seams.ToxiproxyMode) -> None:
+def test_the_toxiproxy_mode_is_the_forms_prefix(form: str, mode: modes.ToxiproxyMode) -> None:
     from pytest_dcfire.config import read_settings
 
     settings = read_settings({"dcfire_toxiproxy": form}, {}, None, Path("."))
     assert settings.toxiproxy_mode == mode
-    assert mode in get_args(seams.ToxiproxyMode)
+    assert mode in get_args(modes.ToxiproxyMode)
