@@ -60,6 +60,13 @@ class Settings:
     share: str = "worker"
 
     @property
+    def keeps_system(self) -> bool:
+        """The system outlives this session (`--dcfire-keep`): if its process dies, even by
+        SIGKILL, the helper only undoes the faults (label `on-owner-death=undo-faults`)
+        instead of removing everything of the session."""
+        return self.keep
+
+    @property
     def toxiproxy_mode(self) -> str:
         return self.toxiproxy.split(":", 1)[0]
 
