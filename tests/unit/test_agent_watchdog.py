@@ -117,9 +117,9 @@ def test_dockerd_sockets_from_its_command_line() -> None:
     assert "/var/run/docker.sock" in dockerd_sockets(argv)
 
 
-def fake_proc(tmp_path: Path, pid: int, start: str) -> str:
-    fields = ["S"] + ["0"] * 18 + [start] + ["0"] * 10  # field 22 is the start time
-    (tmp_path / str(pid)).mkdir()
+def fake_proc(tmp_path: Path, pid: int, start: str, state: str = "S") -> str:
+    fields = [state] + ["0"] * 18 + [start] + ["0"] * 10  # field 22 is the start time
+    (tmp_path / str(pid)).mkdir(exist_ok=True)
     (tmp_path / str(pid) / "stat").write_text(f"{pid} (py test) " + " ".join(fields))
     return str(tmp_path)
 
@@ -130,6 +130,8 @@ def test_owner_alive_only_with_its_start_time(tmp_path: Path) -> None:
     assert Owner(4242, "777").alive(proc)
     assert not Owner(4242, "778").alive(proc)  # the pid was recycled
     assert not Owner(4343, "777").alive(proc)
+    fake_proc(tmp_path, 4242, "777", state="Z")  # killed, not yet waited for by its parent
+    assert not Owner(4242, "777").alive(proc)
     assert Owner.parse("4242:777") == Owner(4242, "777")
     assert Owner.parse("4242") is None and Owner.parse("a:1") is None
 

@@ -7,15 +7,28 @@ from __future__ import annotations
 import os
 
 
-def start_token(pid: int, proc: str = "/proc") -> str:
-    """The kernel's start time of `pid` (field 22 of its stat), "" when it is gone."""
+def _stat(pid: int, proc: str) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command (the state first), [] when gone."""
     try:
         with open(f"{proc}/{pid}/stat") as f:
             stat = f.read()
     except OSError:
-        return ""
-    # Field 22 comes after the parenthesised command, which may contain spaces.
-    return stat.rsplit(")", 1)[1].split()[19]
+        return []
+    # The command is parenthesised and may contain spaces and parentheses.
+    return stat.rsplit(")", 1)[1].split()
+
+
+def start_token(pid: int, proc: str = "/proc") -> str:
+    """The kernel's start time of `pid` (field 22 of its stat), "" when it is gone."""
+    fields = _stat(pid, proc)
+    return fields[19] if len(fields) > 19 else ""
+
+
+def running(pid: int, start: str, proc: str = "/proc") -> bool:
+    """`pid` is still the process that started at `start`, and not a zombie: a SIGKILLed
+    process whose parent has not waited for it yet (an xdist worker) is dead."""
+    fields = _stat(pid, proc)
+    return len(fields) > 19 and fields[19] == start and fields[0] not in ("Z", "X", "x")
 
 
 def pids_named(comm: str, proc: str = "/proc") -> list[int]:

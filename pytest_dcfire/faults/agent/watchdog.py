@@ -25,7 +25,7 @@ from typing import Any
 
 from .dockerapi import L_ROLE, L_SESSION, DockerAPI, EngineError, find_engine
 from .janitor import JANITOR_ROLE, SOCKET, sweep
-from .procs import start_token
+from .procs import running
 
 #: Seconds without a handover after which an owner we cannot see is taken for dead.
 GRACE_S = 10.0
@@ -46,7 +46,7 @@ class Owner:
         return cls(int(found.group(1)), found.group(2)) if found else None
 
     def alive(self, proc: str = "/proc") -> bool:
-        return start_token(self.pid, proc) == self.start
+        return running(self.pid, self.start, proc)
 
     def __str__(self) -> str:
         return f"pid {self.pid}"
