@@ -61,6 +61,13 @@ class Settings:
     share: ShareMode = "worker"
 
     @property
+    def keeps_system(self) -> bool:
+        """The system outlives this session (`--dcfire-keep`): if its process dies, even by
+        SIGKILL, the helper only undoes the faults (label `on-owner-death=undo-faults`)
+        instead of removing everything of the session."""
+        return self.keep
+
+    @property
     def toxiproxy_mode(self) -> ToxiproxyMode:
         """`image` or `url` (the form's prefix), else `embedded`."""
         kind = self.toxiproxy.split(":", 1)[0]

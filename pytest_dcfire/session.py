@@ -128,7 +128,9 @@ class DcfireSession:
         sites_only = replace(self.topology, services=(), links=())
         try:
             self.engine = Engine.connect(self.identity)
-            self.faults = FaultBackend(self.engine, sites_only, self.progress)
+            self.faults = FaultBackend(
+                self.engine, sites_only, self.progress, keep_system=self.settings.keeps_system
+            )
             system = System(self.engine, sites_only, self.faults.volumes, self.progress)
             self.faults.attach(system)
             self._adoptions(system)
@@ -151,7 +153,9 @@ class DcfireSession:
         # Reached (or started) first: a wrong dcfire_toxiproxy fails before any container.
         self.links = Links(self.settings, self.identity.id, self.progress).start()
         self.engine = Engine.connect(self.identity)
-        self.faults = FaultBackend(self.engine, topology, self.progress)
+        self.faults = FaultBackend(
+            self.engine, topology, self.progress, keep_system=self.settings.keeps_system
+        )
         report = reap_dead_sessions(self.engine.client, thaw=self.faults.thaw_dead)
         if report.sessions:
             self.reaped = str(report)

@@ -103,7 +103,13 @@ def attach(state: DcfireSession, described: dict[str, Any]) -> System:
             f"{', '.join(missing)}; every worker must load the same topology as the controller"
         )
     state.engine = Engine.connect(state.identity)
-    state.faults = FaultBackend(state.engine, topology, state.progress, owner=owner)
+    state.faults = FaultBackend(
+        state.engine,
+        topology,
+        state.progress,
+        owner=owner,
+        keep_system=state.settings.keeps_system,
+    )
     system = System.attach(
         state.engine,
         topology,

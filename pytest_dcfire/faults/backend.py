@@ -90,6 +90,7 @@ class FaultBackend:
         topology: Topology,
         progress: Progress,
         owner: SessionIdentity | None = None,
+        keep_system: bool = False,
     ) -> None:
         self.engine = engine
         self.topology = topology
@@ -97,7 +98,7 @@ class FaultBackend:
         self.helper: Helper | None = None
         self.refused: str | None = None
         try:
-            self.helper = Helper(engine, progress).start()
+            self.helper = Helper(engine, progress, keep_system=keep_system).start()
         except HelperUnavailable as exc:
             self.refused = str(exc)
             progress(

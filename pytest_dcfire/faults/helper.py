@@ -14,7 +14,10 @@ is no tty). Requests and replies are typed in `agent.protocol`: `helper.call(CUT
 CutRequest(...))` returns a `Reply[CutReply]`.
 Closing that socket, which the kernel does when pytest dies even by SIGKILL, makes the
 engine close the agent's stdin: the agent's dead-man switch then undoes every cut and
-thaws every pool.
+thaws every pool, and once the session's process is provably gone it removes everything of
+the session (its janitor container does the engine's side), unless the helper was made
+with `keep_system=True` (`--dcfire-keep`): then only the faults are undone. The helper's
+label `io.github.pytest-dcfire.on-owner-death` (`remove` or `undo-faults`) says which.
 
 If the helper or its agent dies mid-session, the next request starts a new one (removing
 the dead container by id); the new agent adopts the journal on the session's state volume,
@@ -62,6 +65,7 @@ from pytest_dcfire.faults.agent.protocol import (
 )
 from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.runtime.engine import (
+    L_ON_OWNER_DEATH,
     L_ROLE,
     L_SESSION,
     LABEL,
@@ -274,8 +278,11 @@ class Helper:
         engine: Engine,
         progress: Progress | None = None,
         image: str | None = None,
+        keep_system: bool = False,
     ) -> None:
         self.engine = engine
+        #: When the session's process dies, only undo the faults (the system is kept).
+        self.keep_system = keep_system
         self.session: SessionIdentity = engine.session
         self.progress = progress
         self.image = image
@@ -356,7 +363,7 @@ class Helper:
                     self.image,
                     command=["sleep", "infinity"],
                     name=name,
-                    labels=self.session.labels("helper"),
+                    labels=self.labels(),
                     host_config=host_config,
                     detach=True,
                 )
@@ -371,13 +378,28 @@ class Helper:
                 f"{exc.explanation or exc}"
             ) from None
 
+    @property
+    def on_owner_death(self) -> str:
+        return "undo-faults" if self.keep_system else "remove"
+
+    def labels(self) -> dict[str, str]:
+        return {**self.session.labels("helper"), L_ON_OWNER_DEATH: self.on_owner_death}
+
+    def agent_command(self) -> list[str]:
+        """The agent's argv: the session, its owner process (pid and start time, so that
+        the agent sees it die) and whether the system is kept when it does."""
+        command = ["python3", "-m", AGENT_MODULE, self.session.id]
+        if self.session.pid_start:
+            command += ["--owner", f"{self.session.pid}:{self.session.pid_start}"]
+        return command + (["--keep"] if self.keep_system else [])
+
     def _start_agent(self) -> None:
         api = self.engine.client.api
         assert self.container_id is not None
         try:
             exec_id = api.exec_create(
                 self.container_id,
-                ["python3", "-m", AGENT_MODULE, self.session.id],
+                self.agent_command(),
                 stdin=True,
                 stdout=True,
                 stderr=True,

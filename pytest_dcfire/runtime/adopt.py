@@ -52,6 +52,7 @@ class AllowList(Protocol):
 
     def disown(self, cid: str) -> None: ...
 
+
 COMPOSE_SERVICE = "com.docker.compose.service"
 COMPOSE_NUMBER = "com.docker.compose.container-number"
 #: Optional service label with a health check, as in a topology file: `tcp:5432`,

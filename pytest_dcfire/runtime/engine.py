@@ -37,12 +37,19 @@ L_WORKER = f"{LABEL}.worker"
 #: session it attached to, so that the controller can reap a worker that died.
 L_SHARED = f"{LABEL}.shared"
 
+#: On the helper: what its agent does when the session's process dies (`protocol.
+#: OnOwnerDeath`): "remove" everything of the session, or "undo-faults" only (the system
+#: is kept: `--dcfire-keep`, and any session whose system outlives it).
+L_ON_OWNER_DEATH = f"{LABEL}.on-owner-death"
+
 #: Threads that share one client (wave starts, cuts, health checks) each need a connection.
 CLIENT_POOL_SIZE = 64
 
 
 def _process_start_token(pid: int) -> str:
-    """The kernel's start time of `pid`, so that a recycled pid is not taken for the owner."""
+    """The kernel's start time of `pid`, so that a recycled pid is not taken for the owner.
+    (The helper's agent has its own copy, `agent.procs.start_token`: the agent is standalone
+    and the plugin's import must not load the faults package.)"""
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()

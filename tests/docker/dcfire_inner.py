@@ -21,7 +21,7 @@ from typing import Any
 import docker
 from inner_session import echo_topology
 
-from pytest_dcfire.runtime.engine import L_HOST, L_PID, L_SESSION
+from pytest_dcfire.runtime.engine import L_HOST, L_PID, L_ROLE, L_SESSION
 
 #: Two sites, one echo instance each, data on the site's pool: the smallest thing that burns.
 TOPOLOGY = echo_topology()
@@ -183,6 +183,36 @@ def leftovers(client: docker.DockerClient, session: str) -> dict[str, list[str]]
 def assert_clean(client: docker.DockerClient, session: str, output: str = "") -> None:
     left = leftovers(client, session)
     assert not any(left.values()), f"session {session} left {left}\n{output}"
+
+
+def wait_clean(
+    client: docker.DockerClient, session: str, output: str = "", timeout: float = 30.0
+) -> float:
+    """Poll until nothing of `session` is left; the seconds it took. Fails with what is left
+    after `timeout`."""
+    started = time.monotonic()
+    while True:
+        left = leftovers(client, session)
+        if not any(left.values()):
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"session {session} left {left} after {timeout:.0f} s\n{output}")
+        time.sleep(0.2)
+
+
+def janitors_created(client: docker.DockerClient, session: str, since: float) -> int:
+    """How many janitor containers of `session` the engine created since `since` (epoch s):
+    proof that the killed session's own helper removed it, not some other session."""
+    flt = {
+        "type": "container",
+        "event": "create",
+        "label": [f"{L_SESSION}={session}", f"{L_ROLE}=janitor"],
+    }
+    events = client.events(since=int(since) - 1, until=int(time.time()) + 1, filters=flt)
+    try:
+        return sum(1 for _ in events)
+    finally:
+        events.close()
 
 
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL}

@@ -34,7 +34,7 @@ OWNER = textwrap.dedent(
 
     image, kill_agent = sys.argv[1], sys.argv[2] == "1"
     engine = Engine.connect(SessionIdentity.new(worker="owner"))
-    helper = Helper(engine).start()
+    helper = Helper(engine, keep_system=True).start()  # undo only: the fixture removes it
     pools = StoragePools(engine, helper)
     pool = pools.create_pool("data", 32, "a")
     api = engine.client.api

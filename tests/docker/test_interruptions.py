@@ -1,8 +1,8 @@
 """Interruptions on real Docker: a user's pytest run is signalled during start-up, during a
 fire and during a restore, or killed by pytest-timeout, or SIGKILLed; afterwards nothing of
 its session is left (containers, networks, volumes, loop devices, nft tables in any netns).
-After a SIGKILL, the helper's dead-man switch uncuts and thaws at once, and the next session
-removes the rest.
+After a SIGKILL, the helper's dead-man switch uncuts and thaws at once, and removes the rest
+within seconds, with no other session needed (only the faults under --dcfire-keep).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,15 @@ import docker.errors
 import pytest
 from dcfire_inner import (
     assert_clean,
-    leftovers,
+    janitors_created,
     nft_tables,
     service_containers,
     session_of_pid,
     start_inner,
+    wait_clean,
 )
+
+from pytest_dcfire.runtime.engine import L_SESSION
 
 pytestmark = pytest.mark.docker
 
@@ -61,6 +65,18 @@ def pytest_dcfire_before_restore(fire, item):
     time.sleep(60)
 """
 
+POWER_LOSS = """
+import os, pathlib, time
+
+def test_power_loss(dcfire, dcfire_topology):
+    dcfire.fire("east", mode="power-loss")
+    east = dcfire_topology.service("echo@east").container
+    east.reload()
+    assert east.status == "exited"  # powered off, its pool shut down
+    pathlib.Path(os.environ["DCFIRE_MARK"]).write_text(dcfire_topology.session_id)
+    time.sleep(90)
+"""
+
 PLAIN = """
 import os, pathlib
 
@@ -86,6 +102,16 @@ def east(client: docker.DockerClient, session: str) -> Any:  # a docker SDK Cont
     assert len(found) == 1, found
     found[0].reload()
     return found[0]
+
+
+def writes(container: Any) -> bool:
+    """A write and sync on the container's pool completes (it would block on a frozen one)."""
+    box: list[int] = []
+    cmd = ["sh", "-c", "echo after > /data/after && sync /data/after"]
+    writer = threading.Thread(target=lambda: box.append(container.exec_run(cmd)[0]), daemon=True)
+    writer.start()
+    writer.join(15)
+    return box == [0]
 
 
 def assert_burning(client: docker.DockerClient, session: str) -> None:
@@ -145,51 +171,34 @@ def test_pytest_timeout_mid_fire(client: docker.DockerClient, tmp_path: Path, me
     assert_clean(client, session, inner.output)
 
 
-def test_sigkill_mid_fire_then_the_next_session_reaps(
+def test_sigkill_mid_fire_removes_everything_with_no_new_session(
     client: docker.DockerClient, tmp_path: Path
 ) -> None:
-    inner = start_inner(tmp_path / "killed", BURN.format(decorator=""))
+    inner = start_inner(tmp_path, BURN.format(decorator=""))
     session = inner.wait_mark()
     assert_burning(client, session)
+    killed_at = time.time()
     inner.signal(signal.SIGKILL)
     inner.wait()
+    # The helper's agent saw its owner die: faults undone, pools detached, and its janitor
+    # removed containers, volumes and networks, the helper last. No other session needed.
+    seconds = wait_clean(client, session, inner.output, timeout=30.0)
+    print(f"session {session} removed {seconds:.1f} s after the SIGKILL")
+    assert janitors_created(client, session, killed_at) == 1, inner.output
 
-    # The dead-man switch: the agent saw its channel close and undid the cut and the freeze.
-    # (Any session that starts on this host meanwhile may reap the dead one first: then
-    # there is nothing left to look at, which is fine.)
-    reaped_early = not service_containers(client, session)
-    try:
-        if reaped_early:
-            raise docker.errors.NotFound("reaped before we looked")
-        container = east(client, session)
-        pid = int(container.attrs["State"]["Pid"])
-        for _ in range(200):
-            if f"dcfire_{session}" not in nft_tables(pid):
-                break
-            threading.Event().wait(0.05)
-        assert f"dcfire_{session}" not in nft_tables(pid)
-        box: list[int] = []
-        writer = threading.Thread(
-            target=lambda: box.append(
-                container.exec_run(["sh", "-c", "echo after > /data/after && sync /data/after"])[0]
-            ),
-            daemon=True,
-        )
-        writer.start()
-        writer.join(15)
-        assert box == [0], "the east pool is still frozen after the owner was SIGKILLed"
-        left = leftovers(client, session)
-        assert left["containers"] and left["loop devices"], left  # what the reaper must remove
-    except docker.errors.NotFound:
-        reaped_early = True
 
-    successor = start_inner(tmp_path / "next", PLAIN)
-    code = successor.wait()
-    assert code == pytest.ExitCode.OK, successor.output
-    if not reaped_early and session not in successor.output:
-        print(f"{session} was reaped by another session on this host meanwhile")
-    assert_clean(client, session, successor.output)
-    assert_clean(client, successor.mark.read_text().strip(), successor.output)
+def test_sigkill_during_a_power_loss_detaches_the_shut_down_pool(
+    client: docker.DockerClient, tmp_path: Path
+) -> None:
+    inner = start_inner(tmp_path, POWER_LOSS)
+    session = inner.wait_mark()
+    killed_at = time.time()
+    inner.signal(signal.SIGKILL)
+    inner.wait()
+    wait_clean(client, session, inner.output, timeout=30.0)
+    assert janitors_created(client, session, killed_at) == 1, inner.output
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert session not in mounts, "a pool of the killed session is still mounted"
 
 
 def test_sigkill_during_startup_then_the_next_session_reaps(
@@ -256,6 +265,37 @@ def test_sigint_mid_fire_with_keep_undoes_faults_and_keeps_the_system(
     assert kept == {"containers": 2, "cut": False, "write": 0}, inner.output
     # What was kept goes with the next session (its owner is dead now).
     successor = start_inner(tmp_path / "next", PLAIN)
+    assert successor.wait() == pytest.ExitCode.OK, successor.output
+    assert_clean(client, session, successor.output)
+
+
+def agent_running(client: docker.DockerClient, session: str) -> bool:
+    flt = {"label": [f"{L_SESSION}={session}", "io.github.pytest-dcfire.role=helper"]}
+    for helper in client.containers.list(filters=flt, ignore_removed=True):
+        if any("dcfire_agent" in " ".join(p) for p in helper.top()["Processes"]):
+            return True
+    return False
+
+
+def test_sigkill_mid_fire_with_keep_undoes_faults_and_keeps_the_system(
+    client: docker.DockerClient, tmp_path: Path
+) -> None:
+    inner = start_inner(tmp_path / "kept", BURN.format(decorator=""), "--dcfire-keep")
+    session = inner.wait_mark()
+    assert_burning(client, session)
+    killed_at = time.time()
+    inner.signal(signal.SIGKILL)
+    inner.wait()
+    pid = int(east(client, session).attrs["State"]["Pid"])
+    deadline = time.monotonic() + 30
+    while agent_running(client, session) or f"dcfire_{session}" in nft_tables(pid):
+        assert time.monotonic() < deadline, "the agent neither undid its cut nor ended"
+        threading.Event().wait(0.1)
+    # The agent is done and gone: the fire is out, the pool thawed, the system still there.
+    assert writes(east(client, session)), "the east pool is still frozen"
+    assert len([c for c in service_containers(client, session) if c.status == "running"]) == 2
+    assert janitors_created(client, session, killed_at) == 0
+    successor = start_inner(tmp_path / "next", PLAIN)  # what was kept goes with the next one
     assert successor.wait() == pytest.ExitCode.OK, successor.output
     assert_clean(client, session, successor.output)
 

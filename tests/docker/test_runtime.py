@@ -259,6 +259,21 @@ def test_no_engine_fails_those_tests_with_one_line(pytester: pytest.Pytester) ->
     assert "Traceback" not in result.stdout.str()
 
 
+def kill_agent(engine: docker.DockerClient, session: str) -> None:
+    """SIGKILL the agent of `session` (only its: the session id is in its argv)."""
+    flt = {"label": [f"{L_SESSION}={session}", "io.github.pytest-dcfire.role=helper"]}
+    (helper,) = engine.containers.list(filters=flt)
+    script = (
+        "import os\n"
+        "for p in filter(str.isdigit, os.listdir('/proc')):\n"
+        "    try: argv = open(f'/proc/{p}/cmdline', 'rb').read().split(b'\\0')\n"
+        "    except OSError: continue\n"
+        f"    if b'dcfire_agent' in argv and b'{session}' in argv: os.kill(int(p), 9)\n"
+    )
+    code, out = helper.exec_run(["python3", "-c", script])
+    assert code == 0, out
+
+
 def test_sigkilled_session_is_reaped_and_foreign_containers_survive(
     pytester: pytest.Pytester, engine: docker.DockerClient
 ) -> None:
@@ -300,6 +315,9 @@ def test_sigkilled_session_is_reaped_and_foreign_containers_survive(
             time.sleep(0.2)
         assert marker.exists(), "the inner session never started its system"
         session = json.loads(marker.read_text())["id"]
+        # Its helper's agent dies first, so nothing of the session removes it (a helper lost
+        # with its owner): then the next session's reaper is what removes it.
+        kill_agent(engine, session)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert session_objects(engine, session), "SIGKILL should leave the system behind"

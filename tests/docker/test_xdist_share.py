@@ -6,8 +6,9 @@ between the fires, recording the window of every test body. Both workers must se
 label), no burning window may overlap any other test's window of the other worker, and
 the topology-only tests find both sites reachable (every fire was restored). File a ends by
 SIGKILLing its own worker in the middle of a fire: while file b waits, this test checks
-that the dead worker's agent restored the site, then the run ends and nothing of the shared
-session, or of the workers' helpers, is left.
+that the dead worker's agent restored the site and removed its own helper (and nothing of
+the shared copy), then the run ends and nothing of the shared session, or of the workers'
+helpers, is left.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from dcfire_inner import TOPOLOGY, assert_clean, start_inner
+from dcfire_inner import TOPOLOGY, assert_clean, start_inner, wait_clean
 
 from pytest_dcfire.runtime.engine import L_SHARED
 
@@ -186,6 +187,9 @@ def test_one_shared_copy_fires_serialised_and_a_killed_worker_restored(tmp_path:
             time.sleep(0.1)
         assert reachable(killed["ip"]), "the killed worker's fire was not undone"
         assert writes(client.containers.get(killed["container"])), "the pool stayed frozen"
+        # Then it removed its own session (its helper), never the shared copy it used.
+        wait_clean(client, killed["helper"], inner.output, timeout=30.0)
+        assert client.containers.get(killed["container"]).status == "running"
         (tmp_path / "checked").write_text("x")
 
         code = inner.wait(120)

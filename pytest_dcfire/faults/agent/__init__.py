@@ -18,5 +18,9 @@ The plugin imports `protocol` (and the unit tests the pure parts) from here too.
   with FIFREEZE. `reap`: a dead session's pools and leftover cuts.
 - `journal`: every fault is journalled before it is applied, so a restarted agent adopts
   it and restore never depends on memory alone.
+- `watchdog`: when the session's process dies, remove the whole session (or, when it keeps
+  its system, stop at the undone faults); `janitor`: what its container runs to remove the
+  session's containers, volumes and networks; `dockerapi`: the engine's API over its socket,
+  found through dockerd's root in /proc; `procs`: pids, their start times, pids by name.
 - `dispatch`: `@handles(OP)` and the three ways a request fails; `kernel`: setns, mount.
 """

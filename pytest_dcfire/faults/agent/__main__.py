@@ -1,10 +1,13 @@
-"""`python3 -m dcfire_agent SESSION`: the agent's main loop on the exec's stdin and stdout.
+"""`python3 -m dcfire_agent SESSION [--owner PID:START] [--keep]`: the agent's main loop
+on the exec's stdin and stdout.
 
 The first line written is a `Hello`; then one answer per request line. When stdin closes
 (the client died, even by SIGKILL: the engine closes the exec's stdin when the attach
 connection drops) or on SIGTERM/SIGHUP, the agent undoes every cut and thaws every frozen
-pool before it exits (the dead-man switch). SIGUSR1 is a handover: a new agent of the same
-session takes the journal over, so this one exits without undoing anything.
+pool before it exits (the dead-man switch). After a closed stdin it then removes the whole
+session once its owner (`--owner`, the session's process) is provably gone, unless
+`--keep` (`watchdog`). SIGUSR1 is a handover: a new agent of the same session takes the
+journal over, so this one exits without undoing anything.
 """
 
 from __future__ import annotations
@@ -17,14 +20,32 @@ import sys
 from .agent import Agent
 from .kernel import now_ms
 from .protocol import AGENT_MODULE, PROTOCOL, SHUTDOWN, Hello
+from .watchdog import Owner, after_channel_closed
+
+USAGE = f"usage: python3 -m {AGENT_MODULE} SESSION [--owner PID:START] [--keep]"
+
+
+def parse_args(argv: list[str]) -> tuple[str, Owner | None, bool]:
+    """SESSION, the owner (None when not given) and whether the session keeps its system."""
+    args = argv[1:]
+    keep = "--keep" in args
+    args = [a for a in args if a != "--keep"]
+    owner = None
+    if len(args) == 3 and args[1] == "--owner":
+        owner = Owner.parse(args[2])
+        if owner is None:
+            raise SystemExit(f"{USAGE}\nbad --owner {args[2]!r}")
+        args = args[:1]
+    if len(args) != 1:
+        raise SystemExit(USAGE)
+    return args[0], owner, keep
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print(f"usage: python3 -m {AGENT_MODULE} SESSION", file=sys.stderr)
-        return 2
+    session, owner, keep = parse_args(argv)
     out = os.fdopen(os.dup(1), "w", buffering=1)
-    agent = Agent(argv[1], out)
+    agent = Agent(session, out)
+    owner_visible = owner is not None and owner.alive()
 
     def on_signal(signum: int, frame: object) -> None:
         agent.undo_all()
@@ -43,14 +64,18 @@ def main(argv: list[str]) -> int:
         "session": agent.session,
         "adopted": agent.adopted,
         "t": now_ms(),
+        "on_owner_death": "undo-faults" if keep else "remove",
+        "owner_visible": owner_visible,
     }
     agent.send(dict(hello))
     stdin = sys.stdin.buffer
+    closed = False
     try:
         while True:
             line = stdin.readline()
             if not line:
-                break  # the client is gone: dead-man switch
+                closed = True  # the client is gone: dead-man switch
+                break
             if not line.strip():
                 continue
             try:
@@ -66,6 +91,8 @@ def main(argv: list[str]) -> int:
                 break
     finally:
         agent.undo_all()
+    if closed:
+        after_channel_closed(agent, owner, owner_visible, keep)
     return 0
 
 

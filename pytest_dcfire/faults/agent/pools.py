@@ -442,6 +442,30 @@ class Pools:
                 with contextlib.suppress(OSError):
                     loops.autoclear(int(loop), pool["tag"], True)
 
+    def release_all(self) -> list[str]:
+        """Unmount every pool here and detach every loop device of this session, whatever
+        state a pool is in (thawed by `undo_all` first; shut down, failing or full ones just
+        go): the session is over. The kernel detaches a device the engine still mounts when
+        that mount goes. Returns the problems met."""
+        problems: list[str] = []
+        for name, pool in list(self.pools.items()):
+            mount = self.mount_point(name)
+            try:
+                if os.path.ismount(mount):
+                    unmount(mount)
+                with contextlib.suppress(OSError):
+                    os.rmdir(mount)
+                if pool.get("loop") is not None and not pool.get("attached"):
+                    loops.detach(int(pool["loop"] or 0), pool["tag"])
+            except OSError as exc:
+                problems.append(f"{name}: {exc}")
+        for entry, info in loops.find(self.session).items():  # any the journal missed
+            try:
+                loops.detach(int(entry[4:]), f"dcfire:{self.session}:{info['pool']}")
+            except OSError as exc:
+                problems.append(f"{entry}: {exc}")
+        return problems
+
 
 def wire_users(raw: Any) -> list[WireTarget]:
     """A pool's users as journalled: full container ids and pids, checked for shape only

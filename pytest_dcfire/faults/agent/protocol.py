@@ -33,6 +33,9 @@ BACKENDS: tuple[Backend, ...] = ("auto", "nftables", "iptables")
 #: How an answer failed: the request named something the agent must not touch; a target's
 #: pid is gone or another process's (inspect it again and retry); or the kernel said no.
 ErrorKind = Literal["refused", "stale", "failed"]
+#: What the agent does when the session's process dies: remove the whole session (its
+#: containers, volumes, networks, pools), or only undo its faults (the system is kept).
+OnOwnerDeath = Literal["remove", "undo-faults"]
 #: How a cut was made (a peer cut too).
 CutMethod = Literal["nftables", "iptables"]
 
@@ -158,6 +161,10 @@ class Hello(TypedDict):
     session: str
     adopted: Adopted
     t: float
+    on_owner_death: OnOwnerDeath
+    #: The session's process is visible from the helper (same host and pid namespace): its
+    #: death is seen at once; otherwise a grace period without a new agent stands for it.
+    owner_visible: bool
 
 
 # -- requests and replies, one pair per operation ----------------------------------------

@@ -14,6 +14,7 @@ from .cuts import SESSION_RE
 from .dispatch import Refused, handles
 from .journal import JOURNAL, read_journal
 from .kernel import unmount
+from .procs import pids_named
 from .protocol import REAP, DeadJournal, ReapReply, ReapRequest
 
 #: Where every helper keeps its state (the image's layout, whoever runs this agent).
@@ -97,16 +98,3 @@ def outlived(journal: dict[str, Any]) -> DeadJournal:
             if isinstance(cuts, dict)
         },
     }
-
-
-def pids_named(comm: str) -> list[int]:
-    pids: list[int] = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/comm") as f:
-                    if f.read().strip() == comm:
-                        pids.append(int(entry))
-            except OSError:
-                continue
-    return pids
