@@ -200,8 +200,15 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     progress = TerminalProgress(config)
     config.pluginmanager.register(progress, "dcfire-progress")
-    state = DcfireSession(settings, topology, progress, verbose=progress.verbose)
-    state.burn, state.compose, state.hooks = suite_burn, compose, config.hook
+    state = DcfireSession(
+        settings,
+        topology,
+        progress,
+        progress.verbose,
+        burn=suite_burn,
+        compose=compose,
+        hooks=config.hook,
+    )
     config.stash[SESSION_KEY] = state
     if suite_burn:
         from pytest_dcfire.report.junit import add_burn_properties

@@ -6,13 +6,13 @@ whole run: in share mode it starts the system eagerly (when the first worker is 
 before any test), tears it down at its own session end like any session, and hands every
 worker a plain-data description through `workerinput` (`describe`).
 
-A worker *attaches* (`attach`): handles for the controller's containers, nothing created. It
-still runs its own helper container (its own agent, so its dead-man switch undoes its cuts and
-thaws what it froze if the worker dies), which accepts the shared session's labelled containers
-and mounts the shared pools to freeze them (the agent checks the owner's tag on each loop
-device). Links go to the controller's Toxiproxy API in url mode, on the proxies it made. A
-worker never removes or re-creates anything of the shared copy; its helper carries the
-`shared` label, so the controller reaps a worker that died.
+A worker *attaches* (`runtime.runtime.attach`): handles for the controller's containers,
+nothing created. It still runs its own helper container (its own agent, so its dead-man
+switch undoes its cuts and thaws what it froze if the worker dies), which accepts the shared
+session's labelled containers and mounts the shared pools to freeze them (the agent checks
+the owner's tag on each loop device). Links go to the controller's Toxiproxy API in url
+mode, on the proxies it made. A worker never removes or re-creates anything of the shared
+copy; its helper carries the `shared` label, so the controller reaps a worker that died.
 
 Fires are serialised with `FireLock`, a readers-writer lock on a file in a directory the
 controller made: a test that can burn (it uses `dcfire`, or has a fault marker) holds it
@@ -38,12 +38,17 @@ import tempfile
 import time
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_dcfire.burn import OPTION as BURN_OPTION
+from pytest_dcfire.burn import SuiteBurn
 from pytest_dcfire.errors import DcfireError
+
+if TYPE_CHECKING:
+    from pytest_dcfire.runtime.runtime import Runtime
+    from pytest_dcfire.session import DcfireSession
 
 #: `workerinput` keys: the description of the shared copy, and the fire lock's path.
 SHARED_KEY = "dcfire_shared"
@@ -59,10 +64,12 @@ SHARED_FIXTURES = ("dcfire_topology",)
 # -- the description (controller) and the attachment (worker) ----------------------------
 
 
-def describe(state: Any) -> dict[str, Any]:
+def describe(state: DcfireSession) -> dict[str, Any]:
     """Everything a worker needs to act on the running shared copy, as plain data."""
-    system = state.system
-    pools = state.faults.pools.pools() if state.faults.pools is not None else []
+    runtime = state.runtime
+    assert runtime is not None, "the shared copy is not running"
+    system, faults, links = runtime.system, runtime.faults, runtime.links
+    pools = faults.pools.pools() if faults.pools is not None else []
     return {
         "identity": system.owner.to_dict(),
         "network": system.network.name,
@@ -71,7 +78,7 @@ def describe(state: Any) -> dict[str, Any]:
             h.name: [h.container.id, h.ip] for h in system.services.values() if not h.adopted
         },
         "pools": [dataclasses.asdict(p) for p in pools],
-        "links": state.links.describe(system.topology) if state.links is not None else None,
+        "links": links.describe(system.topology) if links is not None else None,
         "burn": list(state.burn.burning()),
         "burn_since": state.burn.since,
         "burn_members": list(state.burn.members),
@@ -79,71 +86,34 @@ def describe(state: Any) -> dict[str, Any]:
     }
 
 
-def attach(state: Any, described: dict[str, Any]) -> Any:
-    """The worker's side: handles, own helper, shared pools and proxies; nothing created."""
-    from pytest_dcfire.faults.backend import FaultBackend
-    from pytest_dcfire.faults.storage import Pool
-    from pytest_dcfire.links import Links
-    from pytest_dcfire.runtime.engine import Engine, SessionIdentity
-    from pytest_dcfire.runtime.system import System
-
-    topology = state.topology
-    owner = SessionIdentity.from_dict(described["identity"])
-    members = {name: (str(cid), str(ip)) for name, (cid, ip) in described["members"].items()}
-    missing = [s.name for s in topology.services if s.name not in members]
-    if missing:
-        raise DcfireError(
-            f"dcfire_share = session: the shared copy (session {owner.id}) has no instance "
-            f"{', '.join(missing)}; every worker must load the same topology as the controller"
-        )
-    state.engine = Engine.connect(state.identity)
-    state.faults = FaultBackend(state.engine, topology, state.progress, owner=owner)
-    system = System.attach(
-        state.engine,
-        topology,
-        state.progress,
-        owner,
-        str(described["network"]),
-        str(described["subnet"]),
-        members,
-    )
-    state.faults.attach(system)
-    state.faults.attach_pools([Pool(**p) for p in described["pools"]], owner.id)
-    state.faults.warm()
-    if described.get("links") is not None:
-        state.links = Links(state.settings, owner.id, state.progress).attach_shared(
-            described["links"], system
-        )
-    return system
-
-
-def hold_suite_burn(state: Any, system: Any, described: dict[str, Any]) -> None:
+def hold_suite_burn(burn: SuiteBurn, runtime: Runtime, described: dict[str, Any]) -> None:
     """The controller keeps the burned sites dark for the whole run: count its faults here,
     so a worker's fire of the same site says "already in place" and its restore undoes
     nothing of the suite burn (a thaw would thaw the controller's freeze)."""
     sites = list(described.get("burn") or ())
     if not sites:
         return
-    burn = state.burn
     burn.elsewhere = True
     burn.since = described.get("burn_since")
     burn.members = list(described.get("burn_members") or ())
     effects = burn.spec.effects() if burn.sites else ("network", "links", "storage")
-    handles = [h for site in sites for h in system.in_site(site)]
+    faults, links = runtime.faults, runtime.links
+    handles = [h for site in sites for h in runtime.system.in_site(site)]
     for handle in handles:
         for effect in effects:
             if effect in ("network", "kill", "pause"):
-                state.faults.hold(effect, handle.container.id)
-    if state.faults.pools is not None and "storage" in effects:
-        for pool in state.faults.pools.pools(sites):
-            state.faults.hold("storage", pool.name)
-    if state.links is not None and "links" in effects:
-        state.links.hold(state.links.proxies_of(handles))
+                faults.hold(effect, handle.container.id)
+    if faults.pools is not None and "storage" in effects:
+        for pool in faults.pools.pools(sites):
+            faults.hold("storage", pool.name)
+    if links is not None and "links" in effects:
+        links.hold(links.proxies_of(handles))
 
 
-def describe_burn(state: Any) -> dict[str, Any]:
+def describe_burn(state: DcfireSession) -> dict[str, Any]:
     """What a worker needs to hold the controller's burn of the adopted containers."""
     burn = state.burn
+    assert state.system is not None
     handles = [h for site in burn.sites for h in state.system.in_site(site)]
     return {
         "sites": list(burn.sites),
@@ -153,7 +123,7 @@ def describe_burn(state: Any) -> dict[str, Any]:
     }
 
 
-def hold_controller_burn(state: Any, described: dict[str, Any]) -> None:
+def hold_controller_burn(state: DcfireSession, described: dict[str, Any]) -> None:
     """In a worker with its own copy: the controller burns the adopted containers; this
     worker burns only its own containers and holds (never cuts nor waits for) the rest."""
     if described.get("failure"):
@@ -244,7 +214,7 @@ class ShareController:
     """Registered in the xdist controller (only when pytest-xdist is loaded): owns the shared
     copy under `dcfire_share = session`, and the lock directory."""
 
-    def __init__(self, config: pytest.Config, state: Any) -> None:
+    def __init__(self, config: pytest.Config, state: DcfireSession) -> None:
         self.config = config
         self.state = state
         self.lockdir: str | None = None
@@ -341,7 +311,7 @@ class ShareController:
             self.lockdir = None
 
 
-def configure_worker(config: pytest.Config, state: Any) -> None:
+def configure_worker(config: pytest.Config, state: DcfireSession) -> None:
     """In an xdist worker: take the lock and the shared copy the controller handed over."""
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:
@@ -369,7 +339,6 @@ __all__ = [
     "FireLock",
     "ShareController",
     "WorkerLock",
-    "attach",
     "configure_worker",
     "describe",
     "hold_controller_burn",
