@@ -22,14 +22,18 @@ from pytest_dcfire.config import (
     INI_KEEP,
     INI_RECOVERY_TIMEOUT,
     INI_REPORT,
+    INI_REUSE,
+    INI_REUSE_TTL,
     INI_SHARE,
     INI_SITES,
     INI_TOPOLOGY,
     INI_TOXIPROXY,
     OPTION_ADOPT_COMPOSE,
+    OPTION_CLEAN,
     OPTION_SHARE,
     TOXIPROXY_FORMS,
     add_adopt_options,
+    add_reuse_options,
     read_settings,
     report_path,
 )
@@ -119,6 +123,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     burn.add_options(group, parser)
     chaos_seed.add_options(group, parser)
     add_adopt_options(group, parser)
+    add_reuse_options(group, parser)
     parser.addini(
         INI_TOPOLOGY, "path of the topology YAML or docker-compose file, relative to the ini file."
     )
@@ -144,6 +149,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """--dcfire-clean removes this user's reusable systems and runs no test."""
+    if not config.getoption("dcfire_clean", False):
+        return None
+    from pytest_dcfire.errors import EngineUnavailable
+    from pytest_dcfire.runtime.reuse import clean
+
+    try:
+        clean(lambda line: print(f"dcfire: {line}", flush=True))
+    except EngineUnavailable as exc:
+        raise pytest.UsageError(f"{OPTION_CLEAN}: {exc}") from None
+    return 0
+
+
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
@@ -151,13 +171,22 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def _settings(config: pytest.Config) -> Any:
     ini = {
         key: config.getini(key)
-        for key in (INI_TOPOLOGY, INI_RECOVERY_TIMEOUT, INI_TOXIPROXY, INI_KEEP, INI_SHARE)
+        for key in (
+            INI_TOPOLOGY,
+            INI_RECOVERY_TIMEOUT,
+            INI_TOXIPROXY,
+            INI_KEEP,
+            INI_SHARE,
+            INI_REUSE,
+            INI_REUSE_TTL,
+        )
     }
     cli = {
         "topology": config.getoption("dcfire_topology"),
         "keep": config.getoption("dcfire_keep"),
         "plan": config.getoption("dcfire_plan"),
         "share": config.getoption("dcfire_share"),
+        "reuse": config.getoption("dcfire_reuse"),
     }
     inipath = Path(config.inipath) if config.inipath else None
     return read_settings(ini, cli, inipath, Path(config.invocation_params.dir))

@@ -15,7 +15,7 @@ from pytest_dcfire.burn import SuiteBurn
 from pytest_dcfire.config import Settings
 from pytest_dcfire.errors import DcfireError
 from pytest_dcfire.fire import CallStep, Timeline
-from pytest_dcfire.runtime.engine import SessionIdentity
+from pytest_dcfire.runtime.engine import RETAIN_KEEP, RETAIN_REUSE, SessionIdentity
 
 if TYPE_CHECKING:  # Docker and the runtime load when a test first needs the system
     from pytest_dcfire.faults.backend import FaultBackend
@@ -27,7 +27,16 @@ if TYPE_CHECKING:  # Docker and the runtime load when a test first needs the sys
     from pytest_dcfire.topology.model import Topology
 
 Progress = Callable[[str], None]
-Built = TypeVar("Built", bound="Runtime")
+Built = TypeVar("Built", "Runtime", "Runtime | None")
+
+
+def _retain(settings: Settings | None) -> str:
+    """The `L_RETAIN` label of what this session makes: kept (or reusable) after it ends."""
+    if settings is None:
+        return ""
+    if settings.keep:
+        return RETAIN_KEEP
+    return RETAIN_REUSE if settings.reuse else ""
 
 
 class DcfireSession:
@@ -55,7 +64,9 @@ class DcfireSession:
         self.compose = compose
         #: pytest's hook caller (`config.hook`), for the fire controller's hooks.
         self.hooks = hooks
-        self.identity = SessionIdentity.new(worker=os.environ.get("PYTEST_XDIST_WORKER", "main"))
+        self.identity = SessionIdentity.new(
+            worker=os.environ.get("PYTEST_XDIST_WORKER", "main"), retain=_retain(settings)
+        )
         self.timeline = Timeline()
         self.runtime: Runtime | None = None
         #: The teardown of a runtime under construction (closed by an interruption).
@@ -95,7 +106,9 @@ class DcfireSession:
         """Attach to the shared copy the xdist controller runs, instead of starting one."""
         self.shared = described
         owner = str((described.get("identity") or {}).get("id", ""))
-        self.identity = SessionIdentity.new(worker=self.identity.worker, shared=owner)
+        self.identity = SessionIdentity.new(
+            worker=self.identity.worker, shared=owner, retain=self.identity.retain
+        )
 
     def refuse(self, failure: str) -> None:
         """Make every `start` fail with `failure` (the xdist controller could not burn)."""
@@ -145,16 +158,7 @@ class DcfireSession:
         topology = self.topology
         assert topology is not None
         try:
-            adopted = self.runtime = self._build(
-                lambda teardown: runtime.start_adopted(
-                    self.settings,
-                    topology,
-                    self.identity,
-                    self.progress,
-                    on_join=[self.burn.joined],
-                    teardown=teardown,
-                )
-            )
+            adopted = self.runtime = self._build(runtime.start_adopted, topology)
             self._adopt_compose(adopted)
         except DcfireError as exc:
             self._burn_failed(exc)
@@ -173,50 +177,64 @@ class DcfireSession:
             self.progress(f"cleanup problem: {problem}")
         raise DcfireError(self._failure) from None
 
-    def _build(self, factory: Callable[[Teardown], Built]) -> Built:
-        """Run a runtime factory with a teardown that `close` can reach meanwhile."""
+    def _build(
+        self, factory: Callable[..., Built], topology: Topology, *args: Any, **kw: Any
+    ) -> Built:
+        """Run a runtime factory (runtime/runtime.py) with this session's settings, identity
+        and progress, and a teardown that `close` can reach while it runs."""
         from pytest_dcfire.runtime.runtime import Teardown
 
         self._building = Teardown.for_settings(self.settings)
         try:
-            return factory(self._building)
+            return factory(
+                self.settings,
+                topology,
+                self.identity,
+                self.progress,
+                *args,
+                on_join=[self.burn.joined],
+                teardown=self._building,
+                **kw,
+            )
         finally:
             self._building = None
 
     def _start(self, topology: Topology) -> Runtime:
         from pytest_dcfire.runtime import runtime
 
-        started = self._build(
-            lambda teardown: runtime.start(
-                self.settings,
-                topology,
-                self.identity,
-                self.progress,
-                verbose=self.verbose,
-                serving=self.serving,
-                on_join=[self.burn.joined],
-                teardown=teardown,
-            )
+        stale: list[str] = []
+        resumed = self._resume(topology, stale) if self.settings.reuse else None
+        started = resumed or self._build(
+            runtime.start, topology, verbose=self.verbose, serving=self.serving, stale=stale
         )
         self._adopt_compose(started)
         return started
+
+    def _resume(self, topology: Topology, stale: list[str]) -> Runtime | None:
+        """The system a previous session kept (--dcfire-reuse), if it fits; otherwise say
+        why in one line and put it in `stale`, for the fresh start to remove."""
+        from pytest_dcfire.runtime import runtime
+        from pytest_dcfire.runtime.reuse import NotReusable
+
+        if not topology.services:
+            return None
+        try:
+            return self._build(runtime.resume, topology)
+        except NotReusable as exc:
+            self.progress(
+                f"not reusing the kept system of session {exc.session}: {exc.reason}; "
+                "starting a fresh one"
+            )
+            if exc.remove:
+                stale.append(exc.session)
+            return None
 
     def _attach(self, topology: Topology, described: dict[str, Any]) -> Runtime:
         from pytest_dcfire import share
         from pytest_dcfire.runtime import runtime
 
         try:
-            attached = self._build(
-                lambda teardown: runtime.attach(
-                    self.settings,
-                    topology,
-                    self.identity,
-                    self.progress,
-                    described,
-                    on_join=[self.burn.joined],
-                    teardown=teardown,
-                )
-            )
+            attached = self._build(runtime.attach, topology, described)
         except DcfireError:
             raise
         except Exception as exc:  # the engine says no to a container id, a network...

@@ -273,12 +273,14 @@ class Helper:
         engine: Engine,
         progress: Progress | None = None,
         image: str | None = None,
+        container: str | None = None,
     ) -> None:
         self.engine = engine
         self.session: SessionIdentity = engine.session
         self.progress = progress
         self.image = image
-        self.container_id: str | None = None
+        #: The helper container: a kept system's (--dcfire-reuse), or made by `start`.
+        self.container_id: str | None = container
         self.state_volume = self.session.name("state")
         self.restarts = 0
         self._channel: Channel | None = None

@@ -14,18 +14,30 @@ A caller may pass the `Teardown` in, to undo a construction that another thread 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from pytest_dcfire.config import INI_TOXIPROXY, Settings
 from pytest_dcfire.errors import DcfireError
 from pytest_dcfire.faults.backend import FaultBackend
 from pytest_dcfire.faults.storage import Pool
 from pytest_dcfire.links import Links
+from pytest_dcfire.runtime import reuse
 from pytest_dcfire.runtime.adopt import Adoptions
 from pytest_dcfire.runtime.clocks import Clocks
-from pytest_dcfire.runtime.engine import L_SHARED, Engine, SessionIdentity
+from pytest_dcfire.runtime.engine import (
+    L_PID,
+    L_ROLE,
+    L_SERVICE,
+    L_SHARED,
+    L_SITE,
+    LABEL,
+    Engine,
+    SessionIdentity,
+)
 from pytest_dcfire.runtime.handles import ServiceHandle
 from pytest_dcfire.runtime.reaper import reap_dead_sessions
 from pytest_dcfire.runtime.system import System
@@ -33,8 +45,12 @@ from pytest_dcfire.topology.model import Topology
 
 Progress = Callable[[str], None]
 Joined = Callable[[ServiceHandle], None]
-#: What `close` does with the system: remove it, or keep it (`--dcfire-keep`).
-Retention = Literal["remove", "keep"]
+#: What `close` does with the system: remove it, keep it (`--dcfire-keep`), keep it for
+#: the next session (`--dcfire-reuse`: faults undone, the helper and its pools kept too), or
+#: leave it as found (a kept system found unfit for reuse: the fresh start removes it).
+Retention = Literal["remove", "keep", "reuse", "leave"]
+#: Seconds a kept system's services get to pass their health checks before it is replaced.
+REUSE_HEALTH_S = 10.0
 
 
 class Teardown:
@@ -103,8 +119,11 @@ def _backend(
     progress: Progress,
     teardown: Teardown,
     owner: SessionIdentity | None = None,
+    helper_container: str | None = None,
 ) -> FaultBackend:
-    faults = FaultBackend(engine, topology, progress, owner=owner)
+    faults = FaultBackend(
+        engine, topology, progress, owner=owner, helper_container=helper_container
+    )
     # The helper goes last: the containers and pools it serves are gone by then.
     teardown.push("faults", lambda: faults.close() if teardown.removing else faults.release())
     return faults
@@ -119,7 +138,13 @@ def _hold(system: System, faults: FaultBackend, progress: Progress, teardown: Te
     def stop() -> list[str]:
         if teardown.retention == "remove":
             return system.stop()
-        progress(system.keep_instructions())
+        if teardown.retention == "keep":
+            progress(system.keep_instructions())
+        elif teardown.retention == "reuse":
+            progress(
+                f"kept the system of session {system.session_id} for the next run "
+                "(--dcfire-reuse); `pytest --dcfire-clean` removes it"
+            )
         return []
 
     teardown.push("system", stop)
@@ -172,9 +197,11 @@ def start(
     serving: bool = False,
     on_join: Sequence[Joined] = (),
     teardown: Teardown | None = None,
+    stale: Sequence[str] = (),
 ) -> Runtime:
     """Start the system under test; `serving`: the xdist controller's shared copy, whose
-    dead workers are reaped first at teardown."""
+    dead workers are reaped first at teardown; `stale`: kept systems (sessions) found unfit
+    for reuse, removed first."""
     teardown = teardown or Teardown.for_settings(settings)
     with contextlib.ExitStack() as unwind:
         unwind.callback(lambda: _report(teardown.close(), progress))
@@ -183,7 +210,7 @@ def start(
         teardown.push("links", links.close)  # the server, if construction stops early
         engine = _connect(identity, teardown)
         faults = _backend(engine, topology, progress, teardown)
-        report = reap_dead_sessions(engine.client, thaw=faults.thaw_dead)
+        report = reap_dead_sessions(engine.client, thaw=faults.thaw_dead, sessions=stale)
         reaped = str(report) if report.sessions else None
         if reaped:
             progress(reaped)
@@ -210,8 +237,171 @@ def start(
         adoptions = _adoptions(engine, system, faults, settings, progress, on_join)
         if serving:
             teardown.push("workers", lambda: _reap_workers(engine, faults, identity, progress))
+        if settings.reuse and topology.services:
+            _reusable(engine, topology, settings, links, teardown)
         unwind.pop_all()
     return Runtime(engine, faults, system, links, adoptions, teardown, reaped)
+
+
+def _reusable(
+    engine: Engine, topology: Topology, settings: Settings, links: Links, teardown: Teardown
+) -> None:
+    """Mark the system reusable once it is whole (a half-started one is removed), and
+    record its last use again when the session ends."""
+    key = reuse.reuse_key(topology, engine.session.worker)
+    printed = reuse.fingerprint(engine, topology, settings.toxiproxy)
+    ports = links.link_ports(topology)
+
+    def record() -> None:
+        reuse.write_record(engine, key, printed, settings.reuse_ttl, ports)
+
+    record()
+    teardown.retention = "reuse"
+    teardown.push("reuse record", lambda: record() if teardown.retention == "reuse" else None)
+
+
+def resume(
+    settings: Settings,
+    topology: Topology,
+    identity: SessionIdentity,
+    progress: Progress,
+    *,
+    on_join: Sequence[Joined] = (),
+    teardown: Teardown | None = None,
+) -> Runtime | None:
+    """Take over the system a previous session kept for reuse (--dcfire-reuse): the same
+    fingerprint, every container running, its leftover faults undone, every service healthy,
+    the links in place. None when there is none; NotReusable (saying why) when the kept one
+    does not fit, which is then left for `start(stale=...)` to remove."""
+    probe = Engine.connect(identity)
+    key = reuse.reuse_key(topology, identity.worker)
+    try:
+        record = reuse.find(probe, key)
+    except Exception:
+        probe.close()
+        raise
+    if record is None:
+        probe.close()
+        return None
+    session = record.session
+    teardown = teardown or Teardown("reuse")
+    teardown.retention = "reuse"  # never removed from here: `start(stale=...)` does that
+
+    def refuse(reason: str) -> NoReturn:
+        teardown.retention = "leave"
+        raise reuse.NotReusable(session, reason) from None
+
+    with contextlib.ExitStack() as unwind:
+        unwind.callback(lambda: _report(teardown.close(), progress))
+        engine = dataclasses.replace(probe, session=identity.resumed(session))
+        teardown.push("engine", lambda: engine.close())
+        if record.in_use:  # not ours to remove either
+            teardown.retention = "leave"
+            raise reuse.NotReusable(
+                session, f"another pytest (pid {record.labels.get(L_PID)}) uses it", remove=False
+            )
+        if any(s.clock == "controllable" for s in topology.services):
+            refuse("services with `clock: controllable` are started afresh every run")
+        # Ours from now on: no other session's cleanup removes it while we run.
+        printed = reuse.fingerprint(engine, topology, settings.toxiproxy)
+        # (With what made it: if it does not fit, it must not look as if it did.)
+        reuse.write_record(engine, key, record.fingerprint, settings.reuse_ttl, record.link_ports)
+        changed = record.fingerprint.difference(printed)
+        if changed is not None:
+            refuse(changed)
+        network, containers, helper = _kept_parts(engine, topology, refuse)
+        faults = _backend(engine, topology, progress, teardown, helper_container=helper)
+        if faults.helper is None or faults.helper.container_id != helper:
+            refuse("its helper container could not be taken over")
+        faults.adopt_pools(_kept_pools(engine))
+        try:
+            undone = faults.undo_leftovers()
+        except Exception as exc:
+            refuse(f"undoing the faults left on it failed: {exc}")
+        if undone:
+            progress(f"undid what the previous run left applied: {', '.join(undone)}")
+        links = Links(settings, session, progress).start()
+        system = System.resume(
+            engine, topology, faults.volumes, progress, network, containers, wiring=links
+        )
+        _hold(system, faults, progress, teardown)
+        teardown.push("links", links.close)
+        try:
+            system.wait_healthy(list(system.services.values()), timeout=REUSE_HEALTH_S)
+        except DcfireError as exc:
+            refuse(str(exc).splitlines()[0])
+        try:
+            links.reopen(system, record.link_ports)
+            links.attach(system)
+        except Exception as exc:
+            refuse(f"its links could not be put back: {exc}")
+        faults.warm()
+        adoptions = _adoptions(engine, system, faults, settings, progress, on_join)
+        ports = links.link_ports(topology)
+        teardown.push(
+            "reuse record",
+            lambda: (
+                reuse.write_record(engine, key, printed, settings.reuse_ttl, ports)
+                if teardown.retention == "reuse"
+                else None
+            ),
+        )
+        unwind.pop_all()
+    progress(
+        f"reusing the system of session {session} ({len(system.services)} service "
+        f"instance(s) healthy; kept {time.time() - record.last_used:.0f} s ago)"
+    )
+    return Runtime(engine, faults, system, links, adoptions, teardown)
+
+
+def _kept_parts(
+    engine: Engine, topology: Topology, refuse: Callable[[str], NoReturn]
+) -> tuple[Any, dict[str, Any], str]:
+    """The network, the service containers (by instance) and the helper of a kept system,
+    each running; a paused container (a freeze the previous run left) is thawed."""
+    networks = list(engine.owned("networks"))
+    if len(networks) != 1:
+        refuse("its network is gone")
+    containers: dict[str, Any] = {}
+    helper = ""
+    for container in engine.owned("containers"):
+        labels = container.labels or {}
+        if labels.get(L_ROLE) == "helper" and container.status == "running":
+            helper = str(container.id)
+        elif labels.get(L_ROLE) == "service":
+            containers[str(labels.get(L_SERVICE, ""))] = container
+    if not helper:
+        refuse("its helper container is gone")
+    for spec in topology.services:
+        found = containers.get(spec.name)
+        if found is None:
+            refuse(f"the container of {spec.name} is gone (removed by hand?)")
+        if found.status == "paused":
+            found.unpause()
+            found.reload()
+        if found.status != "running":
+            refuse(f"the container of {spec.name} is {found.status}")
+    return networks[0], containers, helper
+
+
+def _kept_pools(engine: Engine) -> list[Pool]:
+    """The storage pools of a kept system, from their volumes' labels and options."""
+    pools = []
+    for volume in engine.owned("volumes"):
+        labels = volume.attrs.get("Labels") or {}
+        if labels.get(L_ROLE) != "pool":
+            continue
+        device = str((volume.attrs.get("Options") or {}).get("device", ""))
+        pools.append(
+            Pool(
+                name=str(labels.get(f"{LABEL}.pool", "")),
+                volume=str(volume.name),
+                site=str(labels.get(L_SITE, "")),
+                size_mb=0,
+                device=device,
+            )
+        )
+    return pools
 
 
 def start_adopted(
@@ -290,4 +480,4 @@ def _report(problems: list[str], progress: Progress) -> None:
         progress(f"cleanup problem: {problem}")
 
 
-__all__ = ["Retention", "Runtime", "Teardown", "attach", "start", "start_adopted"]
+__all__ = ["Retention", "Runtime", "Teardown", "attach", "resume", "start", "start_adopted"]
