@@ -7,9 +7,9 @@ benchmark copies it into a temporary directory, removes any kept system with
 `pytest --dcfire-clean`, then runs pytest there twice with `--dcfire-reuse`: the first run
 starts the system and keeps it, the second takes it over. Each run is a real pytest
 subprocess; "to first test" is from its start to the first test's call (a conftest hook
-writes the time), "set-up" is that minus the time to the first test of a run whose only
-test uses no system (interpreter, pytest, plugin). Median of --repeat pairs; images are
-built before the first pair.
+writes the time), "set-up" is the time the `dcfire_topology` fixture took to set up (the
+system started, or taken over). Median of --repeat pairs; images are built before the first
+pair.
 The kept system is removed at the end. Nothing is asserted; the aim is a second run whose
 set-up is at most a tenth of the first's.
 """
@@ -32,14 +32,24 @@ from bench_table import print_table
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_TEST = """
 import os, time
+import pytest
 
 def pytest_runtest_call(item):
     path = os.environ["DCFIRE_BENCH_FIRST"]
     if not os.path.exists(path):
         with open(path, "w") as f:
             f.write(repr(time.time()))
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    started = time.monotonic()
+    try:
+        return (yield)
+    finally:
+        if fixturedef.argname == "dcfire_topology":
+            with open(os.environ["DCFIRE_BENCH_FIRST"] + ".setup", "w") as f:
+                f.write(repr(time.monotonic() - started))
 """
-BASELINE_TEST = "def test_nothing():\n    pass\n"
 
 
 def many(n: int) -> str:
@@ -66,11 +76,14 @@ def prepare_demo(where: Path) -> Path:
     return where
 
 
-def pytest_run(where: Path, *args: str) -> tuple[float, float, str]:
-    """(wall seconds, seconds to the first test's call, output) of one pytest subprocess."""
+def pytest_run(where: Path, *args: str) -> tuple[float, float, float, str]:
+    """(wall seconds, seconds to the first test's call, seconds of the `dcfire_topology`
+    fixture's set-up, output) of one pytest subprocess."""
     (where / "conftest.py").write_text(FIRST_TEST)
     mark = where / ".first-test"
+    setup = where / ".first-test.setup"
     mark.unlink(missing_ok=True)
+    setup.unlink(missing_ok=True)
     env = {**os.environ, "DCFIRE_BENCH_FIRST": str(mark)}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     started = time.time()
@@ -84,50 +97,33 @@ def pytest_run(where: Path, *args: str) -> tuple[float, float, str]:
     )
     wall = time.time() - started
     first = float(mark.read_text()) - started if mark.exists() else float("nan")
+    fixture = float(setup.read_text()) if setup.exists() else float("nan")
     if proc.returncode not in (0, 5):
         print(proc.stdout[-3000:], proc.stderr[-2000:], file=sys.stderr)
         raise SystemExit(f"pytest failed in {where} ({proc.returncode})")
-    return wall, first, proc.stdout
-
-
-def baseline(where: Path) -> float:
-    """Seconds to the first test of a run that starts nothing (interpreter, plugin, pytest)."""
-    probe = where.parent / f"{where.name}-baseline"
-    probe.mkdir()
-    (probe / "test_nothing.py").write_text(BASELINE_TEST)
-    return statistics.median(pytest_run(probe)[1] for _ in range(3))
+    return wall, first, fixture, proc.stdout
 
 
 def measure(name: str, where: Path, repeat: int) -> list[object]:
     pytest_run(where, "--dcfire-clean")
     pytest_run(where)  # build the images once: builds are paid once, not by every run
-    base = baseline(where)
-    firsts: list[tuple[float, float]] = []
-    seconds: list[tuple[float, float]] = []
+    firsts: list[tuple[float, float, float]] = []
+    seconds: list[tuple[float, float, float]] = []
     for _ in range(repeat):
         pytest_run(where, "--dcfire-clean")
-        wall, first, _ = pytest_run(where, "--dcfire-reuse")
-        firsts.append((wall, first))
-        wall, first, out = pytest_run(where, "--dcfire-reuse", "-s")
+        firsts.append(pytest_run(where, "--dcfire-reuse")[:3])
+        *numbers, out = pytest_run(where, "--dcfire-reuse", "-s")
         if "reusing the system" not in out:
             raise SystemExit(f"the second run did not reuse the system:\n{out[-3000:]}")
-        seconds.append((wall, first))
+        seconds.append((numbers[0], numbers[1], numbers[2]))
     pytest_run(where, "--dcfire-clean")
-    f_wall = statistics.median(w for w, _ in firsts)
-    f_first = statistics.median(f for _, f in firsts)
-    s_wall = statistics.median(w for w, _ in seconds)
-    s_first = statistics.median(f for _, f in seconds)
-    setup_first, setup_second = f_first - base, s_first - base
+    first = [statistics.median(run[i] for run in firsts) for i in range(3)]
+    second = [statistics.median(run[i] for run in seconds) for i in range(3)]
     return [
         name,
-        f"{f_wall:.1f}",
-        f"{s_wall:.1f}",
-        f"{f_first:.1f}",
-        f"{s_first:.1f}",
-        f"{base:.1f}",
-        f"{setup_first:.2f}",
-        f"{setup_second:.2f}",
-        f"{setup_second / setup_first:.2f}" if setup_first > 0 else "n/a",
+        *(f"{first[i]:.1f}" for i in range(3)),
+        *(f"{second[i]:.1f}" for i in range(3)),
+        f"{second[2] / first[2]:.2f}",
     ]
 
 
@@ -143,16 +139,15 @@ def main() -> None:
         rows.append(measure(f"{args.services} services", many_dir, args.repeat))
     print_table(
         f"first run vs second run with --dcfire-reuse (s, median of {args.repeat}; set-up = "
-        "to first test minus a run that starts nothing)",
+        "the dcfire_topology fixture's set-up)",
         [
             "system",
-            "wall 1st",
-            "wall 2nd",
-            "to 1st test 1st",
-            "to 1st test 2nd",
-            "no-system baseline",
-            "set-up 1st",
-            "set-up 2nd",
+            "1st: wall",
+            "1st: to 1st test",
+            "1st: set-up",
+            "2nd: wall",
+            "2nd: to 1st test",
+            "2nd: set-up",
             "2nd/1st set-up",
         ],
         rows,

@@ -412,7 +412,8 @@ def dcfire_topology(pytestconfig: pytest.Config) -> Iterator[Any]:
 
     `.sites`, `.services`, `.service(name)` (handles with `.address(port)`, `.exec(cmd)`,
     `.logs()`, `.container`, `.site`), `.blast_radius(site)`, `.adopt(container, site=...)`
-    (a container started elsewhere joins a site; never removed) and `.release(handle)`.
+    (a container started elsewhere joins a site; never removed), `.release(handle)` and
+    `.reset(service_or_site)` (its containers and volumes made again from scratch).
     """
     state = pytestconfig.stash[SESSION_KEY]
     try:
