@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pytest_dcfire.errors import ConfigError, DcfireError, did_you_mean
 from pytest_dcfire.fire import FireController
@@ -33,6 +33,8 @@ from pytest_dcfire.seams import Faults, FireSession, Handle, RunningSystem
 if TYPE_CHECKING:
     import pluggy
     import pytest
+
+    from pytest_dcfire.lifecycle import Runtime
 
 INI_BURN = "dcfire_burn"
 OPTION = "--dcfire-burn"
@@ -318,3 +320,27 @@ def add_timeouts(items: Sequence[pytest.Item], seconds: float | None) -> None:
     for item in items:
         if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(seconds, func_only=True))
+
+
+def hold_suite_burn(burn: SuiteBurn, runtime: Runtime, described: dict[str, Any]) -> None:
+    """The controller keeps the burned sites dark for the whole run: count its faults here,
+    so a worker's fire of the same site says "already in place" and its restore undoes
+    nothing of the suite burn (a thaw would thaw the controller's freeze)."""
+    sites = list(described.get("burn") or ())
+    if not sites:
+        return
+    burn.elsewhere = True
+    burn.since = described.get("burn_since")
+    burn.members = list(described.get("burn_members") or ())
+    effects = burn.spec.effects() if burn.sites else ("network", "links", "storage")
+    faults, links = runtime.faults, runtime.links
+    handles = [h for site in sites for h in runtime.system.in_site(site)]
+    for handle in handles:
+        for effect in effects:
+            if effect in ("network", "kill", "pause"):
+                faults.hold(effect, handle.container.id)
+    if faults.pools is not None and "storage" in effects:
+        for pool in faults.pools.pools(sites):
+            faults.hold("storage", pool.name)
+    if links is not None and "links" in effects:
+        links.hold(links.proxies_of(handles))

@@ -23,6 +23,13 @@ INI_TOXIPROXY = "dcfire_toxiproxy"
 INI_KEEP = "dcfire_keep"
 INI_SHARE = "dcfire_share"
 INI_REPORT = "dcfire_report"
+#: Reuse of the running system between sessions (runtime/reuse.py).
+INI_REUSE = "dcfire_reuse"
+INI_REUSE_TTL = "dcfire_reuse_ttl"
+OPTION_REUSE = "--dcfire-reuse"
+OPTION_CLEAN = "--dcfire-clean"
+DEFAULT_REUSE_TTL = 3600.0
+_TTL_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 OPTION_SHARE = "--dcfire-share"
 #: Adoption (runtime/adopt.py): here so that declaring its options does not load it.
 INI_ADOPT_COMPOSE = "dcfire_adopt_compose"
@@ -59,13 +66,17 @@ class Settings:
     plan: bool
     rootdir: Path
     share: ShareMode = "worker"
+    #: --dcfire-reuse: keep the system for the next session and reuse a kept one.
+    reuse: bool = False
+    #: Seconds since its last use after which a kept reusable system may be reaped.
+    reuse_ttl: float = DEFAULT_REUSE_TTL
 
     @property
     def keeps_system(self) -> bool:
-        """The system outlives this session (`--dcfire-keep`): if its process dies, even by
-        SIGKILL, the helper only undoes the faults (label `on-owner-death=undo-faults`)
-        instead of removing everything of the session."""
-        return self.keep
+        """The system outlives this session (`--dcfire-keep`, `--dcfire-reuse`): if its
+        process dies, even by SIGKILL, the helper only undoes the faults (label
+        `on-owner-death=undo-faults`) instead of removing everything of the session."""
+        return self.keep or self.reuse
 
     @property
     def toxiproxy_mode(self) -> ToxiproxyMode:
@@ -111,6 +122,22 @@ def parse_toxiproxy(key: str, value: Any) -> str:
     raise ConfigError(f"{key} = {value!r} is not valid; use {TOXIPROXY_FORMS}")
 
 
+def parse_ttl(key: str, value: Any) -> float:
+    """Seconds from `3600`, `90s`, `30m`, `1h` or `2d`."""
+    text = str(value).strip().lower()
+    unit = _TTL_UNITS.get(text[-1:]) if text else None
+    try:
+        seconds = float(text[:-1] if unit else text) * (unit or 1.0)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(
+            f"{key} = {value!r} is not valid; give a positive duration: seconds (3600) or "
+            "a number with s, m, h or d (90s, 30m, 1h, 2d)"
+        )
+    return seconds
+
+
 def parse_share(key: str, value: Any) -> ShareMode:
     text = str(value).strip().lower()
     for mode in SHARE_MODES:
@@ -140,6 +167,11 @@ def read_settings(
             )
 
     keep = bool(cli.get("keep")) or parse_bool(INI_KEEP, ini.get(INI_KEEP) or "false")
+    # --dcfire-keep keeps its meaning (kept, never reused): it wins over reuse.
+    reuse = not keep and (
+        bool(cli.get("reuse")) or parse_bool(INI_REUSE, ini.get(INI_REUSE) or "false")
+    )
+    reuse_ttl = parse_ttl(INI_REUSE_TTL, ini.get(INI_REUSE_TTL) or DEFAULT_REUSE_TTL)
     if cli.get("share") is not None:
         share = parse_share(OPTION_SHARE, cli["share"])
     else:
@@ -154,6 +186,8 @@ def read_settings(
         plan=bool(cli.get("plan")),
         rootdir=base,
         share=share,
+        reuse=reuse,
+        reuse_ttl=reuse_ttl,
     )
 
 
@@ -176,6 +210,37 @@ def report_path(config: pytest.Config) -> str | None:
             "dcfire-report.html"
         )
     return str(path)
+
+
+def add_reuse_options(group: Any, parser: Any) -> None:
+    """--dcfire-reuse, --dcfire-clean, dcfire_reuse and dcfire_reuse_ttl (runtime/reuse.py)."""
+    group.addoption(
+        OPTION_REUSE,
+        dest="dcfire_reuse",
+        action="store_true",
+        default=False,
+        help="keep the system after the session for the next one, and reuse a kept one whose "
+        "topology file, images and plugin are unchanged, after undoing any fault left on it "
+        f"(ini: {INI_REUSE}). Data carries over; dcfire_topology.reset(name) starts afresh.",
+    )
+    group.addoption(
+        OPTION_CLEAN,
+        dest="dcfire_clean",
+        action="store_true",
+        default=False,
+        help="remove every reusable system of this user on this engine, then exit (no test runs).",
+    )
+    parser.addini(
+        INI_REUSE,
+        "keep and reuse the system between sessions (true/false, default false).",
+        default="false",
+    )
+    parser.addini(
+        INI_REUSE_TTL,
+        "how long after its last use a kept reusable system may be removed by another "
+        "session's cleanup: seconds, or 90s, 30m, 1h, 2d (default 1h).",
+        default="1h",
+    )
 
 
 def add_adopt_options(group: Any, parser: Any) -> None:

@@ -89,13 +89,16 @@ class LinkClient:
             self._embedded = self.version().get("implementation") == "pytest-dcfire"
         return self._embedded
 
-    def create(self, name: str, upstream: str, listen: str | None = None) -> tuple[str, int]:
-        """Create a proxy on an ephemeral port of `listen` (default: loopback for a local
-        server, every address otherwise); return the host of this server and that port."""
+    def create(
+        self, name: str, upstream: str, listen: str | None = None, port: int = 0
+    ) -> tuple[str, int]:
+        """Create a proxy on `port` (default: an ephemeral one) of `listen` (default:
+        loopback for a local server, every address otherwise); return the host of this
+        server and that port."""
         if listen is None:
             local = self.host in ("127.0.0.1", "localhost", "::1")
             listen = "127.0.0.1" if local else "0.0.0.0"
-        listen = f"{listen}:0"
+        listen = f"{listen}:{port}"
         info = self._call(
             lambda api: api.post(
                 "/proxies", json={"name": name, "upstream": upstream, "listen": listen}, timeout=10
@@ -210,27 +213,53 @@ class Links:
             self._start_image(system)
         if not topology.links:
             return
+        for link in topology.links:
+            self._make_link(system, link, f"{addresses[link.target]}:{link.port}")
+        self.progress(f"{len(self.links)} service-to-service link(s) through Toxiproxy")
+
+    def reopen(self, system: Any, ports: Sequence[int]) -> None:
+        """The link proxies of a kept system (--dcfire-reuse), again on the ports its
+        containers were started with (`ports`: in topology link order); ConfigError when a
+        port is taken or the server is a container that went with the old session."""
+        topology = system.topology
+        self._site_of = {s.name: s.site for s in topology.services}
+        if not topology.links:
+            return
+        if self.mode == "image":
+            raise ConfigError(f"{INI_TOXIPROXY} = image: its link proxies are not kept")
+        for link, port in zip(topology.links, ports, strict=True):
+            target = system.service(link.target)
+            self._make_link(system, link, f"{target.ip}:{link.port}", port)
+
+    def link_ports(self, topology: Any) -> list[int]:
+        """The port of each link proxy, in topology link order (for `reopen`)."""
+        return [self.links[link][1][1] for link in topology.links]
+
+    def _make_link(self, system: Any, link: Link, upstream: str, port: int = 0) -> None:
         client = self.client
         assert client is not None
         listen, advertise = self._link_endpoint(system)
-        for link in topology.links:
-            name = _NAME_OK.sub("_", f"{self.session}-{link.consumer}-to-{link.target}-{link.port}")
-            client.destroy(name)
-            upstream = f"{addresses[link.target]}:{link.port}"
-            _, port = client.create(name, upstream, listen=listen)
-            self.links[link] = (name, (advertise, port))
-            latency = topology.wan.between(self._site_of[link.consumer], self._site_of[link.target])
-            if latency:
-                for stream in ("upstream", "downstream"):
-                    client.add_toxic(
-                        name,
-                        f"dcfire_wan_{stream}",
-                        "latency",
-                        stream,
-                        latency=int(latency.latency_ms),
-                        jitter=int(latency.jitter_ms),
-                    )
-        self.progress(f"{len(self.links)} service-to-service link(s) through Toxiproxy")
+        name = _NAME_OK.sub("_", f"{self.session}-{link.consumer}-to-{link.target}-{link.port}")
+        client.destroy(name)
+        try:
+            _, made = client.create(name, upstream, listen=listen, port=port)
+        except Exception as exc:
+            if not port:
+                raise
+            raise ConfigError(f"link proxy {name} on port {port}: {_short(exc)}") from None
+        self.links[link] = (name, (advertise, made))
+        topology = system.topology
+        latency = topology.wan.between(self._site_of[link.consumer], self._site_of[link.target])
+        if latency:
+            for stream in ("upstream", "downstream"):
+                client.add_toxic(
+                    name,
+                    f"dcfire_wan_{stream}",
+                    "latency",
+                    stream,
+                    latency=int(latency.latency_ms),
+                    jitter=int(latency.jitter_ms),
+                )
 
     def resolve(self, service: Service) -> Service:
         """The service with its `${link:...}` placeholders replaced by proxy addresses."""

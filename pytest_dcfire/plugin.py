@@ -23,14 +23,18 @@ from pytest_dcfire.config import (
     INI_KEEP,
     INI_RECOVERY_TIMEOUT,
     INI_REPORT,
+    INI_REUSE,
+    INI_REUSE_TTL,
     INI_SHARE,
     INI_SITES,
     INI_TOPOLOGY,
     INI_TOXIPROXY,
     OPTION_ADOPT_COMPOSE,
+    OPTION_CLEAN,
     OPTION_SHARE,
     TOXIPROXY_FORMS,
     add_adopt_options,
+    add_reuse_options,
     read_settings,
     report_path,
 )
@@ -93,6 +97,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     burn.add_options(group, parser)
     chaos_seed.add_options(group, parser)
     add_adopt_options(group, parser)
+    add_reuse_options(group, parser)
     parser.addini(
         INI_TOPOLOGY, "path of the topology YAML or docker-compose file, relative to the ini file."
     )
@@ -118,6 +123,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """--dcfire-clean removes this user's reusable systems and runs no test."""
+    if not config.getoption("dcfire_clean", False):
+        return None
+    from pytest_dcfire.errors import EngineUnavailable
+    from pytest_dcfire.lifecycle import clean
+
+    try:
+        clean(lambda line: print(f"dcfire: {line}", flush=True))
+    except EngineUnavailable as exc:
+        raise pytest.UsageError(f"{OPTION_CLEAN}: {exc}") from None
+    return 0
+
+
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
@@ -125,13 +145,22 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def _settings(config: pytest.Config) -> Settings:
     ini = {
         key: config.getini(key)
-        for key in (INI_TOPOLOGY, INI_RECOVERY_TIMEOUT, INI_TOXIPROXY, INI_KEEP, INI_SHARE)
+        for key in (
+            INI_TOPOLOGY,
+            INI_RECOVERY_TIMEOUT,
+            INI_TOXIPROXY,
+            INI_KEEP,
+            INI_SHARE,
+            INI_REUSE,
+            INI_REUSE_TTL,
+        )
     }
     cli = {
         "topology": config.getoption("dcfire_topology"),
         "keep": config.getoption("dcfire_keep"),
         "plan": config.getoption("dcfire_plan"),
         "share": config.getoption("dcfire_share"),
+        "reuse": config.getoption("dcfire_reuse"),
     }
     inipath = Path(config.inipath) if config.inipath else None
     return read_settings(ini, cli, inipath, Path(config.invocation_params.dir))
@@ -173,8 +202,15 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     progress = TerminalProgress(config)
     config.pluginmanager.register(progress, "dcfire-progress")
-    state = DcfireSession(settings, topology, progress, verbose=progress.verbose)
-    state.burn, state.compose, state.hooks = suite_burn, compose, config.hook
+    state = DcfireSession(
+        settings,
+        topology,
+        progress,
+        progress.verbose,
+        burn=suite_burn,
+        compose=compose,
+        hooks=config.hook,
+    )
     config.stash[SESSION_KEY] = state
     if suite_burn:
         from pytest_dcfire.report.junit import add_burn_properties
@@ -288,7 +324,8 @@ def dcfire_topology(pytestconfig: pytest.Config) -> Iterator[System]:
 
     `.sites`, `.services`, `.service(name)` (handles with `.address(port)`, `.exec(cmd)`,
     `.logs()`, `.container`, `.site`), `.blast_radius(site)`, `.adopt(container, site=...)`
-    (a container started elsewhere joins a site; never removed) and `.release(handle)`.
+    (a container started elsewhere joins a site; never removed), `.release(handle)` and
+    `.reset(service_or_site)` (its containers and volumes made again from scratch).
     """
     state = pytestconfig.stash[SESSION_KEY]
     try:

@@ -6,13 +6,13 @@ whole run: in share mode it starts the system eagerly (when the first worker is 
 before any test), tears it down at its own session end like any session, and hands every
 worker a plain-data description through `workerinput` (`describe`).
 
-A worker *attaches* (`attach`): handles for the controller's containers, nothing created. It
-still runs its own helper container (its own agent, so its dead-man switch undoes its cuts and
-thaws what it froze if the worker dies), which accepts the shared session's labelled containers
-and mounts the shared pools to freeze them (the agent checks the owner's tag on each loop
-device). Links go to the controller's Toxiproxy API in url mode, on the proxies it made. A
-worker never removes or re-creates anything of the shared copy; its helper carries the
-`shared` label, so the controller reaps a worker that died.
+A worker *attaches* (`lifecycle.attach`): handles for the controller's containers,
+nothing created. It still runs its own helper container (its own agent, so its dead-man
+switch undoes its cuts and thaws what it froze if the worker dies), which accepts the shared
+session's labelled containers and mounts the shared pools to freeze them (the agent checks
+the owner's tag on each loop device). Links go to the controller's Toxiproxy API in url
+mode, on the proxies it made. A worker never removes or re-creates anything of the shared
+copy; its helper carries the `shared` label, so the controller reaps a worker that died.
 
 Fires are serialised with `FireLock`, a readers-writer lock on a file in a directory the
 controller made: a test that can burn (it uses `dcfire`, or has a fault marker) holds it
@@ -23,7 +23,7 @@ A session burn (`--dcfire-burn`) is ignited once per set of containers, by their
 controller burns the shared copy, and the adopted compose containers that every per-worker
 copy sees (`start_adopted`, `BURN_KEY`), before any worker runs, and restores them in its
 `pytest_sessionfinish`, after the last worker ended, where a failed health wait becomes an
-error of the run. Workers hold those (`hold_suite_burn`, `hold_controller_burn`) and burn
+error of the run. Workers hold those (`burn.hold_suite_burn`, `hold_controller_burn`) and burn
 only their own copy: no process waits for health while another holds a cut of the same
 containers.
 """
@@ -38,7 +38,7 @@ import tempfile
 import time
 from collections.abc import Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -46,7 +46,6 @@ from pytest_dcfire.burn import OPTION as BURN_OPTION
 from pytest_dcfire.errors import DcfireError
 
 if TYPE_CHECKING:
-    from pytest_dcfire.runtime.system import System
     from pytest_dcfire.session import DcfireSession
 
 #: `workerinput` keys: the description of the shared copy, and the fire lock's path.
@@ -65,9 +64,10 @@ SHARED_FIXTURES = ("dcfire_topology",)
 
 def describe(state: DcfireSession) -> dict[str, Any]:
     """Everything a worker needs to act on the running shared copy, as plain data."""
-    assert state.system is not None and state.faults is not None  # started: we serve it
-    system = state.system
-    pools = state.faults.pools.pools() if state.faults.pools is not None else []
+    runtime = state.runtime
+    assert runtime is not None, "the shared copy is not running"
+    system, faults, links = runtime.system, runtime.faults, runtime.links
+    pools = faults.pools.pools() if faults.pools is not None else []
     return {
         "identity": system.owner.to_dict(),
         "network": system.network.name,
@@ -76,7 +76,7 @@ def describe(state: DcfireSession) -> dict[str, Any]:
             h.name: [h.container.id, h.ip] for h in system.services.values() if not h.adopted
         },
         "pools": [dataclasses.asdict(p) for p in pools],
-        "links": state.links.describe(system.topology) if state.links is not None else None,
+        "links": links.describe(system.topology) if links is not None else None,
         "burn": list(state.burn.burning()),
         "burn_since": state.burn.since,
         "burn_members": list(state.burn.members),
@@ -84,80 +84,10 @@ def describe(state: DcfireSession) -> dict[str, Any]:
     }
 
 
-def attach(state: DcfireSession, described: dict[str, Any]) -> System:
-    """The worker's side: handles, own helper, shared pools and proxies; nothing created."""
-    from pytest_dcfire.faults.backend import FaultBackend
-    from pytest_dcfire.faults.storage import Pool
-    from pytest_dcfire.links import Links
-    from pytest_dcfire.runtime.engine import Engine, SessionIdentity
-    from pytest_dcfire.runtime.system import System
-
-    topology = state.topology
-    assert topology is not None  # checked by `DcfireSession.start`
-    owner = SessionIdentity.from_dict(described["identity"])
-    members = {name: (str(cid), str(ip)) for name, (cid, ip) in described["members"].items()}
-    missing = [s.name for s in topology.services if s.name not in members]
-    if missing:
-        raise DcfireError(
-            f"dcfire_share = session: the shared copy (session {owner.id}) has no instance "
-            f"{', '.join(missing)}; every worker must load the same topology as the controller"
-        )
-    state.engine = Engine.connect(state.identity)
-    state.faults = FaultBackend(
-        state.engine,
-        topology,
-        state.progress,
-        owner=owner,
-        keep_system=state.settings.keeps_system,
-    )
-    system = System.attach(
-        state.engine,
-        topology,
-        state.progress,
-        owner,
-        str(described["network"]),
-        str(described["subnet"]),
-        members,
-    )
-    state.faults.attach(system)
-    state.faults.attach_pools([Pool(**p) for p in described["pools"]], owner.id)
-    state.faults.warm()
-    if described.get("links") is not None:
-        state.links = Links(state.settings, owner.id, state.progress).attach_shared(
-            described["links"], system
-        )
-    return system
-
-
-def hold_suite_burn(state: DcfireSession, system: System, described: dict[str, Any]) -> None:
-    """The controller keeps the burned sites dark for the whole run: count its faults here,
-    so a worker's fire of the same site says "already in place" and its restore undoes
-    nothing of the suite burn (a thaw would thaw the controller's freeze)."""
-    sites = list(described.get("burn") or ())
-    if not sites:
-        return
-    assert state.faults is not None  # attached just before
-    burn = state.burn
-    burn.elsewhere = True
-    burn.since = described.get("burn_since")
-    burn.members = list(described.get("burn_members") or ())
-    effects = burn.spec.effects() if burn.sites else ("network", "links", "storage")
-    handles = [h for site in sites for h in system.in_site(site)]
-    for handle in handles:
-        for effect in effects:
-            if effect in ("network", "kill", "pause"):
-                state.faults.hold(effect, handle.container.id)
-    if state.faults.pools is not None and "storage" in effects:
-        for pool in state.faults.pools.pools(sites):
-            state.faults.hold("storage", pool.name)
-    if state.links is not None and "links" in effects:
-        state.links.hold(state.links.proxies_of(handles))
-
-
 def describe_burn(state: DcfireSession) -> dict[str, Any]:
     """What a worker needs to hold the controller's burn of the adopted containers."""
     burn = state.burn
-    assert state.system is not None  # burned by `start_adopted` just before
+    assert state.system is not None
     handles = [h for site in burn.sites for h in state.system.in_site(site)]
     return {
         "sites": list(burn.sites),
@@ -219,7 +149,7 @@ class FireLock:
         return self._fd is not None
 
 
-def lock_mode(item: pytest.Item) -> Literal["exclusive", "shared"] | None:
+def lock_mode(item: pytest.Item) -> str | None:
     """`exclusive` for a test that can burn, `shared` for one that only uses the system.
 
     A test with a fault marker asks for `dcfire` (the plugin adds it at collection)."""
@@ -282,7 +212,7 @@ class ShareController:
         )
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_configure_node(self, node: Any) -> None:  # xdist's WorkerController
+    def pytest_configure_node(self, node: Any) -> None:
         if self._needs_lock():
             if self.lockdir is None:
                 self.lockdir = tempfile.mkdtemp(prefix="pytest-dcfire-lock-")
@@ -383,10 +313,8 @@ __all__ = [
     "FireLock",
     "ShareController",
     "WorkerLock",
-    "attach",
     "configure_worker",
     "describe",
     "hold_controller_burn",
-    "hold_suite_burn",
     "lock_mode",
 ]

@@ -18,7 +18,15 @@ import docker.errors
 
 from pytest_dcfire.diskfaults import DiskSpec
 from pytest_dcfire.errors import FireError
-from pytest_dcfire.faults.agent.protocol import WireTarget
+from pytest_dcfire.faults.agent.protocol import (
+    PEER_UNCUT,
+    THAW,
+    UNCUT,
+    PeerUncutRequest,
+    PoolsRequest,
+    UncutRequest,
+    WireTarget,
+)
 from pytest_dcfire.faults.helper import Helper, HelperUnavailable, thawer
 from pytest_dcfire.faults.network import NetworkCutter, Targets, container_id, wire
 from pytest_dcfire.faults.peers import PeerCutter
@@ -57,6 +65,12 @@ class UnfrozenVolumes:
             self._made.append(made)
         return str(made.name)
 
+    def renew(self, service: Service) -> None:
+        for volume in service.volumes:
+            name = self.engine.session.name(service.name, volume.name)
+            with contextlib.suppress(docker.errors.NotFound):
+                self.engine.client.volumes.get(name).remove(force=True)
+
     def close(self) -> None:
         for volume in self._made:
             with contextlib.suppress(docker.errors.NotFound):
@@ -91,6 +105,7 @@ class FaultBackend:
         progress: Progress,
         owner: SessionIdentity | None = None,
         keep_system: bool = False,
+        helper_container: str | None = None,
     ) -> None:
         self.engine = engine
         self.topology = topology
@@ -98,7 +113,11 @@ class FaultBackend:
         self.helper: Helper | None = None
         self.refused: str | None = None
         try:
-            self.helper = Helper(engine, progress, keep_system=keep_system).start()
+            # A kept system's helper (--dcfire-reuse) holds its pools' mounts: a new agent
+            # in it adopts the journal of the session that made it.
+            self.helper = Helper(
+                engine, progress, keep_system=keep_system, container=helper_container
+            ).start()
         except HelperUnavailable as exc:
             self.refused = str(exc)
             progress(
@@ -141,6 +160,35 @@ class FaultBackend:
             return
         for pool in pools:
             self.pools.attach_pool(pool, owner)
+
+    def adopt_pools(self, pools: Sequence[Pool]) -> None:
+        """Take over the pools of a kept system (--dcfire-reuse) as this session's own."""
+        if self.pools is not None and isinstance(self.volumes, PoolVolumes):
+            self.pools.adopt(pools)
+            self.volumes.adopt(pools)
+
+    def undo_leftovers(self) -> list[str]:
+        """Undo whatever faults the agent adopted from the journal of a kept system: cuts,
+        peer cuts, frozen pools. Returns what was undone; a pool left shut down by a power
+        loss cannot come back under running containers and raises FireError."""
+        if self.helper is None:
+            return []
+        status = self.helper.status()
+        undone: list[str] = []
+        if status["cuts"]:
+            self.helper.call(UNCUT, UncutRequest(ids=sorted(status["cuts"])))
+            undone += [f"network cut of {cid[:12]}" for cid in status["cuts"]]
+        for name in sorted(status["peers"]):
+            self.helper.call(PEER_UNCUT, PeerUncutRequest(name=name))
+            undone.append(f"partition {name}")
+        shut = [n for n, p in status["pools"].items() if p.get("shutdown")]
+        if shut:
+            raise FireError(f"pool(s) {', '.join(sorted(shut))} left shut down by a power loss")
+        frozen = sorted(n for n, p in status["pools"].items() if p.get("frozen"))
+        if frozen:
+            self.helper.call(THAW, PoolsRequest(names=frozen))
+            undone += [f"frozen pool {name}" for name in frozen]
+        return undone
 
     def hold(self, effect: Effect, key: str) -> None:
         """Count a fault that someone else applied (the suite burn of a shared copy), so

@@ -279,6 +279,7 @@ class Helper:
         progress: Progress | None = None,
         image: str | None = None,
         keep_system: bool = False,
+        container: str | None = None,
     ) -> None:
         self.engine = engine
         #: When the session's process dies, only undo the faults (the system is kept).
@@ -286,7 +287,8 @@ class Helper:
         self.session: SessionIdentity = engine.session
         self.progress = progress
         self.image = image
-        self.container_id: str | None = None
+        #: The helper container: a kept system's (--dcfire-reuse), or made by `start`.
+        self.container_id: str | None = container
         self.state_volume = self.session.name("state")
         self.restarts = 0
         self._channel: Channel | None = None

@@ -213,8 +213,7 @@ class Targets:
     def check_owned(self, cid: str, name: str, labels: dict[str, str]) -> None:
         if cid in self._adopted:
             return
-        expected = self.owner.labels("service")
-        mismatch = [k for k, v in expected.items() if labels.get(k) != v]
+        mismatch = self.owner.foreign_labels(labels, "service")
         if mismatch or labels.get(L_ROLE) != "service":
             raise FireError(
                 f"refusing to touch container {name} ({cid[:12]}): it is not a service "

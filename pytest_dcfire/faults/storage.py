@@ -153,6 +153,12 @@ class StoragePools:
             self._attached.add(pool.name)
         return pool
 
+    def adopt(self, pools: Sequence[Pool]) -> None:
+        """Make the pools of a kept system (same session, --dcfire-reuse) ours again; the
+        agent adopted them from its journal."""
+        with self._lock:
+            self._pools.update({p.name: p for p in pools})
+
     def destroy(self, pool: Pool) -> None:
         """Thaw, remove the Docker volume, unmount, detach the loop device, delete the image.
 
@@ -367,6 +373,7 @@ class PoolVolumes:
     ) -> None:
         self.pools = pools
         self._sizes = dict(sizes or {})
+        self._services = topology.services if topology is not None else ()
         if topology is not None:
             self._sizes.update({s.name: s.storage_mb for s in topology.sites})
         self._made: dict[tuple[str, str], Pool] = {}
@@ -383,6 +390,24 @@ class PoolVolumes:
                 )
                 self._made[key] = pool
         return pool.volume
+
+    def adopt(self, pools: Sequence[Pool]) -> None:
+        """The pools of a kept system (--dcfire-reuse), found by name."""
+        by_name = {p.name: p for p in pools}
+        with self._lock:
+            for service in self._services:
+                for volume in service.volumes:
+                    pool = by_name.get(pool_name(service.name, volume.name))
+                    if pool is not None:
+                        self._made[(service.name, volume.name)] = pool
+
+    def renew(self, service: Service) -> None:
+        """Destroy the pools of `service`; the next `volume_for` makes them empty again."""
+        with self._lock:
+            made = [key for key in self._made if key[0] == service.name]
+            pools = [self._made.pop(key) for key in made]
+        for pool in pools:
+            self.pools.destroy(pool)
 
     def close(self) -> None:
         problems = self.pools.close()

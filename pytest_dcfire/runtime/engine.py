@@ -6,6 +6,7 @@ and a resource is only ever reaped when the session that owns it is provably dea
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
@@ -36,6 +37,18 @@ L_WORKER = f"{LABEL}.worker"
 #: On what an xdist worker makes under `dcfire_share = session` (its helper): the shared
 #: session it attached to, so that the controller can reap a worker that died.
 L_SHARED = f"{LABEL}.shared"
+#: On everything of a system that outlives its session: `keep` (--dcfire-keep: kept, never
+#: reused) or `reuse` (--dcfire-reuse: kept for the next session, runtime/reuse.py). Whoever
+#: cleans up after a dead session undoes the faults of such a system but removes it only when
+#: it is not reusable (no live reuse record younger than its TTL; see runtime/reaper.py).
+L_RETAIN = f"{LABEL}.retain"
+RETAIN_KEEP = "keep"
+RETAIN_REUSE = "reuse"
+#: A reusable system's owner start time lives here instead of under `L_BOOT`, so that a
+#: cleanup judging liveness by pid alone (an older plugin version on the same engine) never
+#: removes a system kept on purpose; this version's reaper reads both, and the reuse
+#: record's TTL decides (runtime/reuse.py).
+L_REUSE_BOOT = f"{LABEL}.reuse.pid-start"
 
 #: On the helper: what its agent does when the session's process dies (`protocol.
 #: OnOwnerDeath`): "remove" everything of the session, or "undo-faults" only (the system
@@ -70,9 +83,11 @@ class SessionIdentity:
     worker: str = "main"
     #: The shared session this one attached to (`dcfire_share = session`), if any.
     shared: str = ""
+    #: `keep` or `reuse` when what this session makes outlives it (`L_RETAIN`), else "".
+    retain: str = ""
 
     @classmethod
-    def new(cls, worker: str = "main", shared: str = "") -> SessionIdentity:
+    def new(cls, worker: str = "main", shared: str = "", retain: str = "") -> SessionIdentity:
         pid = os.getpid()
         return cls(
             id="dcf" + uuid.uuid4().hex[:8],
@@ -81,7 +96,13 @@ class SessionIdentity:
             pid_start=_process_start_token(pid),
             worker=worker,
             shared=shared,
+            retain=retain,
         )
+
+    def resumed(self, session: str) -> SessionIdentity:
+        """This process taking over the kept system of `session` (--dcfire-reuse): what it
+        makes from now on carries that session's id, and this process's pid."""
+        return dataclasses.replace(self, id=session, retain=RETAIN_REUSE)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,8 +134,22 @@ class SessionIdentity:
         }
         if self.shared:
             labels[L_SHARED] = self.shared
+        if self.retain:
+            labels[L_RETAIN] = self.retain
+        if self.retain == RETAIN_REUSE:
+            labels[L_BOOT], labels[L_REUSE_BOOT] = "", self.pid_start
         labels.update({f"{LABEL}.{k}": v for k, v in extra.items()})
         return labels
+
+    def foreign_labels(self, labels: dict[str, str], role: str) -> list[str]:
+        """The labels by which an object of `role` is not this session's (empty: it is).
+        A reusable system is made and then used by several processes: which one made an
+        object (its pid labels) does not matter there."""
+        expected = self.labels(role)
+        if self.retain == RETAIN_REUSE:
+            for key in (L_PID, L_BOOT, L_REUSE_BOOT):
+                expected.pop(key, None)
+        return sorted(k for k, v in expected.items() if labels.get(k) != v)
 
     def name(self, *parts: str) -> str:
         """A Docker object name unique to this session: `dcf1a2b3c4d-site-svc`."""
@@ -132,7 +167,7 @@ class SessionIdentity:
             pid = int(labels.get(L_PID, ""))
         except ValueError:
             return False
-        start = labels.get(L_BOOT, "")
+        start = labels.get(L_BOOT, "") or labels.get(L_REUSE_BOOT, "")
         if not start:
             return False
         return _process_start_token(pid) != start

@@ -54,6 +54,11 @@ class ServiceHandle:
     def route_through(self, router: AddressRouter | None) -> None:
         self._router = router
 
+    @property
+    def router(self) -> AddressRouter | None:
+        """Where `address()` goes through (the link proxies), if anywhere."""
+        return self._router
+
     def address(self, port: int) -> tuple[str, int]:
         """Where the test process reaches `port` of this service (through the link proxy).
 

@@ -7,7 +7,7 @@ container never waits on a frozen filesystem.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,18 +43,34 @@ def _labels(obj: Any) -> dict[str, str]:
 
 
 def reap_dead_sessions(
-    client: docker.DockerClient, thaw: Thaw | None = None, label: str | None = None
+    client: docker.DockerClient,
+    thaw: Thaw | None = None,
+    label: str | None = None,
+    sessions: Collection[str] = (),
 ) -> ReapReport:
     """Remove containers, then volumes, then networks of every dead session (only of those
-    whose objects also carry `label`, `key=value`, when given)."""
+    whose objects also carry `label`, `key=value`, when given), and of `sessions` whoever
+    holds them (a kept system found unfit for reuse).
+
+    A reusable system (--dcfire-reuse) outlives its session on purpose: it is left alone
+    while a live session uses it or its record is younger than its TTL (runtime/reuse.py)."""
+    from pytest_dcfire.runtime.reuse import newest_by_session, records
+
     report = ReapReport()
     flt = {"label": [L_SESSION, label] if label else L_SESSION}
+    protected = {
+        session
+        for session, record in newest_by_session(records(client)).items()
+        if record.protects() and session not in sessions
+    }
     found: dict[str, dict[str, list[Any]]] = {}
     for kind in ("containers", "volumes", "networks"):
         for obj in _list(client, kind, flt):
             labels = _labels(obj)
             session = labels.get(L_SESSION, "")
-            if session and SessionIdentity.is_dead(labels):
+            if not session or session in protected:
+                continue
+            if session in sessions or SessionIdentity.is_dead(labels):
                 found.setdefault(session, {}).setdefault(kind, []).append(obj)
     for session, objects in sorted(found.items()):
         report.sessions.append(session)

@@ -41,6 +41,10 @@ class VolumeProvider(Protocol):
         """Create (once) and return the Docker volume name to mount."""
         ...
 
+    def renew(self, service: Service) -> None:
+        """Remove the volumes of `service`: the next `volume_for` makes them empty."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -134,6 +138,31 @@ class System:
             container = engine.client.containers.get(cid)
             system._handles[spec.name] = ServiceHandle(
                 spec, container, ip, engine.local, engine.host_address, topology.source
+            )
+        return system
+
+    @classmethod
+    def resume(
+        cls,
+        engine: Engine,
+        topology: Topology,
+        volumes: VolumeProvider,
+        progress: Progress,
+        network: Any,
+        containers: Mapping[str, Any],
+        wiring: Wiring | None = None,
+    ) -> System:
+        """A kept system this session takes over (--dcfire-reuse): handles for its running
+        `containers` (instance name → SDK container); it is this session's from now on."""
+        system = cls(engine, topology, volumes, progress, wiring=wiring)
+        system.network = network
+        config = (network.attrs.get("IPAM") or {}).get("Config") or [{}]
+        system.subnet = ipaddress.IPv4Network(config[0].get("Subnet", "0.0.0.0/32"))
+        for spec in topology.services:
+            container = containers[spec.name]
+            ip = container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
+            system._handles[spec.name] = ServiceHandle(
+                spec, container, str(ip), engine.local, engine.host_address, topology.source
             )
         return system
 
@@ -243,8 +272,37 @@ class System:
                 + built
             )
 
-    def wait_healthy(self, handles: Sequence[Handle]) -> list[HealthResult]:
-        """Health-gate `handles` again (after a restore), all at once."""
+    def reset(self, name: str) -> list[ServiceHandle]:
+        """Recreate the instances of service or site `name` from scratch: their containers
+        and their volumes (empty again), at the same addresses; wait until they are healthy.
+        Returns the new handles (the old ones are stale)."""
+        if self.attached:
+            raise DcfireError(f"reset({name!r}): the shared copy belongs to the xdist controller")
+        if name in self.sites:
+            handles = [h for h in self._handles.values() if h.site == name and not h.adopted]
+        else:
+            self.service(name)  # did-you-mean for unknown names
+            handles = [h for h in self._handles.values() if name in (h.name, h.spec.base)]
+        if any(h.adopted for h in handles):
+            raise DcfireError(f"reset({name!r}): adopted containers are never re-created")
+        images = ImageResolver(self.engine, self._progress).resolve(h.spec for h in handles)
+        for handle in handles:
+            _remove_container(handle.container)
+            self._volumes.renew(handle.spec)
+        fresh = self._parallel(lambda h: self._start_one(h.spec, images[h.name], h.ip), handles)
+        for old, new in zip(handles, fresh, strict=True):
+            new.route_through(old.router)
+            self._handles[new.name] = new
+        self._parallel(self._wait_one, fresh)
+        return fresh
+
+    def wait_healthy(
+        self, handles: Sequence[Handle], timeout: float | None = None
+    ) -> list[HealthResult]:
+        """Health-gate `handles` again (after a restore), all at once; `timeout`: seconds
+        instead of each health check's own budget."""
+        if timeout is not None:
+            return self._parallel(lambda h: wait_healthy(h, timeout, self._progress), handles)
         return self._parallel(self._wait_one, handles)
 
     def _wait_one(self, handle: Handle) -> HealthResult:
@@ -419,6 +477,9 @@ class _NoVolumes:
 
     def volume_for(self, service: Service, volume: Volume) -> str:
         raise StartupError("an attached system starts no container")
+
+    def renew(self, service: Service) -> None:
+        raise StartupError("an attached system re-creates no volume")
 
     def close(self) -> None:
         pass

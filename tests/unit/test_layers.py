@@ -46,6 +46,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "session",
         (
+            "lifecycle",
             "burn",
             "each_site",
             "markers",
