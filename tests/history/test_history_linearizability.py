@@ -377,6 +377,33 @@ def test_histories_linearizable_by_construction_pass(
     assert result.valid is True, str(result)
 
 
+MANY_CLIENTS = settings(SETTINGS, max_examples=30)
+
+
+@MANY_CLIENTS
+@given(
+    rng=st.randoms(use_true_random=False),
+    model=models,
+    size=st.integers(50, 600),
+    processes=st.integers(16, 32),
+    values=st.sampled_from([2, None]),
+    info=st.sampled_from([0.0, 0.05]),
+)
+def test_histories_of_16_to_32_clients_linearizable_by_construction_pass(
+    rng: random.Random,
+    model: ModelName,
+    size: int,
+    processes: int,
+    values: int | None,
+    info: float,
+) -> None:
+    history = linearizable_history(
+        rng, model, ops=size, processes=processes, values=values, info=info
+    )
+    result = check(history, model, timeout=60)
+    assert result.valid is True, str(result)
+
+
 def _reads(history: History) -> list[Op]:
     return [o for o in history.ops if o.f == "read" and o.type == "ok"]
 
@@ -386,7 +413,7 @@ def _reads(history: History) -> list[Op]:
     rng=st.randoms(use_true_random=False),
     model=models,
     size=st.integers(2, 120),
-    processes=st.integers(1, 8),
+    processes=st.one_of(st.integers(1, 8), st.integers(16, 32)),
 )
 def test_a_read_of_a_value_nobody_could_have_seen_is_caught(
     rng: random.Random, model: ModelName, size: int, processes: int
@@ -417,7 +444,11 @@ def test_a_read_of_a_value_nobody_could_have_seen_is_caught(
 
 
 @SETTINGS
-@given(rng=st.randoms(use_true_random=False), size=st.integers(3, 150), processes=st.integers(1, 6))
+@given(
+    rng=st.randoms(use_true_random=False),
+    size=st.integers(3, 300),
+    processes=st.one_of(st.integers(1, 6), st.integers(16, 32)),
+)
 def test_a_read_of_an_overwritten_or_future_value_is_caught(
     rng: random.Random, size: int, processes: int
 ) -> None:
