@@ -152,6 +152,33 @@ def test_a_stale_read_after_a_completed_write_is_a_violation() -> None:
     assert "#1 process 0: write 1  ok" in text and "#2 process 1: read -> None  ok" in text
 
 
+def test_a_read_that_cannot_follow_an_earlier_one_fails_without_a_search() -> None:
+    """Appends only grow a value: after a read saw 'ab', a later read of 'b' with no write
+    that could come between is a proof; the other key, fine, is not searched at all."""
+    fine = [
+        op("append", "a", 0, 1, key="y", id=10),
+        read("a", 2, 3, key="y", id=11),
+    ]
+    stale = [
+        op("append", "a", 0, 1, key="x", id=1),
+        op("append", "b", 0, 1, key="x", id=2),
+        read("ab", 2, 3, key="x", id=3),
+        read("b", 4, 5, key="x", id=4),
+        read("ab", 6, 7, key="x", id=5),
+    ]
+    quick = check(fine + stale, "kv", explain=False)
+    assert quick.valid is False and quick.explored == 0
+    assert quick.key == "x" and quick.culprit is not None and quick.culprit.id == 4
+    every = check(fine + stale, "kv", all_keys=True, explain=False)
+    assert every.failing == ("x",) and every.explored > 0  # the fine key was searched
+    explained = check(fine + stale, "kv")
+    assert explained.culprit is not None and explained.culprit.id == 4
+    assert {o.id for o in explained.counterexample} >= {3, 4}
+    # A write that could come between them leaves it to the search: now linearizable.
+    rescued = [*stale[:4], op("write", "b", 3.5, 3.8, key="x", id=6)]
+    assert check(rescued, "kv").valid is True
+
+
 def test_new_old_inversion_is_not_linearizable() -> None:
     """Lamport's regular-but-not-atomic register: a write in progress, one read sees the
     new value, a later read (strictly after it) sees the old one again."""
