@@ -169,7 +169,19 @@ def _searching(
         counts[opt] += 1
     remaining = sum(1 for r in ret_of if r)
     reaches = [item.reaches if pure[i] and prune else None for i, item in enumerate(items)]
-    resetting = [j for j, item in enumerate(items) if item.resets]
+    # The resets running when each read is invoked (one that returned before could not be
+    # pending while the read is); with those invoked while it runs, its possible rescuers.
+    running: dict[int, None] = {}
+    running_at: dict[int, list[int]] = {}
+    for entry in range(1, size + 1):
+        j = op_of[entry]
+        if is_call[entry]:
+            if reaches[j] is not None:
+                running_at[j] = list(running)
+            if items[j].resets:
+                running[j] = None
+        elif items[j].resets:
+            running.pop(j, None)
     rescuers: dict[int, list[int]] = {}
 
     def rescued(i: int) -> bool:
@@ -179,11 +191,12 @@ def _searching(
         if found is None:
             reach = reaches[i]
             assert reach is not None
-            found = [
-                j
-                for j in resetting
-                if call_of[j] < ret_of[i] and any(reach(v) for v in items[j].resets)
+            during = [
+                op_of[e]
+                for e in range(call_of[i] + 1, ret_of[i])
+                if is_call[e] and items[op_of[e]].resets
             ]
+            found = [j for j in (*running_at[i], *during) if any(reach(v) for v in items[j].resets)]
             rescuers[i] = found
         for j in found:
             if optional[j]:
