@@ -8,12 +8,15 @@ unknown state), with their times.
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import math
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pytest_dcfire.history.model import BaseHistory, Op, Value, hashable
+from pytest_dcfire.history.model import READ_FS, BaseHistory, Op, Value, hashable
 from pytest_dcfire.history.models import ANY, Effect, Model, State, Step, resolve
 from pytest_dcfire.history.schedule import Attempt, Exhausted, Way, decide
 
@@ -46,7 +49,7 @@ class _Budget:
             raise _OutOfBudget()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Item:
     """An operation as the search sees it: its interval (ret None: never returns) and step."""
 
@@ -57,6 +60,8 @@ class _Item:
     optional: bool = False  # it may also not happen at all (info, or running at a window start)
     effect: Effect = "updates"  # see Model.effect
     sensitive: tuple[State, ...] | None = None  # see Model.sensitive
+    reaches: Callable[[State], bool] | None = None  # an ok read: see `_reaching`
+    resets: tuple[State, ...] = ()  # see `_reaching`
 
 
 @dataclass
@@ -64,6 +69,7 @@ class _Run:
     valid: bool
     best: int = 0  # position (1-based, in event order) of the furthest return reached
     culprit: int | None = None  # index of the item whose return could not be passed
+    exact: bool = True  # False: `best` is a bound (no linearization passes it), maybe not the first
     order: list[tuple[int, State]] = field(default_factory=list)  # a linearization
 
 
@@ -87,9 +93,10 @@ def _search(
     init: State,
     budget: _Budget,
     ordering: str = "deadline",
+    prune: bool = True,
 ) -> _Run:
     """`_searching` run to its end."""
-    steps = _searching(items, init, budget, ordering)
+    steps = _searching(items, init, budget, ordering, prune)
     try:
         while True:
             next(steps)
@@ -103,6 +110,7 @@ def _searching(
     init: State,
     budget: _Budget,
     ordering: str = "deadline",
+    prune: bool = True,
 ) -> Generator[int, None, _Run]:
     """Depth-first search over linearization orders (Wing & Gong), never visiting a node
     twice (Lowe's memo of linearized set and state). Raises _OutOfBudget.
@@ -116,7 +124,9 @@ def _searching(
       invocation order; blind info writes are kept off the event list and looked up by the
       state they write, so thousands of them cost little;
     - a node is skipped when a visited one had the same non-info operations linearized, the
-      same state, and a subset of its info operations (it could do all this one can).
+      same state, and a subset of its info operations (it could do all this one can);
+    - with `prune`, a node is dropped when a pending read can no longer get its value (see
+      `_reaching`); the failure it reports is then a bound (`_Run.exact`).
     Branches are tried in `ordering`: "invocation" order, or earliest "deadline" (return)
     first. Every few hundred steps it yields the nodes pushed so far, so that several
     searches can share one process (see `schedule`).
@@ -158,6 +168,44 @@ def _searching(
         bit[i] = 1 << counts[opt]
         counts[opt] += 1
     remaining = sum(1 for r in ret_of if r)
+    reaches = [item.reaches if pure[i] and prune else None for i, item in enumerate(items)]
+    # The resets running when each read is invoked (one that returned before could not be
+    # pending while the read is); with those invoked while it runs, its possible rescuers.
+    running: dict[int, None] = {}
+    running_at: dict[int, list[int]] = {}
+    for entry in range(1, size + 1):
+        j = op_of[entry]
+        if is_call[entry]:
+            if reaches[j] is not None:
+                running_at[j] = list(running)
+            if items[j].resets:
+                running[j] = None
+        elif items[j].resets:
+            running.pop(j, None)
+    rescuers: dict[int, list[int]] = {}
+
+    def rescued(i: int) -> bool:
+        """Whether read i's state can still be set outright: by a reset that may lead to it,
+        invoked before the read returns and not linearized yet."""
+        found = rescuers.get(i)
+        if found is None:
+            reach = reaches[i]
+            assert reach is not None
+            during = [
+                op_of[e]
+                for e in range(call_of[i] + 1, ret_of[i])
+                if is_call[e] and items[op_of[e]].resets
+            ]
+            found = [j for j in (*running_at[i], *during) if any(reach(v) for v in items[j].resets)]
+            rescuers[i] = found
+        for j in found:
+            if optional[j]:
+                if not extra & bit[j]:
+                    return True
+            elif not bits & bit[j]:
+                return True
+        return False
+
     # Blind info writes live beside the list, grouped by the state they write, in invocation
     # order: alike, so only the first unused one of a group is ever a candidate.
     side = [optional[i] and item.effect == "writes" for i, item in enumerate(items)]
@@ -182,6 +230,18 @@ def _searching(
             if alike in last_alike:
                 before[i] = bit[last_alike[alike]]
             last_alike[alike] = i
+    # Operations that return and do exactly the same thing (two adds of 1) are
+    # interchangeable as well: of those available, only the one due first is a branch (a
+    # linearization that placed another there works with the two swapped).
+    group = [-1] * count
+    groups_of: dict[tuple[str, Any, Any, Any], int] = {}
+    for i, item in enumerate(items):
+        if ret_of[i] and not item.optional and not pure[i]:
+            op = item.op
+            group[i] = groups_of.setdefault(
+                (op.f, hashable(op.value), hashable(op.key), hashable(op.result)), i
+            )
+    alike_returning = len(groups_of) < sum(1 for g in group if g >= 0)
 
     def first_unused(written: State, extra: int, stuck_at: int) -> int:
         """The call entry of the first unused blind info write of `written` that is
@@ -213,6 +273,7 @@ def _searching(
     bits = 0  # non-info operations linearized
     extra = 0  # info operations linearized
     best = 0
+    bound = 0  # the furthest return a pruned node's subtree might have reached
     culprit: int | None = None
     pushes = 0
     countdown = _CHECK_EVERY
@@ -234,14 +295,27 @@ def _searching(
                 order = []
                 entry = nxt[0]
                 forced = 0
+                dead = 0
                 while is_call[entry]:
                     i = op_of[entry]
-                    if pure[i] and not forced and state is not ANY and steps[i](state):
-                        forced = entry
+                    if pure[i] and state is not ANY:
+                        if steps[i](state):
+                            if not forced:
+                                forced = entry
+                        elif not dead:
+                            reach = reaches[i]
+                            if reach is not None and not reach(state) and not rescued(i):
+                                dead = ret_of[i]
                     order.append(entry)
                     entry = nxt[entry]
                 stuck_at = entry  # the first return: its operation must come before it
-                if forced:
+                if dead:
+                    # A pending read can no longer see its value: no linearization from
+                    # here passes its return (how far short of it they stop is not known).
+                    order = []
+                    if dead > bound:
+                        bound = dead
+                elif forced:
                     i = op_of[forced]
                     linearized = bits | bit[i]
                     if not visit((linearized, state), extra):
@@ -276,6 +350,8 @@ def _searching(
                                 first_unused,
                             )
                         )
+                    if alike_returning and len(order) > 1:
+                        order = _first_due(order, op_of, group, due)
                     if len(order) > 1:
                         if ordering == "deadline":
                             order.sort(key=due.__getitem__)
@@ -333,6 +409,8 @@ def _searching(
                 culprit = op_of[stuck_at]
             while True:
                 if not stack:
+                    if bound > best:
+                        return _Run(False, bound, op_of[bound], exact=False)
                     return _Run(False, best, culprit)
                 order, tried, state, bits, extra, was_forced = stack.pop()
                 entry = order[tried]
@@ -446,6 +524,20 @@ class _Watchers:
         return False
 
 
+def _first_due(order: list[int], op_of: list[int], group: list[int], due: list[int]) -> list[int]:
+    """`order` with, of each group of alike operations, only the one due first."""
+    first: dict[int, int] = {}
+    for entry in order:
+        g = group[op_of[entry]]
+        if g >= 0:
+            other = first.get(g)
+            if other is None or due[entry] < due[other]:
+                first[g] = entry
+    return [
+        entry for entry in order if group[op_of[entry]] < 0 or first[group[op_of[entry]]] == entry
+    ]
+
+
 def _first_return(nxt: list[int], is_call: list[bool]) -> int:
     entry = nxt[0]
     while is_call[entry]:
@@ -471,9 +563,83 @@ def _items(model: Model, ops: Iterable[Op]) -> list[_Item]:
                 step,
                 effect=model.effect(op),
                 sensitive=model.sensitive(op),
+                **_reaching(model, op),
             )
         )
     return items
+
+
+def _reaching(model: Model, op: Op) -> dict[str, Any]:
+    """For models that say how their states grow (`grows`, `resets`: see `Register`): an ok
+    read's test of whether a state can still turn into the one it saw without a reset, and
+    the states an operation may set outright. With them the search drops a node as soon as
+    a pending read can no longer be satisfied, instead of finding out at its return."""
+    grows = getattr(model, "grows", None)
+    resets = getattr(model, "resets", None)
+    if grows is None or resets is None:
+        return {}
+    out: dict[str, Any] = {"resets": resets(op)}
+    if op.f in READ_FS and op.type == "ok" and model.effect(op) == "reads":
+        target = hashable(op.result)
+        if isinstance(target, str):
+
+            def reach(s: State) -> bool:
+                return target.startswith(s) if s.__class__ is str else bool(grows(s, target))
+
+        else:
+
+            def reach(s: State) -> bool:
+                return bool(grows(s, target))
+
+        out["reaches"] = reach
+    return out
+
+
+#: Each ok read is compared with this many of the reads that started after it returned.
+FOLLOWERS = 8
+
+
+def _contradiction(items: Sequence[_Item]) -> _Run | None:
+    """A quick proof that a partition is not linearizable, when there is one to see: two
+    reads in real-time order where the later one's state cannot grow from the earlier one's
+    (see `_reaching`) and no reset could be linearized between them. Then no linearization
+    passes the later read's return (the first such return may come earlier: the run says
+    it is not exact). Looks at FOLLOWERS reads after each, so a few milliseconds."""
+    reads = sorted(
+        (i for i, item in enumerate(items) if item.reaches is not None and item.ret is not None),
+        key=lambda i: items[i].call,
+    )
+    if len(reads) < 2:
+        return None
+    resets = sorted(
+        (item.call, math.inf if item.ret is None else item.ret) for item in items if item.resets
+    )
+    reset_calls = [call for call, _ in resets]
+    latest_return = list(itertools.accumulate((ret for _, ret in resets), max))
+    calls = [items[i].call for i in reads]
+    found = -1
+    found_at = math.inf
+    for a in reads:
+        first = items[a]
+        (seen,) = first.step(ANY)
+        after = bisect.bisect_right(calls, first.ret or 0.0)
+        for b in reads[after : after + FOLLOWERS]:
+            second = items[b]
+            reach = second.reaches
+            at = second.ret
+            assert reach is not None and at is not None
+            if at >= found_at or reach(seen):
+                continue
+            k = bisect.bisect_right(reset_calls, at)
+            if k and latest_return[k - 1] >= first.call:
+                continue  # a reset may have come between them
+            found, found_at = b, at
+    if found < 0:
+        return None
+    position = next(
+        pos for pos, (_, kind, i) in enumerate(_events(items), 1) if kind == 1 and i == found
+    )
+    return _Run(False, position, found, exact=False)
 
 
 def _optional(step: Step) -> Step:
@@ -633,16 +799,25 @@ def check(
         return Attempt(run, budget.explored)
 
     # Every key races its search orders (which one suits a history shows only by trying):
-    # the first to finish answers. Smaller keys first.
+    # the first to finish answers. Smaller keys first. Keys with a quick proof of a
+    # violation need no search (nor does any key, when the verdict alone was asked for).
     tasks.sort(key=lambda task: len(task[1]))
+    proofs = {t: run for t, (_, items) in enumerate(tasks) if (run := _contradiction(items))}
+    searched = not proofs or all_keys
     outcome = decide(
-        [[way(items, ordering) for ordering in ORDERINGS] if items else [] for _, items in tasks],
+        [
+            [way(items, ordering) for ordering in ORDERINGS]
+            if items and searched and t not in proofs
+            else []
+            for t, (_, items) in enumerate(tasks)
+        ],
         lambda run: not run.valid and not all_keys,
         workers=workers,
         deadline=deadline,
         max_work=max_states,
         stagger=[STAGGER + 4 * len(items) for _, items in tasks],
     )
+    outcome.answers.update(proofs)
     for t, (_, items) in enumerate(tasks):
         if not items:
             outcome.answers[t] = _Run(True)
@@ -651,7 +826,9 @@ def check(
         for t, run in sorted(outcome.answers.items())
         if not run.valid
     ]
-    undecided = tuple(key for t, (key, _) in enumerate(tasks) if t not in outcome.answers)
+    undecided = tuple(
+        key for t, (key, _) in enumerate(tasks) if t not in outcome.answers and searched
+    )
     explored = outcome.work
 
     def result(valid: bool | None, **extra: Any) -> Linearizability:
@@ -683,6 +860,16 @@ def check(
         until = now + max(EXPLAIN_SECONDS, EXPLAIN_FACTOR * (now - started))
         if deadline is not None:
             until = min(until, deadline)
+        if not run.exact:
+            # A bound from a proof or from pruning: a plain search may find the first
+            # return no linearization passes, with half of the time.
+            try:
+                halfway = now + (until - now) / 2
+                exact = _search(items, init, _Budget(halfway, None), prune=False)
+                if not exact.valid:
+                    run = exact
+            except _OutOfBudget:
+                pass
         explaining = _Budget(until, None)
         explanation = _explain(spec, items, run, explaining)
         explored += explaining.explored
@@ -726,6 +913,7 @@ def _explain(spec: Model, items: list[_Item], run: _Run, budget: _Budget) -> dic
                 step,
                 effect=spec.effect(info),
                 sensitive=spec.sensitive(info),
+                **_reaching(spec, info),
             )
         )
 
@@ -754,11 +942,15 @@ def _explain(spec: Model, items: list[_Item], run: _Run, budget: _Budget) -> dic
         # The prefix up to (not including) the stuck return is linearizable: show one order.
         before = prefix(including_cut=False)
         shown = _search(before, spec.initial(), budget)
-        out["prefix"] = tuple(
-            LinearizedOp(before[i].op, spec.show(state)) for i, state in shown.order
-        )
+        if shown.valid:
+            out["prefix"] = tuple(
+                LinearizedOp(before[i].op, spec.show(state)) for i, state in shown.order
+            )
+        else:  # the cut was a bound (see _Run.exact), not the first return none passes
+            out["prefix_until"] = None
     except _OutOfBudget:
-        pass
+        if not run.exact:
+            out["prefix_until"] = None
     out["explained"] = not budget.reason
     return out
 
@@ -775,7 +967,7 @@ def _window(items: Sequence[_Item], start: float) -> list[_Item]:
         if item.call >= start or item.ret is None:
             window.append(item)  # an info operation is optional already
         elif item.ret >= start:
-            window.append(_Item(item.op, item.call, item.ret, _optional(item.step), True))
+            window.append(_maybe(item))
     return window
 
 
@@ -802,6 +994,11 @@ def _narrow(items: list[_Item], init: State, budget: _Budget) -> tuple[list[_Ite
     return _window(items, starts[lo]), ANY
 
 
+def _maybe(item: _Item) -> _Item:
+    """`item` made optional: it may also not have happened."""
+    return replace(item, step=_optional(item.step), optional=True, effect="updates", sensitive=None)
+
+
 def _shrink(window: list[_Item], init: State, budget: _Budget) -> list[_Item]:
     """Make operations optional one at a time while the window stays contradictory; the
     ones that must stay form a set that cannot be linearized on its own, even when every
@@ -816,7 +1013,7 @@ def _shrink(window: list[_Item], init: State, budget: _Budget) -> list[_Item]:
             if not essential[k]:
                 continue
             trial = list(current)
-            trial[k] = _Item(item.op, item.call, item.ret, _optional(item.step), True)
+            trial[k] = _maybe(item)
             if not _valid(trial, init, budget):
                 current = trial
                 essential[k] = False

@@ -208,6 +208,21 @@ class Register:
     def show(self, state: State) -> str:
         return repr(state)
 
+    # Optional hooks of a model (the search prunes with them; see `_reaching`): `resets(op)`,
+    # the states `op` may set whatever the state before; `grows(state, target)`, whether
+    # operations that reset nothing (here: none but reads; in `KeyValue`: appends) could
+    # turn `state` into `target`.
+
+    def resets(self, op: Op) -> tuple[State, ...]:
+        if op.f in WRITE_FS:
+            return (hashable(op.value),)
+        if op.f in CAS_FS and (op.type == "info" or op.result is not False):
+            return (_cas_pair(op)[1],)
+        return ()
+
+    def grows(self, state: State, target: State) -> bool:
+        return state == target or state is ANY
+
 
 class KeyValue(Register):
     """A map of independent registers, checked key by key: `read`/`get`, `write`/`put`,
@@ -233,6 +248,15 @@ class KeyValue(Register):
 
             return append
         return super().step(op)
+
+    def grows(self, state: State, target: State) -> bool:
+        if state is ANY or state == target or state is None:
+            return True
+        if isinstance(state, str) and isinstance(target, str):
+            return target.startswith(state)
+        if isinstance(state, tuple) and isinstance(target, tuple):
+            return target[: len(state)] == state
+        return False
 
     def prune(self, ops: list[Op]) -> list[Op]:
         """Drop info writes and appends of a string that no read result and no cas's
@@ -301,6 +325,15 @@ class Counter:
 
     def sensitive(self, op: Op) -> tuple[State, ...] | None:
         return (hashable(op.result),) if op.f in READ_FS else None
+
+    def resets(self, op: Op) -> tuple[State, ...]:
+        """Adds only grow the count; one that takes away may lead anywhere (see `Register`)."""
+        if op.f in ADD_FS and _number(op.value) and op.value < 0:
+            return (ANY,)
+        return ()
+
+    def grows(self, state: State, target: State) -> bool:
+        return state is ANY or not (_number(state) and _number(target)) or state <= target
 
     def prune(self, ops: list[Op]) -> list[Op]:
         return ops

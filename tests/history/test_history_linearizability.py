@@ -152,6 +152,33 @@ def test_a_stale_read_after_a_completed_write_is_a_violation() -> None:
     assert "#1 process 0: write 1  ok" in text and "#2 process 1: read -> None  ok" in text
 
 
+def test_a_read_that_cannot_follow_an_earlier_one_fails_without_a_search() -> None:
+    """Appends only grow a value: after a read saw 'ab', a later read of 'b' with no write
+    that could come between is a proof; the other key, fine, is not searched at all."""
+    fine = [
+        op("append", "a", 0, 1, key="y", id=10),
+        read("a", 2, 3, key="y", id=11),
+    ]
+    stale = [
+        op("append", "a", 0, 1, key="x", id=1),
+        op("append", "b", 0, 1, key="x", id=2),
+        read("ab", 2, 3, key="x", id=3),
+        read("b", 4, 5, key="x", id=4),
+        read("ab", 6, 7, key="x", id=5),
+    ]
+    quick = check(fine + stale, "kv", explain=False)
+    assert quick.valid is False and quick.explored == 0
+    assert quick.key == "x" and quick.culprit is not None and quick.culprit.id == 4
+    every = check(fine + stale, "kv", all_keys=True, explain=False)
+    assert every.failing == ("x",) and every.explored > 0  # the fine key was searched
+    explained = check(fine + stale, "kv")
+    assert explained.culprit is not None and explained.culprit.id == 4
+    assert {o.id for o in explained.counterexample} >= {3, 4}
+    # A write that could come between them leaves it to the search: now linearizable.
+    rescued = [*stale[:4], op("write", "b", 3.5, 3.8, key="x", id=6)]
+    assert check(rescued, "kv").valid is True
+
+
 def test_new_old_inversion_is_not_linearizable() -> None:
     """Lamport's regular-but-not-atomic register: a write in progress, one read sees the
     new value, a later read (strictly after it) sees the old one again."""
@@ -377,6 +404,33 @@ def test_histories_linearizable_by_construction_pass(
     assert result.valid is True, str(result)
 
 
+MANY_CLIENTS = settings(SETTINGS, max_examples=30)
+
+
+@MANY_CLIENTS
+@given(
+    rng=st.randoms(use_true_random=False),
+    model=models,
+    size=st.integers(50, 600),
+    processes=st.integers(16, 32),
+    values=st.sampled_from([2, None]),
+    info=st.sampled_from([0.0, 0.05]),
+)
+def test_histories_of_16_to_32_clients_linearizable_by_construction_pass(
+    rng: random.Random,
+    model: ModelName,
+    size: int,
+    processes: int,
+    values: int | None,
+    info: float,
+) -> None:
+    history = linearizable_history(
+        rng, model, ops=size, processes=processes, values=values, info=info
+    )
+    result = check(history, model, timeout=60)
+    assert result.valid is True, str(result)
+
+
 def _reads(history: History) -> list[Op]:
     return [o for o in history.ops if o.f == "read" and o.type == "ok"]
 
@@ -386,7 +440,7 @@ def _reads(history: History) -> list[Op]:
     rng=st.randoms(use_true_random=False),
     model=models,
     size=st.integers(2, 120),
-    processes=st.integers(1, 8),
+    processes=st.one_of(st.integers(1, 8), st.integers(16, 32)),
 )
 def test_a_read_of_a_value_nobody_could_have_seen_is_caught(
     rng: random.Random, model: ModelName, size: int, processes: int
@@ -417,7 +471,11 @@ def test_a_read_of_a_value_nobody_could_have_seen_is_caught(
 
 
 @SETTINGS
-@given(rng=st.randoms(use_true_random=False), size=st.integers(3, 150), processes=st.integers(1, 6))
+@given(
+    rng=st.randoms(use_true_random=False),
+    size=st.integers(3, 300),
+    processes=st.one_of(st.integers(1, 6), st.integers(16, 32)),
+)
 def test_a_read_of_an_overwritten_or_future_value_is_caught(
     rng: random.Random, size: int, processes: int
 ) -> None:
