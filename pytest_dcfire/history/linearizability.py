@@ -621,7 +621,10 @@ def _contradiction(items: Sequence[_Item]) -> _Run | None:
     found_at = math.inf
     for a in reads:
         first = items[a]
-        (seen,) = first.step(ANY)
+        states = first.step(ANY)
+        if len(states) != 1:
+            continue  # a read no state can give (or several): the search decides
+        (seen,) = states
         after = bisect.bisect_right(calls, first.ret or 0.0)
         for b in reads[after : after + FOLLOWERS]:
             second = items[b]

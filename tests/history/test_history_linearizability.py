@@ -409,7 +409,9 @@ MANY_CLIENTS = settings(SETTINGS, max_examples=30)
 
 @MANY_CLIENTS
 @given(
-    rng=st.randoms(use_true_random=False),
+    # A seed, not st.randoms(): 600 operations of 32 clients drawn from Hypothesis's own
+    # bytes overran its entropy budget (FailedHealthCheck); the seed keeps every run exact.
+    seed=st.integers(0, 2**32 - 1),
     model=models,
     size=st.integers(50, 600),
     processes=st.integers(16, 32),
@@ -417,7 +419,7 @@ MANY_CLIENTS = settings(SETTINGS, max_examples=30)
     info=st.sampled_from([0.0, 0.05]),
 )
 def test_histories_of_16_to_32_clients_linearizable_by_construction_pass(
-    rng: random.Random,
+    seed: int,
     model: ModelName,
     size: int,
     processes: int,
@@ -425,7 +427,7 @@ def test_histories_of_16_to_32_clients_linearizable_by_construction_pass(
     info: float,
 ) -> None:
     history = linearizable_history(
-        rng, model, ops=size, processes=processes, values=values, info=info
+        random.Random(seed), model, ops=size, processes=processes, values=values, info=info
     )
     result = check(history, model, timeout=60)
     assert result.valid is True, str(result)
