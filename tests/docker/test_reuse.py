@@ -108,7 +108,11 @@ def containers_started(
     client: docker.DockerClient, since: float, until: float, session: str, pid: int
 ) -> list[str]:
     """Containers created or started on the engine in that window that are of `session` or
-    made by the process `pid`, as `action name` (other sessions share the engine)."""
+    made by the process `pid`, as `action name` (other sessions share the engine).
+
+    The engine is asked in whole seconds, so its answer starts up to a second early: events
+    before `since` (the previous run starting its containers) are dropped by their
+    nanosecond time."""
     events = client.events(
         since=int(since),
         until=int(until) + 1,
@@ -117,6 +121,8 @@ def containers_started(
     )
     found = []
     for event in events:
+        if not since * 1e9 <= event["timeNano"] <= until * 1e9:
+            continue
         labels = event["Actor"]["Attributes"]
         if labels.get(L_SESSION) == session or labels.get(L_PID) == str(pid):
             found.append(f"{event['Action']} {labels.get('name')}")
