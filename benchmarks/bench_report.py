@@ -15,9 +15,11 @@ import sys
 import time
 
 from pytest_dcfire.evidence import DrillEvidence, SessionEvidence, WorkloadRecord
-from pytest_dcfire.fire import FireRecord, FireSpec, StepTiming
+from pytest_dcfire.faults.timing import FaultTiming as StepTiming
+from pytest_dcfire.firespec import FireSpec
 from pytest_dcfire.history import History, Op
 from pytest_dcfire.report.html import render
+from pytest_dcfire.timeline import FireRecord
 
 
 def drill(name: str, calls: int) -> tuple[DrillEvidence, FireRecord]:

@@ -16,7 +16,8 @@ from pytest_dcfire.errors import (
     StartupError,
     TopologyError,
 )
-from pytest_dcfire.fire import Fire, FireController, FireSpec
+from pytest_dcfire.fire import Fire, FireController
+from pytest_dcfire.firespec import FireSpec
 from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
 from pytest_dcfire.modes import Mode
 from pytest_dcfire.recovery import Recovery

@@ -17,9 +17,9 @@ from pytest_dcfire.diskfaults import DiskKind, DiskSpec, check_volumes
 from pytest_dcfire.errors import FireError
 from pytest_dcfire.evidence import DrillEvidence
 from pytest_dcfire.faults.timing import FaultTiming as StepTiming
-from pytest_dcfire.firespec import MARKER_KEYWORDS, FireSpec, service_names
+from pytest_dcfire.firespec import FireSpec, service_names
 from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
-from pytest_dcfire.modes import MODES, Mode
+from pytest_dcfire.modes import Mode
 from pytest_dcfire.recovery import Recovery, eventually, measure_recovery
 from pytest_dcfire.seams import LinkFaults, RunningSystem, StepFactory
 from pytest_dcfire.steps import CallStep, Step
@@ -31,22 +31,6 @@ if TYPE_CHECKING:
 
     from pytest_dcfire.chaos.schedule import Schedule
     from pytest_dcfire.drill_workload import DrillWorkload
-
-#: Re-exported: the names that were defined here before the layers were split.
-__all__ = [
-    "MARKER_KEYWORDS",
-    "MODES",
-    "CallStep",
-    "Fire",
-    "FireController",
-    "FireRecord",
-    "FireSpec",
-    "Step",
-    "StepFactory",
-    "StepTiming",
-    "Timeline",
-    "service_names",
-]
 
 
 #: The hookspecs (hookspecs.py) the fire controller calls around each fire.

@@ -40,7 +40,8 @@ from pytest_dcfire.config import (
 )
 from pytest_dcfire.errors import ConfigError, DcfireError, TopologyError
 from pytest_dcfire.evidence import DrillEvidence, session_evidence
-from pytest_dcfire.fire import FireController, service_names
+from pytest_dcfire.fire import FireController
+from pytest_dcfire.firespec import service_names
 from pytest_dcfire.progress import TerminalProgress
 from pytest_dcfire.session import DcfireSession
 

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pytest_dcfire.burn import SuiteBurn, hold_suite_burn
 from pytest_dcfire.config import Settings
 from pytest_dcfire.errors import DcfireError
-from pytest_dcfire.fire import CallStep, Timeline
 from pytest_dcfire.runtime.engine import RETAIN_KEEP, RETAIN_REUSE, SessionIdentity
+from pytest_dcfire.steps import CallStep
+from pytest_dcfire.timeline import Timeline
 
 if TYPE_CHECKING:  # Docker and the runtime load when a test first needs the system
     from pytest_dcfire.faults.backend import FaultBackend

@@ -55,7 +55,9 @@ def test_no_section_without_anything_dark() -> None:
 
 
 def test_section_names_the_tests_own_fires() -> None:
-    from pytest_dcfire.fire import Fire, FireRecord, FireSpec
+    from pytest_dcfire.fire import Fire
+    from pytest_dcfire.firespec import FireSpec
+    from pytest_dcfire.timeline import FireRecord
 
     spec = FireSpec(("west",))
     record = FireRecord(spec, "t", ["echo@west"], ignited_wall=time.time() - 1.0)
@@ -102,7 +104,8 @@ def test_outcome_of_a_test_under_the_burn(phases: list[tuple[str, str]], expecte
 
 def test_a_worker_holds_what_the_controller_burns_and_never_waits_for_it() -> None:
     from pytest_dcfire.faults.timing import FaultTiming
-    from pytest_dcfire.fire import FireController, Timeline
+    from pytest_dcfire.fire import FireController
+    from pytest_dcfire.timeline import Timeline
 
     handles = [
         SimpleNamespace(name=n, site="east", container=SimpleNamespace(id=n), adopted=n == "c1")
@@ -118,7 +121,7 @@ def test_a_worker_holds_what_the_controller_burns_and_never_waits_for_it() -> No
     applied: list[list[str]] = []
 
     def make_step(effect: Effect, spec: Any, targets: Any) -> Any:
-        from pytest_dcfire.fire import CallStep
+        from pytest_dcfire.steps import CallStep
 
         def do() -> FaultTiming:
             applied.append([f"{effect}:{h.name}" for h in targets])

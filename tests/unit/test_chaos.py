@@ -21,12 +21,13 @@ from pytest_dcfire.chaos.schedule import parse_steps
 from pytest_dcfire.diskfaults import DiskKind
 from pytest_dcfire.errors import ConfigError
 from pytest_dcfire.faults.timing import FaultTiming as StepTiming
-from pytest_dcfire.fire import FireController, Timeline
-from pytest_dcfire.fire import Step as FireStep
+from pytest_dcfire.fire import FireController
 from pytest_dcfire.linkfaults import BrownoutSpec, LinkFault, PartitionSpec
 from pytest_dcfire.modes import Effect
 from pytest_dcfire.recovery import eventually
 from pytest_dcfire.seams import FaultSpec, Handle
+from pytest_dcfire.steps import Step as FireStep
+from pytest_dcfire.timeline import Timeline
 from pytest_dcfire.topology.model import Service, Site, Topology
 
 SITES = Targets(

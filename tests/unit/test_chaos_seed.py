@@ -19,7 +19,8 @@ import json, os
 import pytest
 from pytest_dcfire.evidence import session_evidence
 from pytest_dcfire.faults.timing import FaultTiming
-from pytest_dcfire.fire import FireController, Timeline
+from pytest_dcfire.fire import FireController
+from pytest_dcfire.timeline import Timeline
 
 
 class Svc:

@@ -10,7 +10,7 @@ import pytest
 from pytest_dcfire import disk
 from pytest_dcfire.diskfaults import DiskSpec, fire_storage
 from pytest_dcfire.errors import ConfigError
-from pytest_dcfire.fire import FireSpec
+from pytest_dcfire.firespec import FireSpec
 
 TOPOLOGY = """\
 sites: [pangyo, ansan]

@@ -18,7 +18,7 @@ import pytest
 FAKE_CONFTEST = """
 import pytest
 
-from pytest_dcfire.fire import StepTiming
+from pytest_dcfire.faults.timing import FaultTiming as StepTiming
 from pytest_dcfire.plugin import SESSION_KEY
 
 

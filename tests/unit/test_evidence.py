@@ -13,11 +13,12 @@ import pytest
 
 from pytest_dcfire.evidence import SessionEvidence, Verdict, to_verdict
 from pytest_dcfire.faults.timing import FaultTiming as StepTiming
-from pytest_dcfire.fire import FireController, Timeline
+from pytest_dcfire.fire import FireController
 from pytest_dcfire.history import Fail, History, Op
 from pytest_dcfire.modes import Effect
 from pytest_dcfire.report.html import render
 from pytest_dcfire.seams import Handle
+from pytest_dcfire.timeline import Timeline
 from pytest_dcfire.topology.model import Service, Topology
 
 

@@ -13,9 +13,12 @@ import pytest
 
 from pytest_dcfire.errors import ConfigError, FireError
 from pytest_dcfire.faults.timing import FaultTiming as StepTiming
-from pytest_dcfire.fire import FireController, FireSpec, Step, Timeline
+from pytest_dcfire.fire import FireController
+from pytest_dcfire.firespec import FireSpec
 from pytest_dcfire.modes import Effect
 from pytest_dcfire.seams import FaultSpec, Handle
+from pytest_dcfire.steps import Step
+from pytest_dcfire.timeline import Timeline
 from pytest_dcfire.topology.model import Service, Topology
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_dcfire.errors import DcfireError
-from pytest_dcfire.fire import service_names
+from pytest_dcfire.firespec import service_names
 from pytest_dcfire.linkfaults import BrownoutSpec
 from pytest_dcfire.runtime.handles import ServiceHandle
 from pytest_dcfire.topology.model import Service, Site, Topology

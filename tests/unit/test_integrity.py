@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from pytest_dcfire.errors import StartupError
-from pytest_dcfire.fire import FireRecord, FireSpec, Timeline
+from pytest_dcfire.firespec import FireSpec
 from pytest_dcfire.integrity import Integrity
 from pytest_dcfire.interrupts import Guard, Terminated
+from pytest_dcfire.timeline import FireRecord, Timeline
 
 
 @dataclass

@@ -15,7 +15,7 @@ import pytest
 from pytest_dcfire.config import Settings
 from pytest_dcfire.errors import ConfigError, FireError
 from pytest_dcfire.faults.timing import FaultTiming
-from pytest_dcfire.fire import FireSpec
+from pytest_dcfire.firespec import FireSpec
 from pytest_dcfire.linkfaults import BrownoutSpec, PartitionSpec
 from pytest_dcfire.links import LinkClient, Links, proxy_name
 from pytest_dcfire.modes import Effect

@@ -26,7 +26,9 @@ services:
 RECORDING_CONFTEST = """
 import json
 import pytest
-from pytest_dcfire.fire import CallStep, FireController, Timeline
+from pytest_dcfire.fire import FireController
+from pytest_dcfire.steps import CallStep
+from pytest_dcfire.timeline import Timeline
 from pytest_dcfire.faults.timing import FaultTiming
 
 

@@ -9,9 +9,10 @@ import xml.etree.ElementTree as ET
 from pytest_dcfire.evidence import DrillEvidence, SessionEvidence
 from pytest_dcfire.faults.timing import FaultTiming
 from pytest_dcfire.faults.timing import FaultTiming as StepTiming
-from pytest_dcfire.fire import FireRecord, FireSpec
+from pytest_dcfire.firespec import FireSpec
 from pytest_dcfire.linkfaults import LinkFault
 from pytest_dcfire.report.html import cut_svg, render
+from pytest_dcfire.timeline import FireRecord
 
 SVG = "{http://www.w3.org/2000/svg}"
 

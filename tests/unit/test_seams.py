@@ -18,7 +18,7 @@ import pytest_dcfire
 from pytest_dcfire import modes, seams
 from pytest_dcfire.burn import burn_mode
 from pytest_dcfire.errors import ConfigError
-from pytest_dcfire.fire import FireSpec
+from pytest_dcfire.firespec import FireSpec
 from pytest_dcfire.modes import MODES
 
 
