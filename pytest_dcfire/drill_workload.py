@@ -47,6 +47,7 @@ class DrillWorkload(Workload):
         ev.workloads.append(self.record)
         for fire in self._burning():  # a marker's fire ignited before the body started
             self.mark("ignite", fire.record.ignited, fire.spec.describe())
+            self.mark("burning", fire.record.in_place, fire.spec.describe())
         with ev._lock:
             ev._running.append(self)
         super().start()

@@ -136,6 +136,7 @@ class DrillEvidence:
         self.fires.append(record)
         for workload in self.running():
             workload.mark("ignite", record.ignited, record.spec.describe())
+            workload.mark("burning", record.in_place, record.spec.describe())
 
     def restored(self, record: FireRecord) -> None:
         if record.restored is None or not record.steps:

@@ -34,6 +34,11 @@ class FireRecord:
     lost_writes: int | None = None
     errors: list[str] = field(default_factory=list)
 
+    @property
+    def in_place(self) -> float:
+        """When every step of the fire was in place (`time.monotonic()`): the site is dark."""
+        return self.ignited + self.cut_ms / 1000.0
+
 
 class Timeline:
     """Every fire of the session, in ignition order (thread-safe: workloads may read it)."""

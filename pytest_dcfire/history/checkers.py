@@ -305,8 +305,11 @@ class Availability:
 
     `rto`: seconds from the last `ignite` mark to the completion of the first of `stable`
     consecutive successful operations invoked after it (None: no ignition marked, or no
-    recovery). `rpo`: the time span of the acknowledged writes that were lost (None when no
-    final read was given)."""
+    recovery). When a `burning` mark follows the ignition (the moment every step of the fire
+    was in place), only operations invoked from then on count as recovery: one invoked while
+    the cut was still being applied may succeed, and must not make a dark site look
+    recovered at once. `rpo`: the time span of the acknowledged writes that were lost (None
+    when no final read was given)."""
 
     attempts: int
     succeeded: int
@@ -416,8 +419,10 @@ def availability(
     if ignited is not None:
         restores = [m.time for m in hist.marks_named("restore") if m.time >= ignited]
         restored = restores[0] if restores else None
+        in_place = [m.time for m in hist.marks_named("burning") if m.time >= ignited]
+        settled = in_place[0] if in_place else ignited
         after = sorted(
-            (op for op in ops if op.invoke >= ignited),
+            (op for op in ops if op.invoke >= settled),
             key=lambda op: (op.complete if op.complete is not None else float("inf"), op.id),
         )
         streak = 0

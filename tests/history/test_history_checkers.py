@@ -98,6 +98,31 @@ def outage_history() -> History:
     return history
 
 
+def test_operations_invoked_while_the_cut_was_applied_do_not_count_as_recovery() -> None:
+    """A fire asked for at 1.0 is in place at 1.3: the calls invoked in between reached a
+    site that was not dark yet and succeed; they must not make the RTO zero."""
+    ops = [attempt(t, t + 0.05) for t in (0.0, 0.5, 1.05, 1.1, 1.15)]
+    ops += [attempt(t, t + 0.05, "fail") for t in (1.4, 1.9, 2.4)]
+    ops += [attempt(t, t + 0.05) for t in (3.0, 3.5, 4.0)]
+    history = History(ops)
+    history.mark("ignite", 1.0, "pangyo")
+    assert availability(history).rto == pytest.approx(0.1)  # without the mark: fooled
+    history.mark("burning", 1.3, "pangyo")
+    result = availability(history)
+    assert result.ignited == 1.0  # the RTO still runs from the request
+    assert result.recovered_at == pytest.approx(3.05)
+    assert result.rto == pytest.approx(2.05)
+
+
+def test_a_burning_mark_of_an_earlier_fire_does_not_delay_recovery() -> None:
+    ops = [attempt(t, t + 0.05) for t in (2.1, 2.2, 2.3)]
+    history = History(ops)
+    history.mark("ignite", 0.0)
+    history.mark("burning", 0.1)
+    history.mark("ignite", 2.0)  # the last ignition had no burning mark of its own
+    assert availability(history).rto == pytest.approx(0.15)
+
+
 def test_outages_rto_and_restore() -> None:
     result = outage_history().availability(stable=3)
     assert [(o.start, o.end, o.attempts, o.recovered) for o in result.outages] == [

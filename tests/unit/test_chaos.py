@@ -539,12 +539,14 @@ def test_every_event_is_a_mark_in_the_workload_history() -> None:
     marks = [(m.name, m.label) for m in wl.history.marks]
     assert marks == [
         ("ignite", "a [fire]"),
+        ("burning", "a [fire]"),
         ("restore", "a [fire]"),
         ("partition", "a | b"),
         ("partition-lifted", "a | b"),
         ("brownout", "x@b"),
         ("brownout-lifted", "x@b"),
         ("ignite", "b [freeze]"),
+        ("burning", "b [freeze]"),
         ("restore", "b [freeze]"),
     ], marks
     t0 = s.started
