@@ -16,7 +16,11 @@ from hypothesis import strategies as st
 from pytest_dcfire.history import History, HistoryError, Op, check, check_counter, check_set
 from pytest_dcfire.history.synthetic import linearizable_history
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def add(delta: int, start: float, end: float | None, type: str = "ok", id: int = -1) -> Op:

@@ -16,7 +16,11 @@ from hypothesis import strategies as st
 from pytest_dcfire.history import History, Op, check, load, schedule
 from pytest_dcfire.history.synthetic import ModelName, linearizable_history
 
-MANY = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+MANY = settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def _kv(keys: int, bad: set[int], seed: int = 1) -> list[Op]:

@@ -20,7 +20,11 @@ from pytest_dcfire.history.model import Value
 from pytest_dcfire.history.models import Effect, State, Step
 from pytest_dcfire.history.synthetic import ModelName, linearizable_history
 
-SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def op(
@@ -511,7 +515,7 @@ def test_a_read_of_an_overwritten_or_future_value_is_caught(
     assert check(mutated, timeout=20).valid is False
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.data_too_large])
 @given(
     rng=st.randoms(use_true_random=False),
     model=models,
@@ -598,7 +602,7 @@ def arbitrary_ops(draw: st.DrawFn, model: str) -> list[Op]:
     return ops
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.data_too_large])
 @given(data=st.data(), model=models, ordering=st.sampled_from(linearizability.ORDERINGS))
 def test_agrees_with_brute_force_on_arbitrary_small_histories(
     data: st.DataObject, model: ModelName, ordering: str
