@@ -394,7 +394,8 @@ def pytest_runtest_makereport(
     evidence = session_evidence(item.config)
     evidence.outcome(report)
     state = item.config.stash.get(SESSION_KEY, None)
-    if state is not None:
+    # Both sections are empty unless the suite burns or the test has its `dcfire`.
+    if state is not None and (state.burn or "dcfire" in getattr(item, "funcargs", {})):
         from pytest_dcfire.report.failure import dark_section, under_burn
 
         if report.failed:
