@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_dcfire.diskfaults import DiskSpec
-from pytest_dcfire.errors import (
-    ConfigError,
-    DcfireError,
-    EngineUnavailable,
-    FireError,
-    RecoveryTimeout,
-    StartupError,
-    TopologyError,
-)
-from pytest_dcfire.fire import Fire, FireController
-from pytest_dcfire.firespec import FireSpec
-from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
-from pytest_dcfire.modes import Mode
-from pytest_dcfire.recovery import Recovery
-
 if TYPE_CHECKING:
+    from pytest_dcfire.diskfaults import DiskSpec
+    from pytest_dcfire.errors import (
+        ConfigError,
+        DcfireError,
+        EngineUnavailable,
+        FireError,
+        RecoveryTimeout,
+        StartupError,
+        TopologyError,
+    )
+    from pytest_dcfire.fire import Fire, FireController
+    from pytest_dcfire.firespec import FireSpec
     from pytest_dcfire.history.workload import Fail, Indeterminate
+    from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, LinkFault, PartitionSpec
+    from pytest_dcfire.modes import Mode
+    from pytest_dcfire.recovery import Recovery
     from pytest_dcfire.runtime.handles import ServiceHandle
     from pytest_dcfire.runtime.system import System
 
@@ -72,21 +72,44 @@ __all__ = [
 ]
 
 
-#: Loaded on first use, so that importing the plugin loads neither the history checkers
-#: (`Fail`, `Indeterminate`: raised by workload operations) nor Docker (`System`, what
-#: `dcfire_topology` returns, and its `ServiceHandle`s).
-_LAZY = {
-    "Fail": "pytest_dcfire.history.workload",
-    "Indeterminate": "pytest_dcfire.history.workload",
-    "System": "pytest_dcfire.runtime.system",
-    "ServiceHandle": "pytest_dcfire.runtime.handles",
+#: Every public class, loaded from its module on first use: pytest imports this package (for
+#: the plugin) in every run of every project that has it installed, and a run that burns
+#: nothing needs none of them (not the fire controller, the checkers behind `Fail` and
+#: `Indeterminate`, nor Docker behind `System` and `ServiceHandle`). The markers above are
+#: pytest's own objects and cost nothing.
+_WHERE = {
+    "BrownoutSpec": "linkfaults",
+    "ConfigError": "errors",
+    "DcfireError": "errors",
+    "DiskSpec": "diskfaults",
+    "EngineUnavailable": "errors",
+    "Fail": "history.workload",
+    "Fire": "fire",
+    "FireController": "fire",
+    "FireError": "errors",
+    "FireSpec": "firespec",
+    "FlakySpec": "linkfaults",
+    "Indeterminate": "history.workload",
+    "LinkFault": "linkfaults",
+    "Mode": "modes",
+    "PartitionSpec": "linkfaults",
+    "Recovery": "recovery",
+    "RecoveryTimeout": "errors",
+    "ServiceHandle": "runtime.handles",
+    "StartupError": "errors",
+    "System": "runtime.system",
+    "TopologyError": "errors",
 }
 
 
 def __getattr__(name: str) -> Any:
-    """The names of `_LAZY`, imported when first asked for."""
-    if name in _LAZY:
-        import importlib
+    """A public class of `_WHERE`, imported from its module when first asked for."""
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -25,16 +25,16 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_dcfire.errors import ConfigError, DcfireError, did_you_mean
-from pytest_dcfire.fire import FireController
-from pytest_dcfire.firespec import FireSpec
 from pytest_dcfire.modes import MODES, Effect, Mode, is_mode
-from pytest_dcfire.seams import Faults, FireSession, Handle, RunningSystem
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the fire controller loads when a burn first ignites (a cheap plugin import)
     import pluggy
     import pytest
 
+    from pytest_dcfire.fire import FireController
+    from pytest_dcfire.firespec import FireSpec
     from pytest_dcfire.lifecycle import Runtime
+    from pytest_dcfire.seams import Faults, FireSession, Handle, RunningSystem
 
 INI_BURN = "dcfire_burn"
 OPTION = "--dcfire-burn"
@@ -166,6 +166,8 @@ class SuiteBurn:
 
     @property
     def spec(self) -> FireSpec:
+        from pytest_dcfire.firespec import FireSpec
+
         return FireSpec(self.sites, self.mode)
 
     def header(self) -> list[str]:
@@ -208,6 +210,8 @@ class SuiteBurn:
         if self.held:
             assert state.faults is not None  # held: a worker's system, started with faults
             self.hold(state.faults, handles)
+        from pytest_dcfire.fire import FireController
+
         self.controller = FireController(
             system,
             state.make_step,
@@ -235,6 +239,8 @@ class SuiteBurn:
             return
         if _cid(handle) in self.held:
             return  # counted already (`hold`), dark by the controller's fire
+        from pytest_dcfire.firespec import FireSpec
+
         fire = self.controller.ignite(FireSpec((handle.site,), self.mode))
         fire.record.test = f"{RECORD_NAME} + adopted {handle.name}"
         self.members.append(_member(handle))

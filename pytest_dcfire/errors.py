@@ -6,7 +6,6 @@ that a user can act on it without reading a traceback.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Sequence
 
@@ -84,6 +83,8 @@ class RecoveryTimeout(DcfireError, AssertionError):
 
 def did_you_mean(value: str, valid: Iterable[str]) -> str:
     """Return ' (did you mean X?)' when a valid name is close to `value`, else ''."""
+    import difflib  # only for a mistake: the plugin imports this module in every run
+
     close = difflib.get_close_matches(value, list(valid), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

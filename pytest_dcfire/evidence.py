@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_dcfire.timeline import FireRecord
-
 if TYPE_CHECKING:  # the checkers load on first use: importing the plugin stays cheap
     import pluggy
 

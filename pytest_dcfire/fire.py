@@ -445,10 +445,11 @@ class FireController:
         """Run `steps` in the background: `(at, kind, target(s)[, {"for": s, ...}])` tuples,
         e.g. `[(0, "fire", "pangyo", {"for": 8}), (5, "fire", "ansan", {"for": 8})]`.
         Returns a `Schedule` (`.events`, `.stop()`, a context manager); see chaos/."""
-        from pytest_dcfire import chaos
+        from pytest_dcfire.chaos import run as chaos
+        from pytest_dcfire.chaos.schedule import DEFAULT_QUIET
 
         valid = chaos.targets_of(self.system)
-        quiet = chaos.DEFAULT_QUIET if quiet is None else quiet
+        quiet = DEFAULT_QUIET if quiet is None else quiet
         schedule = chaos.schedule(self, steps, valid, quiet=quiet)
         self.schedules.append(schedule)
         return schedule
@@ -469,7 +470,8 @@ class FireController:
         (low, high)), each lasting `hold` (default: like interval), at most `max_at_once` at
         a time. Only `random.Random(seed)` draws it; the seed (given, else --dcfire-seed,
         else new) is printed with the test's report and failure."""
-        from pytest_dcfire import chaos
+        from pytest_dcfire.chaos import run as chaos
+        from pytest_dcfire.chaos.schedule import DEFAULT_QUIET
         from pytest_dcfire.chaos.seed import replay_seed
 
         valid = chaos.targets_of(self.system, exclude=self.also_dark())
@@ -483,7 +485,7 @@ class FireController:
             interval=interval,
             hold=hold,
             max_at_once=max_at_once,
-            quiet=chaos.DEFAULT_QUIET if quiet is None else quiet,
+            quiet=DEFAULT_QUIET if quiet is None else quiet,
         )
         self.schedules.append(schedule)
         if schedule.seed is not None:

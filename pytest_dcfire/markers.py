@@ -1,6 +1,9 @@
 """The fault markers (`@dc_fire`, `@brownout`, `@partition`, `@clock`, `@flaky_network`,
 `@disk`): their `pytest --markers` help, and their validation against the topology into the
 specs that a test's `dcfire` ignites (link faults here; fires by `each_site.specs`).
+
+pytest registers the markers and looks for them in every run: the spec modules load only
+when a test carries a fault marker.
 """
 
 from __future__ import annotations
@@ -9,16 +12,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_dcfire import each_site
-from pytest_dcfire.clockfaults import ClockSpec, check_controllable
-from pytest_dcfire.diskfaults import DiskSpec, check_volumes
 from pytest_dcfire.errors import ConfigError
-from pytest_dcfire.firespec import service_names
-from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, PartitionSpec
 from pytest_dcfire.modes import MODES
 
 if TYPE_CHECKING:
+    from pytest_dcfire.clockfaults import ClockSpec
+    from pytest_dcfire.diskfaults import DiskSpec
     from pytest_dcfire.fire import FireController
+    from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, PartitionSpec
     from pytest_dcfire.topology.model import Topology
 
 BROWNOUT_HELP = (
@@ -100,6 +101,10 @@ def ignite(item: pytest.Item, controller: FireController) -> None:
     """Apply the item's fault markers through its `dcfire`: link faults first (a brownout
     that makes a replica lag must be in place when the fire starts), then the fires, those
     of one mode as one cut."""
+    from pytest_dcfire import each_site
+    from pytest_dcfire.clockfaults import ClockSpec
+    from pytest_dcfire.diskfaults import DiskSpec
+
     for mark in fault_marks(item):
         if mark.name != "dc_fire":  # link faults first, fires after
             spec = parse_marker(mark, controller.system.topology)
@@ -119,6 +124,12 @@ def parse_marker(
 ) -> BrownoutSpec | PartitionSpec | ClockSpec | FlakySpec | DiskSpec | None:
     """Validate one fault marker against the topology; return a link fault's spec (fires
     are returned by `each_site.specs`, which knows which site an each_site test burns)."""
+    from pytest_dcfire import each_site
+    from pytest_dcfire.clockfaults import ClockSpec, check_controllable
+    from pytest_dcfire.diskfaults import DiskSpec, check_volumes
+    from pytest_dcfire.firespec import service_names
+    from pytest_dcfire.linkfaults import BrownoutSpec, FlakySpec, PartitionSpec
+
     sites = topology.site_names if topology is not None else ()
     where = f"@{mark.name}{describe_call(mark)}"
     if mark.name == "brownout":

@@ -4,8 +4,9 @@ xdist_transport.py, the shared copy to share.py, the session's state to session.
 
 The machinery lives in modules named after what they are (topology, runtime, faults, fire,
 recovery, report); this module only wires them to pytest. pytest imports it in every run, so
-what is heavy (Docker, tenacity, the checkers, the report, Toxiproxy) is imported by the hook
-that first needs it (tests/unit/test_import_cost.py; benchmarks/bench_import.py).
+it imports at the top only what declares the options and hooks; the rest is imported by the
+hook or fixture that needs it, and what is heavy (Docker, tenacity, the checkers, the report,
+Toxiproxy) only when a run uses it (tests/unit/test_import_cost.py; benchmarks/bench_import.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_dcfire import burn, each_site, hookspecs, markers, share, xdist_transport
+from pytest_dcfire import burn, hookspecs, markers
 from pytest_dcfire.chaos import seed as chaos_seed
 from pytest_dcfire.config import (
     INI_ADOPT_COMPOSE,
@@ -39,18 +40,15 @@ from pytest_dcfire.config import (
     report_path,
 )
 from pytest_dcfire.errors import ConfigError, DcfireError, TopologyError
-from pytest_dcfire.evidence import DrillEvidence, session_evidence
-from pytest_dcfire.fire import FireController
-from pytest_dcfire.firespec import service_names
-from pytest_dcfire.progress import TerminalProgress
-from pytest_dcfire.session import DcfireSession
 
-if TYPE_CHECKING:  # Docker, the runtime and the report load when a test first needs them
+if TYPE_CHECKING:  # loaded by the hooks and fixtures that use them
     from pytest_dcfire.config import Settings
+    from pytest_dcfire.fire import FireController
     from pytest_dcfire.runtime.adopt import ComposeProject
     from pytest_dcfire.runtime.system import System
+    from pytest_dcfire.session import DcfireSession
 
-SESSION_KEY = pytest.StashKey[DcfireSession]()
+SESSION_KEY = pytest.StashKey["DcfireSession"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -169,6 +167,11 @@ def _settings(config: pytest.Config) -> Settings:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
+    from pytest_dcfire import share
+    from pytest_dcfire.evidence import session_evidence
+    from pytest_dcfire.progress import TerminalProgress
+    from pytest_dcfire.session import DcfireSession
+
     markers.register(config)
     try:
         settings = _settings(config)
@@ -256,6 +259,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     state = config.stash[SESSION_KEY]
     assert state.topology is not None
+    from pytest_dcfire import each_site
+    from pytest_dcfire.firespec import service_names
     from pytest_dcfire.topology.plan import render_plan
 
     reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -282,6 +287,8 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     state = metafunc.config.stash.get(SESSION_KEY, None)
     if state is not None and state.topology is not None:
+        from pytest_dcfire import each_site
+
         each_site.generate(metafunc, state.topology.site_names)
 
 
@@ -349,6 +356,9 @@ def dcfire(request: pytest.FixtureRequest, dcfire_topology: System) -> Iterator[
     `eventually()`, `measure_recovery()`, `schedule(steps)`, `chaos(...)`. Everything it
     burned is restored at teardown, always; its workloads' verdicts go to the report and the
     JUnit properties."""
+    from pytest_dcfire.evidence import DrillEvidence, session_evidence
+    from pytest_dcfire.fire import FireController
+
     state = request.config.stash[SESSION_KEY]
     evidence = DrillEvidence(request.node.nodeid)
     session_evidence(request.config).add(evidence)
@@ -378,11 +388,14 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Each burning test's outcome for the report (outermost: xfail is already applied)."""
+    from pytest_dcfire.evidence import session_evidence
+
     report = yield
     evidence = session_evidence(item.config)
     evidence.outcome(report)
     state = item.config.stash.get(SESSION_KEY, None)
-    if state is not None:
+    # Both sections are empty unless the suite burns or the test has its `dcfire`.
+    if state is not None and (state.burn or "dcfire" in getattr(item, "funcargs", {})):
         from pytest_dcfire.report.failure import dark_section, under_burn
 
         if report.failed:
@@ -426,6 +439,8 @@ def pytest_terminal_summary(
     state = config.stash.get(SESSION_KEY, None)
     if state is None:
         return
+    from pytest_dcfire.evidence import session_evidence
+
     tables = [("", _terminal_tables(state))]
     tables += sorted(session_evidence(config).worker_tables.items())
     for worker, (fires, link_faults) in tables:
@@ -446,6 +461,9 @@ def pytest_terminal_summary(
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """pytest-xdist: keep a worker's share of the report for the controller's one file."""
+    from pytest_dcfire import xdist_transport
+    from pytest_dcfire.evidence import session_evidence
+
     xdist_transport.receive(node, session_evidence(node.config))
 
 
@@ -464,6 +482,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     if state is None:
         return
+    from pytest_dcfire import xdist_transport
+    from pytest_dcfire.evidence import session_evidence
+
     evidence = session_evidence(session.config)
     xdist_transport.send_tables(session.config, lambda: _terminal_tables(state))
     # An xdist worker sends its part of the report: the controller writes the one file.

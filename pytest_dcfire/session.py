@@ -15,7 +15,6 @@ from pytest_dcfire.burn import SuiteBurn, hold_suite_burn
 from pytest_dcfire.config import Settings
 from pytest_dcfire.errors import DcfireError
 from pytest_dcfire.runtime.engine import RETAIN_KEEP, RETAIN_REUSE, SessionIdentity
-from pytest_dcfire.steps import CallStep
 from pytest_dcfire.timeline import Timeline
 
 if TYPE_CHECKING:  # Docker and the runtime load when a test first needs the system
@@ -27,6 +26,7 @@ if TYPE_CHECKING:  # Docker and the runtime load when a test first needs the sys
     from pytest_dcfire.runtime.engine import Engine
     from pytest_dcfire.runtime.system import System
     from pytest_dcfire.seams import FaultSpec, Handle
+    from pytest_dcfire.steps import CallStep
     from pytest_dcfire.topology.model import Topology
 
 Progress = Callable[[str], None]
@@ -279,6 +279,7 @@ class DcfireSession:
         if effect == "links":
             if self.runtime.links is None:  # the xdist controller's adopted-only system
                 from pytest_dcfire.faults.timing import FaultTiming
+                from pytest_dcfire.steps import CallStep
 
                 return CallStep(
                     "links", lambda: FaultTiming("links", "no proxies", 0.0), lambda: None

@@ -7,10 +7,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from pytest_dcfire.faults.timing import FaultTiming as StepTiming
-from pytest_dcfire.firespec import FireSpec
-from pytest_dcfire.linkfaults import LinkFault
+if TYPE_CHECKING:  # annotations only: the plugin imports this module in every run
+    from pytest_dcfire.faults.timing import FaultTiming as StepTiming
+    from pytest_dcfire.firespec import FireSpec
+    from pytest_dcfire.linkfaults import LinkFault
 
 
 @dataclass

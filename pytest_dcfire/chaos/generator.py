@@ -26,16 +26,6 @@ def new_seed() -> int:
     return secrets.randbelow(10**9)
 
 
-def parse_seed(where: str, value: Any) -> int:
-    """A seed is an integer >= 0 (an int, or its decimal text from an option)."""
-    text = value.strip() if isinstance(value, str) else value
-    if isinstance(text, str) and text.isdigit():
-        return int(text)
-    if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
-        return text
-    raise ConfigError(f"{where} = {value!r} is not valid; give an integer >= 0, e.g. 1234")
-
-
 def parse_span(key: str, value: Any) -> tuple[float, float]:
     """Seconds, as a number (drawn between half and one and a half times it) or (low, high)."""
     if isinstance(value, (tuple, list)) and len(value) == 2:

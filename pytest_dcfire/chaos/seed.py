@@ -7,11 +7,21 @@ from typing import Any
 
 import pytest
 
-from pytest_dcfire.chaos.generator import parse_seed
+from pytest_dcfire.errors import ConfigError
 
 OPTION_SEED = "--dcfire-seed"
 INI_SEED = "dcfire_seed"
 SEED_KEY = pytest.StashKey[int | None]()
+
+
+def parse_seed(where: str, value: Any) -> int:
+    """A seed is an integer >= 0 (an int, or its decimal text from an option)."""
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and text.isdigit():
+        return int(text)
+    if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
+        return text
+    raise ConfigError(f"{where} = {value!r} is not valid; give an integer >= 0, e.g. 1234")
 
 
 def add_options(group: Any, parser: pytest.Parser) -> None:

@@ -15,9 +15,10 @@ import pytest
 
 from pytest_dcfire import chaos
 from pytest_dcfire.chaos import ChaosError, Controller, Schedule, Step, Targets
-from pytest_dcfire.chaos.generator import generate, parse_kinds, parse_seed, parse_span
+from pytest_dcfire.chaos.generator import generate, parse_kinds, parse_span
 from pytest_dcfire.chaos.kinds import KINDS, NOT_YET
 from pytest_dcfire.chaos.schedule import parse_steps
+from pytest_dcfire.chaos.seed import parse_seed
 from pytest_dcfire.diskfaults import DiskKind
 from pytest_dcfire.errors import ConfigError
 from pytest_dcfire.faults.timing import FaultTiming as StepTiming

@@ -10,11 +10,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-#: Loaded only when a topology is configured, a test burns, checks a history, a report is
-#: written or links start.
+#: Loaded only when a topology is configured, a test burns (or fails under a burn), checks a
+#: history, draws chaos, a report is written or links start.
 HEAVY = (
     "docker",
     "tenacity",
@@ -26,6 +28,8 @@ HEAVY = (
     "pytest_dcfire.history.checkers",
     "pytest_dcfire.history.linearizability",
     "pytest_dcfire.drill_workload",
+    "pytest_dcfire.chaos.generator",
+    "pytest_dcfire.report.failure",
     "pytest_dcfire.report.html",
     "pytest_dcfire.report.terminal",
     "pytest_dcfire.toxiproxy",
@@ -43,6 +47,22 @@ HEAVY = (
     "pytest_dcfire.interrupts",
     "pytest_dcfire.integrity",
 )
+
+#: All that `import pytest_dcfire.plugin` may load of the package: what declares the options
+#: and the hooks. The fire controller, the evidence, the timeline, the specs, the session
+#: and the chaos generator load when a hook or fixture first uses them.
+WIRING = {
+    "pytest_dcfire",
+    "pytest_dcfire.plugin",
+    "pytest_dcfire.burn",
+    "pytest_dcfire.chaos",
+    "pytest_dcfire.chaos.seed",
+    "pytest_dcfire.config",
+    "pytest_dcfire.errors",
+    "pytest_dcfire.hookspecs",
+    "pytest_dcfire.markers",
+    "pytest_dcfire.modes",
+}
 
 DUMP = f"""
 import sys
@@ -62,6 +82,56 @@ def heavy_after(code: str) -> str:
 
 def test_importing_the_plugin_loads_nothing_heavy() -> None:
     assert heavy_after("import pytest_dcfire.plugin") == "heavy: none"
+
+
+def loaded_by(code: str) -> set[str]:
+    """The package's modules a fresh interpreter has loaded after running `code`."""
+    dump = "import sys\nprint(' '.join(m for m in sys.modules if m.startswith('pytest_dcfire')))"
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\n{dump}"], capture_output=True, text=True, check=True
+    ).stdout
+    return set(out.strip().splitlines()[-1].split())
+
+
+def test_importing_the_plugin_loads_only_the_wiring() -> None:
+    loaded = loaded_by("import pytest_dcfire.plugin")
+    assert loaded - WIRING == set()
+    assert "pytest_dcfire.plugin" in loaded  # the check sees what was imported
+
+
+def test_the_wiring_check_sees_a_module_loaded_too_early() -> None:
+    """The check above can fail: the fire controller, imported beside the plugin, is caught."""
+    loaded = loaded_by("import pytest_dcfire.plugin, pytest_dcfire.fire")
+    assert {"pytest_dcfire.fire", "pytest_dcfire.evidence", "pytest_dcfire.timeline"} <= (
+        loaded - WIRING
+    )
+
+
+def test_every_public_name_resolves_and_is_listed() -> None:
+    """The lazy packages keep their names: each of `__all__` in `dir()` and importable,
+    the marker shortcuts equal to pytest's, and a name that is not there an error."""
+    code = textwrap.dedent(
+        """
+        import pytest, pytest_dcfire, pytest_dcfire.chaos as chaos
+        for module in (pytest_dcfire, chaos):
+            assert set(module.__all__) <= set(dir(module)), module
+            for name in module.__all__:
+                assert getattr(module, name) is not None, name
+        for name in ("dc_fire", "brownout", "partition", "clock", "disk", "flaky_network"):
+            assert getattr(pytest_dcfire, name) == getattr(pytest.mark, name), name
+        from pytest_dcfire.fire import FireController
+        assert pytest_dcfire.FireController is FireController
+        assert callable(chaos.chaos) and callable(chaos.targets_of)
+        try:
+            pytest_dcfire.NoSuchName
+        except AttributeError as exc:
+            print("missing:", exc)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "missing: module 'pytest_dcfire' has no attribute 'NoSuchName'"
 
 
 def test_the_public_names_import_without_loading_anything_heavy() -> None:
@@ -119,3 +189,56 @@ def test_the_check_sees_a_heavy_module(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_passes():\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s")
     result.stdout.fnmatch_lines(["dcfire configured: True", "heavy: docker*"])
+
+
+TWO_SITES = """
+sites: [pangyo, ansan]
+services:
+  db:
+    site: [pangyo, ansan]
+    image: debian:bookworm-slim
+"""
+
+
+def test_a_planned_run_reads_the_markers_the_package_exports(
+    pytester: pytest.Pytester, write_topology: Callable[..., Path]
+) -> None:
+    """A whole run in a fresh interpreter, through the lazily loaded names: the shortcuts
+    decorate, the marker pipeline loads its specs, the plan lists the drills."""
+    write_topology(TWO_SITES)
+    pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
+    pytester.makepyfile(
+        """
+        from pytest_dcfire import FireController, brownout, dc_fire
+
+        @dc_fire("pangyo")
+        def test_burns(dcfire: FireController) -> None:
+            raise AssertionError("a plan runs nothing")
+
+        @brownout("ansan", latency=100)
+        def test_slow(dcfire: FireController) -> None:
+            raise AssertionError("a plan runs nothing")
+        """
+    )
+    result = pytester.runpytest_subprocess("--dcfire-plan", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*test_burns*pangyo*", "*test_slow*browns out ansan*"])
+
+
+def test_a_bad_marker_is_still_one_usage_error(
+    pytester: pytest.Pytester, write_topology: Callable[..., Path]
+) -> None:
+    write_topology(TWO_SITES)
+    pytester.makeini("[pytest]\ndcfire_topology = topology.yml\n")
+    pytester.makepyfile(
+        """
+        from pytest_dcfire import dc_fire
+
+        @dc_fire("nowhere")
+        def test_burns(dcfire):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*invalid dc_fire marker(s):*", "*test_burns*nowhere*"])
