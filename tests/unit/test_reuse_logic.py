@@ -160,3 +160,13 @@ def test_services_of_one_image_cost_one_lookup_and_each_keeps_its_own_entry(
         "s2": "sha256:other:1",
         "s3": "sha256:debian:bookworm-slim",
     }
+
+
+def test_a_reusable_owner_described_to_xdist_workers_keeps_its_retention() -> None:
+    """Workers attached to a reusable shared copy check its containers as the controller
+    does: without the pid labels of whichever process made them."""
+    owner = SessionIdentity.new(retain=RETAIN_REUSE)
+    described = SessionIdentity.from_dict(owner.to_dict())
+    assert described == owner
+    made_by_another_run = {**owner.labels("service"), L_PID: "1", L_REUSE_BOOT: "2"}
+    assert described.foreign_labels(made_by_another_run, "service") == []
