@@ -3,9 +3,10 @@
     python benchmarks/bench_reuse.py [--repeat 3] [--services 30]
 
 For each system (the demo example, and N independent python3 HTTP servers in one site) the
-benchmark copies it into a temporary directory, removes any kept system with
-`pytest --dcfire-clean`, then runs pytest there twice with `--dcfire-reuse`: the first run
-starts the system and keeps it, the second takes it over. Each run is a real pytest
+benchmark copies it into a temporary directory, removes any kept system of its own with
+`pytest --dcfire-clean` (its runs are a user of their own, `LOGNAME`, so that other kept
+systems on the engine are left alone), then runs pytest there twice with `--dcfire-reuse`:
+the first run starts the system and keeps it, the second takes it over. Each run is a real pytest
 subprocess; "to first test" is from its start to the first test's call (a conftest hook
 writes the time), "set-up" is the time the `dcfire_topology` fixture took to set up (the
 system started, or taken over). Median of --repeat pairs; images are built before the first
@@ -30,6 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_table import print_table
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Reusable systems belong to a user, and `--dcfire-clean` removes all of that user's: the
+#: benchmark's runs are a user of their own, so that its cleaning never touches the kept
+#: systems of anything else running on this engine.
+BENCH_USER = dict.fromkeys(("LOGNAME", "USER"), f"dcfire-bench-{os.getpid()}")
 FIRST_TEST = """
 import os, time
 import pytest
@@ -84,7 +89,7 @@ def pytest_run(where: Path, *args: str) -> tuple[float, float, float, str]:
     setup = where / ".first-test.setup"
     mark.unlink(missing_ok=True)
     setup.unlink(missing_ok=True)
-    env = {**os.environ, "DCFIRE_BENCH_FIRST": str(mark)}
+    env = {**os.environ, "DCFIRE_BENCH_FIRST": str(mark), **BENCH_USER}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     started = time.time()
     proc = subprocess.run(

@@ -17,8 +17,9 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, TypeVar
 
 from pytest_dcfire.config import INI_TOXIPROXY, Settings
 from pytest_dcfire.errors import DcfireError
@@ -33,6 +34,7 @@ from pytest_dcfire.runtime.engine import (
     L_PID,
     L_ROLE,
     L_SERVICE,
+    L_SESSION,
     L_SHARED,
     L_SITE,
     LABEL,
@@ -45,6 +47,7 @@ from pytest_dcfire.runtime.system import System
 from pytest_dcfire.topology.model import Topology
 
 Progress = Callable[[str], None]
+T = TypeVar("T")
 Joined = Callable[[ServiceHandle], None]
 #: What `close` does with the system: remove it, keep it (`--dcfire-keep`), keep it for
 #: the next session (`--dcfire-reuse`: faults undone, the helper and its pools kept too), or
@@ -122,9 +125,11 @@ def _backend(
     keep_system: bool,
     owner: SessionIdentity | None = None,
     helper_container: str | None = None,
+    reusable: bool = False,
 ) -> FaultBackend:
     """The fault backend and its helper; `keep_system`: a SIGKILL of this process only
-    undoes the faults (--dcfire-keep, --dcfire-reuse) instead of removing the session."""
+    undoes the faults (--dcfire-keep, --dcfire-reuse) instead of removing the session;
+    `reusable`: its agent stays for the next session (--dcfire-reuse)."""
     faults = FaultBackend(
         engine,
         topology,
@@ -132,6 +137,7 @@ def _backend(
         owner=owner,
         helper_container=helper_container,
         keep_system=keep_system,
+        reusable=reusable,
     )
     # The helper goes last: the containers and pools it serves are gone by then.
     teardown.push("faults", lambda: faults.close() if teardown.removing else faults.release())
@@ -218,7 +224,14 @@ def start(
         links = Links(settings, identity.id, progress).start()
         teardown.push("links", links.close)  # the server, if construction stops early
         engine = _connect(identity, teardown)
-        faults = _backend(engine, topology, progress, teardown, settings.keeps_system)
+        faults = _backend(
+            engine,
+            topology,
+            progress,
+            teardown,
+            settings.keeps_system,
+            reusable=settings.reuse and bool(topology.services),
+        )
         report = reap_dead_sessions(engine.client, thaw=faults.thaw_dead, sessions=stale)
         reaped = str(report) if report.sessions else None
         if reaped:
@@ -313,6 +326,9 @@ def resume(
             )
         if any(s.clock == "controllable" for s in topology.services):
             refuse("services with `clock: controllable` are started afresh every run")
+        # The links' server needs no engine call: it comes up while the system is checked.
+        links_started = _beside(Links(settings, session, progress).start)
+        teardown.push("links", lambda: _close_started(links_started))
         # Ours from now on: no other session's cleanup removes it while we run.
         printed = reuse.fingerprint(
             engine, topology, settings.toxiproxy, plugin_version(), helper_image_tag()
@@ -324,10 +340,17 @@ def resume(
             refuse(changed)
         network, containers, helper = _kept_parts(engine, topology, refuse)
         faults = _backend(
-            engine, topology, progress, teardown, settings.keeps_system, helper_container=helper
+            engine,
+            topology,
+            progress,
+            teardown,
+            settings.keeps_system,
+            helper_container=helper,
+            reusable=True,
         )
         if faults.helper is None or faults.helper.container_id != helper:
             refuse("its helper container could not be taken over")
+        faults.targets.learn(c.attrs for c in containers.values())
         faults.adopt_pools(_kept_pools(engine))
         try:
             undone = faults.undo_leftovers()
@@ -335,21 +358,25 @@ def resume(
             refuse(f"undoing the faults left on it failed: {exc}")
         if undone:
             progress(f"undid what the previous run left applied: {', '.join(undone)}")
-        links = Links(settings, session, progress).start()
+        links = links_started.result()
         system = System.resume(
             engine, topology, faults.volumes, progress, network, containers, wiring=links
         )
         _hold(system, faults, progress, teardown)
-        teardown.push("links", links.close)
+
+        def wire() -> None:
+            links.reopen(system, record.link_ports)
+            links.attach(system)
+
+        # The proxies are made while the health checks run (these probe the containers).
+        wired = _beside(wire)
         try:
             system.wait_healthy(list(system.services.values()), timeout=REUSE_HEALTH_S)
         except DcfireError as exc:
+            wired.exception()  # done with the links before the refusal unwinds them
             refuse(str(exc).splitlines()[0])
-        try:
-            links.reopen(system, record.link_ports)
-            links.attach(system)
-        except Exception as exc:
-            refuse(f"its links could not be put back: {exc}")
+        if wired.exception() is not None:
+            refuse(f"its links could not be put back: {wired.exception()}")
         faults.warm()
         adoptions = _adoptions(engine, system, faults, settings, progress, on_join)
         ports = links.link_ports(topology)
@@ -373,30 +400,56 @@ def _kept_parts(
     engine: Engine, topology: Topology, refuse: Callable[[str], NoReturn]
 ) -> tuple[Any, dict[str, Any], str]:
     """The network, the service containers (by instance) and the helper of a kept system,
-    each running; a paused container (a freeze the previous run left) is thawed."""
+    each running; a paused container (a freeze the previous run left) is thawed. One list
+    call says what is there; the service containers are then inspected side by side."""
     networks = list(engine.owned("networks"))
     if len(networks) != 1:
         refuse("its network is gone")
-    containers: dict[str, Any] = {}
+    listed = engine.client.api.containers(
+        all=True, filters={"label": f"{L_SESSION}={engine.session.id}"}
+    )
+    services: dict[str, str] = {}
     helper = ""
-    for container in engine.owned("containers"):
-        labels = container.labels or {}
-        if labels.get(L_ROLE) == "helper" and container.status == "running":
-            helper = str(container.id)
+    for summary in listed:
+        labels = summary.get("Labels") or {}
+        if labels.get(L_ROLE) == "helper" and summary.get("State") == "running":
+            helper = str(summary["Id"])
         elif labels.get(L_ROLE) == "service":
-            containers[str(labels.get(L_SERVICE, ""))] = container
+            services[str(labels.get(L_SERVICE, ""))] = str(summary["Id"])
     if not helper:
         refuse("its helper container is gone")
     for spec in topology.services:
-        found = containers.get(spec.name)
-        if found is None:
+        if spec.name not in services:
             refuse(f"the container of {spec.name} is gone (removed by hand?)")
-        if found.status == "paused":
-            found.unpause()
-            found.reload()
+
+    def inspect(name: str) -> Any:
+        container = engine.client.containers.get(services[name])
+        if container.status == "paused":
+            container.unpause()
+            container.reload()
+        return container
+
+    names = [spec.name for spec in topology.services]
+    with ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:
+        containers = dict(zip(names, pool.map(inspect, names), strict=True))
+    for name, found in containers.items():
         if found.status != "running":
-            refuse(f"the container of {spec.name} is {found.status}")
+            refuse(f"the container of {name} is {found.status}")
     return networks[0], containers, helper
+
+
+def _beside(fn: Callable[[], T]) -> Future[T]:
+    """Run `fn` in a thread of its own while the caller goes on."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(fn)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _close_started(started: Future[Links]) -> list[str]:
+    """Close links started beside (`_beside`) once they are up; none if they never were."""
+    return [] if started.exception() is not None else started.result().close()
 
 
 def _kept_pools(engine: Engine) -> list[Pool]:

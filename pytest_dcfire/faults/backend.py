@@ -106,6 +106,7 @@ class FaultBackend:
         owner: SessionIdentity | None = None,
         keep_system: bool = False,
         helper_container: str | None = None,
+        reusable: bool = False,
     ) -> None:
         self.engine = engine
         self.topology = topology
@@ -116,7 +117,11 @@ class FaultBackend:
             # A kept system's helper (--dcfire-reuse) holds its pools' mounts: a new agent
             # in it adopts the journal of the session that made it.
             self.helper = Helper(
-                engine, progress, keep_system=keep_system, container=helper_container
+                engine,
+                progress,
+                keep_system=keep_system,
+                container=helper_container,
+                reusable=reusable,
             ).start()
         except HelperUnavailable as exc:
             self.refused = str(exc)

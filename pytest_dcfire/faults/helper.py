@@ -280,10 +280,16 @@ class Helper:
         image: str | None = None,
         keep_system: bool = False,
         container: str | None = None,
+        reusable: bool = False,
     ) -> None:
         self.engine = engine
         #: When the session's process dies, only undo the faults (the system is kept).
         self.keep_system = keep_system
+        #: A reusable system (--dcfire-reuse): its agent outlives this session and serves
+        #: the next one, reached through a relay (`agent/serve.py`, `agent/relay.py`).
+        self.reusable = reusable and keep_system
+        #: The caller just saw `container` running: its first start skips looking again.
+        self._seen_running = container is not None and self.reusable
         self.session: SessionIdentity = engine.session
         self.progress = progress
         self.image = image
@@ -307,11 +313,14 @@ class Helper:
         return self
 
     def _start(self) -> None:
-        if self.image is None:
-            self.image = ensure_helper_image(self.engine, self.progress)
-        self._ensure_volume()
-        if not self._container_running():
-            self._create_container()
+        if self._seen_running:  # a kept system's helper, just listed as running
+            self._seen_running = False
+        else:
+            if self.image is None:
+                self.image = ensure_helper_image(self.engine, self.progress)
+            self._ensure_volume()
+            if not self._container_running():
+                self._create_container()
         self._start_agent()
 
     def _ensure_volume(self) -> None:
@@ -390,10 +399,13 @@ class Helper:
     def agent_command(self) -> list[str]:
         """The agent's argv: the session, its owner process (pid and start time, so that
         the agent sees it die) and whether the system is kept when it does."""
-        command = ["python3", "-m", AGENT_MODULE, self.session.id]
+        if self.reusable:  # the running agent of a kept system, or a new one if none runs
+            command = ["python3", "-S", f"{AGENT_HOME}/{AGENT_MODULE}/relay.py", self.session.id]
+        else:
+            command = ["python3", "-m", AGENT_MODULE, self.session.id]
         if self.session.pid_start:
             command += ["--owner", f"{self.session.pid}:{self.session.pid_start}"]
-        return command + (["--keep"] if self.keep_system else [])
+        return command + ["--keep"] * self.keep_system + ["--serve"] * self.reusable
 
     def _start_agent(self) -> None:
         api = self.engine.client.api

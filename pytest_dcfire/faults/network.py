@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -193,11 +193,21 @@ class Targets:
         targets = self.resolve(containers, refresh=True)
         return targets, helper.call(op, request(targets))
 
+    def learn(self, infos: Iterable[Mapping[str, Any]]) -> None:
+        """Cache targets from inspect data the caller already has (a kept system's
+        containers, --dcfire-reuse), so that warming them costs no engine call."""
+        targets = [self._target(info) for info in infos]
+        with self._lock:
+            self._cache.update({t.id: t for t in targets})
+
     def _inspect(self, cid: str) -> Target:
         try:
             info = self.engine.retry(lambda: self.engine.client.api.inspect_container(cid))
         except docker.errors.NotFound:
             raise FireError(f"container {cid[:12]} does not exist") from None
+        return self._target(info)
+
+    def _target(self, info: Mapping[str, Any]) -> Target:
         full = str(info["Id"])
         name = str(info.get("Name", "")).lstrip("/") or full[:12]
         self.check_owned(full, name, dict((info.get("Config") or {}).get("Labels") or {}))

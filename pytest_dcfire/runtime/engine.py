@@ -111,6 +111,8 @@ class SessionIdentity:
             "pid": self.pid,
             "pid_start": self.pid_start,
             "worker": self.worker,
+            # A reusable shared copy's objects are checked without their pid labels.
+            "retain": self.retain,
         }
 
     @classmethod
@@ -121,6 +123,7 @@ class SessionIdentity:
             pid=int(data["pid"]),
             pid_start=str(data["pid_start"]),
             worker=str(data.get("worker", "main")),
+            retain=str(data.get("retain", "")),
         )
 
     def labels(self, role: str, **extra: str) -> dict[str, str]:

@@ -122,9 +122,13 @@ def fingerprint(
     """What made a system: its topology file, images, `dcfire_toxiproxy`, the plugin's
     version and the helper image's tag (the last two given by the caller, above the faults)."""
     images: dict[str, str] = {}
+    by_ref: dict[str, str] = {}  # thirty services of one image: one engine call
     for service in topology.services:
         if service.base not in images:
-            images[service.base] = _image_identity(engine, service)
+            ref = _image_ref(service)
+            if ref not in by_ref:
+                by_ref[ref] = _image_identity(engine, service, ref)
+            images[service.base] = by_ref[ref]
     source = Path(topology.source)
     content = source.read_bytes() if source.is_file() else topology.source.encode()
     return Fingerprint(
@@ -136,10 +140,13 @@ def fingerprint(
     )
 
 
-def _image_identity(engine: Engine, service: Service) -> str:
+def _image_ref(service: Service) -> str:
+    return build_tag(service.build) if service.build is not None else str(service.image)
+
+
+def _image_identity(engine: Engine, service: Service, ref: str) -> str:
     """The image id (and, for a `build:`, a digest of its context's files' names, sizes and
     times: an edited Dockerfile or source file is a changed image before anyone builds it)."""
-    ref = build_tag(service.build) if service.build is not None else str(service.image)
     try:
         image_id = str(engine.client.images.get(ref).id)
     except docker.errors.ImageNotFound:

@@ -1,8 +1,10 @@
 """--dcfire-reuse on a real engine: a second run takes the kept system over (no container
 started, data carried over), and anything that differs (the topology file, an image, a
 container removed by hand) means a fresh start with the reason printed; a run killed
-mid-fire leaves a system the next run reuses whole; the TTL and --dcfire-clean decide when a
-kept system goes.
+mid-fire (SIGKILL), interrupted (Ctrl-C, SIGTERM) or timed out (pytest-timeout, both
+methods) leaves a system the next run reuses whole; under pytest-xdist each worker reuses
+its own copy, or all of them the shared one (`dcfire_share = session`); the TTL and
+--dcfire-clean decide when a kept system goes.
 
 Every run here is a real pytest subprocess (dcfire_inner.start_inner) on the smallest
 topology, in one directory per test: the topology file's path is part of what a kept
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -20,7 +23,15 @@ from pathlib import Path
 
 import docker
 import pytest
-from dcfire_inner import assert_clean, leftovers, nft_tables, service_containers, start_inner
+from dcfire_inner import (
+    SIGNALS,
+    Inner,
+    assert_clean,
+    leftovers,
+    nft_tables,
+    service_containers,
+    start_inner,
+)
 from inner_session import echo_topology
 
 from pytest_dcfire.runtime.engine import L_PID, L_SESSION
@@ -42,11 +53,13 @@ def test_counts_runs(dcfire_topology):
     print(f"RUNS={out.strip()}")
 """
 
-#: Burns east and sleeps in the fire: what a SIGKILL mid-fire interrupts.
+#: Burns east and sleeps in the fire: what a signal or a timeout mid-fire interrupts.
 BURN = """
 import os, pathlib, time
+import pytest
 from pytest_dcfire import dc_fire
 
+{decorator}
 @dc_fire("east")
 def test_burn(dcfire_topology):
     pathlib.Path(os.environ["DCFIRE_MARK"]).write_text(dcfire_topology.session_id)
@@ -73,6 +86,17 @@ def client() -> Iterator[docker.DockerClient]:
     c = docker.from_env()
     yield c
     c.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def own_user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The inner runs are a user of their own (`LOGNAME`): kept systems belong to a user,
+    and `--dcfire-clean` removes all of that user's, never those of other runs here."""
+    tmp_path_factory.getbasetemp()  # our own temporary directories stay where they were
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("LOGNAME", "USER"):
+            patch.setenv(name, f"dcfire-test-{os.getpid()}")
+        yield
 
 
 @pytest.fixture
@@ -194,16 +218,87 @@ def test_a_run_killed_mid_fire_leaves_a_system_the_next_run_reuses_whole(
     topology = echo_topology(volumes=True)
     session = session_of(run(tmp_path, COUNT, topology=topology))
     kept.append(session)
-    killed = start_inner(tmp_path, BURN, "--dcfire-reuse", topology=topology)
+    killed = start_burning(tmp_path, BURN.format(decorator=""), topology)
     assert killed.wait_mark() == session  # the reusing run burns the kept system
+    assert_burning(client, session)
     killed.signal(signal.SIGKILL)
     killed.wait()
-    after = run(tmp_path, WHOLE, topology=topology)
-    assert f"reusing the system of session {session}" in after, after
-    assert session_of(after) == session
+    assert_reused_whole(client, tmp_path, session, topology)
+
+
+def start_burning(path: Path, tests: str, topology: str, *args: str) -> Inner:
+    """A reusing run that burns east (the previous run's mark removed first, so that the
+    mark says this run is in its fire)."""
+    (path / "burning.mark").unlink(missing_ok=True)
+    return start_inner(path, tests, "--dcfire-reuse", *args, topology=topology)
+
+
+def assert_burning(client: docker.DockerClient, session: str) -> None:
+    """The fire is really in place (east's netns holds the session's table), so that
+    "whole afterwards" means something."""
+    assert any(f"dcfire_{session}" in tables for tables in cut_tables(client, session))
+
+
+def cut_tables(client: docker.DockerClient, session: str) -> list[str]:
+    found = []
     for container in service_containers(client, session):
         container.reload()
-        assert f"dcfire_{session}" not in nft_tables(int(container.attrs["State"]["Pid"]))
+        found.append(nft_tables(int(container.attrs["State"]["Pid"])))
+    return found
+
+
+def assert_reused_whole(
+    client: docker.DockerClient, path: Path, session: str, topology: str
+) -> None:
+    """The next reusing run takes `session` over, and its first test finds east whole:
+    it answers, and its pool takes a synced write (a frozen one would block it)."""
+    after = run(path, WHOLE, topology=topology)
+    assert f"reusing the system of session {session}" in after, after
+    assert session_of(after) == session
+    assert not any(f"dcfire_{session}" in tables for tables in cut_tables(client, session))
+
+
+@pytest.fixture(scope="module")
+def kept_whole(
+    client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, list[str]]]:
+    """One kept system with storage (the first session in the list) that the interruption
+    tests take turns to burn and reuse; every session they made is removed at the end."""
+    path = tmp_path_factory.mktemp("interrupted")
+    sessions = [session_of(run(path, COUNT, topology=WITH_VOLUMES))]
+    yield path, sessions
+    from pytest_dcfire.runtime.reaper import reap_dead_sessions
+
+    reap_dead_sessions(client, sessions=sessions)
+
+
+WITH_VOLUMES = echo_topology(volumes=True)
+INTERRUPTIONS = {
+    "SIGINT": "",
+    "SIGTERM": "",
+    "timeout-signal": "@pytest.mark.timeout(3, method='signal', func_only=True)",
+    "timeout-thread": "@pytest.mark.timeout(3, method='thread', func_only=True)",
+}
+
+
+@pytest.mark.parametrize("interruption", list(INTERRUPTIONS))
+def test_an_interrupted_reused_run_leaves_a_system_the_next_run_reuses_whole(
+    client: docker.DockerClient, kept_whole: tuple[Path, list[str]], interruption: str
+) -> None:
+    path, sessions = kept_whole
+    session = sessions[0]
+    burning = start_burning(path, BURN.format(decorator=INTERRUPTIONS[interruption]), WITH_VOLUMES)
+    assert burning.wait_mark() == session, burning.output  # it burns the kept system
+    assert_burning(client, session)
+    if interruption in SIGNALS:
+        burning.signal(SIGNALS[interruption])
+    code = burning.wait(120)
+    expected = pytest.ExitCode.INTERRUPTED if interruption in SIGNALS else 1
+    assert code == expected, burning.output
+    assert f"kept the system of session {session} for the next run" in burning.output
+    if interruption in SIGNALS:
+        assert "Traceback" not in burning.output
+    assert_reused_whole(client, path, session, WITH_VOLUMES)
 
 
 def test_an_expired_reusable_system_is_reaped_and_a_young_one_is_not(
@@ -259,3 +354,69 @@ def test_reset_recreates_the_containers_and_volumes_of_a_service(
 ) -> None:
     inner = start_inner(tmp_path, RESET, topology=echo_topology(volumes=True))
     assert inner.wait(240) == pytest.ExitCode.OK, inner.output
+
+
+#: One test per xdist worker (`--dist loadgroup`); each writes the session it runs on.
+PER_WORKER = """
+import os, pathlib
+import pytest
+
+def note(topology):
+    where = pathlib.Path(os.environ["DCFIRE_MARK"]).parent
+    worker = os.environ["PYTEST_XDIST_WORKER"]
+    (where / f"session-{worker}").write_text(topology.session_id)
+    assert topology.service("echo@east").exec(["true"])[0] == 0
+
+@pytest.mark.xdist_group("a")
+def test_a(dcfire_topology):
+    note(dcfire_topology)
+
+@pytest.mark.xdist_group("b")
+def test_b(dcfire_topology):
+    note(dcfire_topology)
+"""
+
+
+def xdist_run(path: Path, ini: str) -> tuple[dict[str, str], int]:
+    """A reusing run with two workers; (worker -> the session its tests ran on, pid)."""
+    for old in path.glob("session-gw*"):
+        old.unlink()
+    inner = start_inner(
+        path,
+        PER_WORKER,
+        "-n",
+        "2",
+        "--dist",
+        "loadgroup",
+        "--dcfire-reuse",
+        ini=ini,
+        topology=TOPOLOGY,
+    )
+    assert inner.wait(240) == pytest.ExitCode.OK, inner.output
+    seen = {f.name.removeprefix("session-"): f.read_text() for f in path.glob("session-gw*")}
+    assert len(seen) == 2, (seen, inner.output)
+    return seen, inner.proc.pid
+
+
+@pytest.mark.parametrize("share", ["worker", "session"])
+def test_under_xdist_a_second_run_reuses_what_the_first_kept(
+    client: docker.DockerClient, tmp_path: Path, kept: list[str], share: str
+) -> None:
+    """`dcfire_share = worker`: each worker takes its own copy over again (keyed by its
+    worker id); `session`: the controller takes the shared copy over and the workers attach."""
+    ini = f"dcfire_share = {share}\n"
+    first, _ = xdist_run(tmp_path, ini)
+    kept.extend(set(first.values()))
+    if share == "worker":
+        assert first["gw0"] != first["gw1"], first
+    else:
+        assert first["gw0"] == first["gw1"], first
+    since = time.time()
+    second, pid = xdist_run(tmp_path, ini)
+    until = time.time()
+    kept.extend(set(second.values()))
+    assert second == first  # each worker on the copy it had
+    for session in set(first.values()):
+        started = containers_started(client, since, until, session, pid)
+        assert not started, f"the reusing run started containers of {session}: {started}"
+        assert any(r.session == session for r in records(client))

@@ -123,3 +123,50 @@ def test_a_reusable_system_hides_its_start_time_from_pid_only_cleanups() -> None
     assert resumed.foreign_labels({**labels, L_PID: "1"}, "service") != []  # other session
     theirs = {**resumed.labels("service"), L_PID: "1", L_REUSE_BOOT: "x"}
     assert resumed.foreign_labels(theirs, "service") == []  # made by an earlier process
+
+
+class _Images:
+    """The engine's images as the fingerprint asks for them: every lookup counted."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def get(self, ref: str) -> object:
+        self.asked.append(ref)
+        return type("Image", (), {"id": f"sha256:{ref}"})()
+
+
+def test_services_of_one_image_cost_one_lookup_and_each_keeps_its_own_entry(
+    tmp_path: Path,
+) -> None:
+    from types import SimpleNamespace
+
+    from pytest_dcfire.runtime.reuse import fingerprint
+    from pytest_dcfire.topology.load import load_topology
+
+    services = "".join(
+        f"  s{i}:\n    site: a\n    image: {'other:1' if i == 2 else 'debian:bookworm-slim'}\n"
+        for i in range(4)
+    )
+    path = tmp_path / "topology.yml"
+    path.write_text("sites: [a]\nservices:\n" + services)
+    images = _Images()
+    engine = SimpleNamespace(client=SimpleNamespace(images=images))
+    printed = fingerprint(engine, load_topology(path), "embedded", "1.0", "helper:1")  # type: ignore[arg-type]
+    assert sorted(images.asked) == ["debian:bookworm-slim", "other:1"]
+    assert printed.images == {
+        "s0": "sha256:debian:bookworm-slim",
+        "s1": "sha256:debian:bookworm-slim",
+        "s2": "sha256:other:1",
+        "s3": "sha256:debian:bookworm-slim",
+    }
+
+
+def test_a_reusable_owner_described_to_xdist_workers_keeps_its_retention() -> None:
+    """Workers attached to a reusable shared copy check its containers as the controller
+    does: without the pid labels of whichever process made them."""
+    owner = SessionIdentity.new(retain=RETAIN_REUSE)
+    described = SessionIdentity.from_dict(owner.to_dict())
+    assert described == owner
+    made_by_another_run = {**owner.labels("service"), L_PID: "1", L_REUSE_BOOT: "2"}
+    assert described.foreign_labels(made_by_another_run, "service") == []

@@ -22,5 +22,8 @@ The plugin imports `protocol` (and the unit tests the pure parts) from here too.
   its system, stop at the undone faults); `janitor`: what its container runs to remove the
   session's containers, volumes and networks; `dockerapi`: the engine's API over its socket,
   found through dockerd's root in /proc; `procs`: pids, their start times, pids by name.
+- `serve`: a reusable system's agent (`--serve`) stays after its owner, faults undone, and
+  serves the next owner on a unix socket; `relay`: the script the next owner execs to reach
+  it (or to start an agent when none runs).
 - `dispatch`: `@handles(OP)` and the three ways a request fails; `kernel`: setns, mount.
 """

@@ -171,6 +171,13 @@ class Agent:
         self.filler.undo_all()
         self.pools.undo_all()
 
+    def next_owner(self, out: TextIO) -> None:
+        """A new session takes the system over (`serve`): answer it on `out`, and let its
+        fires be undone again when it goes."""
+        self.out = out
+        self.undone = False
+        self.pools.keep_loops()
+
     @handles(SHUTDOWN)
     def op_shutdown(self, request: Empty) -> ShutdownReply:
         self.undo_all()

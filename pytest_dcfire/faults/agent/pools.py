@@ -442,6 +442,15 @@ class Pools:
                 with contextlib.suppress(OSError):
                     loops.autoclear(int(loop), pool["tag"], True)
 
+    def keep_loops(self) -> None:
+        """A new owner goes on with these pools (`serve`): undo what `undo_all` set, so that
+        no loop device of ours detaches when its last mount goes (a power loss unmounts)."""
+        for pool in self.pools.values():
+            loop = pool.get("loop")
+            if loop is not None and not pool.get("attached"):
+                with contextlib.suppress(OSError):
+                    loops.autoclear(int(loop), pool["tag"], False)
+
     def release_all(self) -> list[str]:
         """Unmount every pool here and detach every loop device of this session, whatever
         state a pool is in (thawed by `undo_all` first; shut down, failing or full ones just
