@@ -3,12 +3,16 @@ take which lock, and that without xdist workers nothing changes (no Docker neede
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import multiprocessing.synchronize
+import os
+import threading
 import time
 from collections.abc import Callable
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -150,25 +154,81 @@ def test_a_dead_holder_releases_the_lock(tmp_path: Path) -> None:
     lock.release()
 
 
-def test_a_waiting_writer_is_not_starved_by_new_readers(tmp_path: Path) -> None:
-    path = tmp_path / "fires.lock"
-    # The reader holds long enough for the writer's process to start and queue (spawning
-    # takes a while on a loaded machine); the new reader then asks while the writer waits.
-    reader = _held_by_other(path, exclusive=False, seconds=3)
-    writer_ready, writer_asking = _SPAWN.Event(), _SPAWN.Event()
-    writer = _SPAWN.Process(target=_hold, args=(str(path), True, 0.6, writer_ready, writer_asking))
-    writer.start()
-    assert writer_asking.wait(30)
-    time.sleep(0.2)  # the writer now waits in the turnstile for the first reader
+def _hold_until(
+    path: str,
+    exclusive: bool,
+    release: multiprocessing.synchronize.Event,
+    times: Any,
+) -> None:
+    """Hold the lock until `release`; `times` gets (asked, acquired, releasing) instants."""
     lock = FireLock(path)
-    assert not writer_ready.is_set(), "the first reader let go before the writer queued"
-    started = time.monotonic()
-    lock.acquire(exclusive=False)  # a new reader queues behind the writer
-    assert writer_ready.is_set(), "a reader got in while a writer was waiting"
-    assert time.monotonic() - started >= 0.6
+    times[0] = time.monotonic()
+    lock.acquire(exclusive)
+    times[1] = time.monotonic()
+    release.wait(60)
+    times[2] = time.monotonic()
     lock.release()
-    reader.join(10)
-    writer.join(10)
+
+
+def _gate_is_held(path: Path) -> bool:
+    """Somebody holds the turnstile: a writer queued behind the reader."""
+    fd = os.open(path.with_name(path.name + ".gate"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops the probe's own flock, if it got it
+    return False
+
+
+def test_a_waiting_writer_is_not_starved_by_new_readers(tmp_path: Path) -> None:
+    """Ordered by the lock's own events, not by the clock: a reader that asks while a writer
+    waits gets in only after that writer let go."""
+    path = tmp_path / "fires.lock"
+    first_go, writer_go = _SPAWN.Event(), _SPAWN.Event()
+    first, writer = _SPAWN.Array("d", 3), _SPAWN.Array("d", 3)
+    holder = _SPAWN.Process(target=_hold_until, args=(str(path), False, first_go, first))
+    holder.start()
+    waiter = _SPAWN.Process(target=_hold_until, args=(str(path), True, writer_go, writer))
+    try:
+        deadline = time.monotonic() + 60
+        while not first[1] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert first[1], "the first reader never got the lock"
+        waiter.start()
+        while not _gate_is_held(path) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not writer[1], "the writer got in beside a reader"
+        assert writer[0], "the writer never queued"
+        # The writer waits in the turnstile; a new reader asks now, from a thread.
+        second: list[float] = []
+
+        def read() -> None:
+            lock = FireLock(path)
+            second.append(time.monotonic())
+            lock.acquire(exclusive=False)
+            second.append(time.monotonic())
+            lock.release()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(0.5)  # a lock without the turnstile lets it in here, beside the first
+        first_go.set()  # the first reader lets go: the writer, then the new reader
+        writer_go.set()
+        reader.join(60)
+        holder.join(60)
+        waiter.join(60)
+        assert len(second) == 2, "the new reader never got the lock"
+        assert first[2] <= writer[1], "the writer got in before the first reader let go"
+        assert writer[2] <= second[1], "a reader got in while a writer was waiting"
+    finally:
+        first_go.set()
+        writer_go.set()
+        for proc in (holder, waiter):
+            if proc.is_alive():
+                proc.kill()
+                proc.join(10)
 
 
 def test_lock_is_not_reentrant(tmp_path: Path) -> None:
