@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import multiprocessing
+import multiprocessing.sharedctypes  # before pytester's snapshots of sys.modules (Array)
 import multiprocessing.synchronize
 import os
 import threading
@@ -120,29 +121,8 @@ def _held_by_other(path: Path, exclusive: bool, seconds: float) -> SpawnProcess:
     ready = _SPAWN.Event()
     proc = _SPAWN.Process(target=_hold, args=(str(path), exclusive, seconds, ready))
     proc.start()
-    assert ready.wait(10)
+    assert ready.wait(60)
     return proc
-
-
-def test_exclusive_waits_for_a_reader_of_another_process(tmp_path: Path) -> None:
-    other = _held_by_other(tmp_path / "fires.lock", exclusive=False, seconds=0.5)
-    lock = FireLock(tmp_path / "fires.lock")
-    waited = lock.acquire(exclusive=True)
-    lock.release()
-    other.join(10)
-    assert waited >= 0.3
-
-
-def test_readers_share_and_a_writer_excludes_them(tmp_path: Path) -> None:
-    other = _held_by_other(tmp_path / "fires.lock", exclusive=False, seconds=0.5)
-    lock = FireLock(tmp_path / "fires.lock")
-    assert lock.acquire(exclusive=False) < 0.3  # two readers at once
-    lock.release()
-    other.join(10)
-    other = _held_by_other(tmp_path / "fires.lock", exclusive=True, seconds=0.5)
-    assert lock.acquire(exclusive=False) >= 0.3  # no reader while a site burns
-    lock.release()
-    other.join(10)
 
 
 def test_a_dead_holder_releases_the_lock(tmp_path: Path) -> None:
@@ -180,6 +160,66 @@ def _gate_is_held(path: Path) -> bool:
     finally:
         os.close(fd)  # also drops the probe's own flock, if it got it
     return False
+
+
+def _holder(path: Path, exclusive: bool) -> tuple[SpawnProcess, Any, Any]:
+    """Another process that holds the lock until told: (process, its go event, its times)."""
+    go, times = _SPAWN.Event(), _SPAWN.Array("d", 3)
+    proc = _SPAWN.Process(target=_hold_until, args=(str(path), exclusive, go, times))
+    proc.start()
+    deadline = time.monotonic() + 60
+    while not times[1] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert times[1], "the other process never got the lock"
+    return proc, go, times
+
+
+def _asking(path: Path, exclusive: bool) -> tuple[threading.Thread, list[float]]:
+    """A thread of this process that takes the lock, notes when it got it, lets go."""
+    got: list[float] = []
+
+    def take() -> None:
+        lock = FireLock(path)
+        lock.acquire(exclusive)
+        got.append(time.monotonic())
+        lock.release()
+
+    thread = threading.Thread(target=take, daemon=True)
+    thread.start()
+    return thread, got
+
+
+def _waits_for(path: Path, held: bool, asked: bool) -> None:
+    """The one asking (`asked`: exclusive) gets the lock only once the other process holding
+    it (`held`: exclusive) let go: ordered by their own instants, not by a wall-clock bound."""
+    proc, go, times = _holder(path, held)
+    try:
+        thread, got = _asking(path, asked)
+        thread.join(0.5)  # a lock that let it in beside the holder would have by now
+        go.set()
+        thread.join(60)
+        assert got, "it never got the lock"
+        assert got[0] >= times[2], "it got the lock while the other process held it"
+    finally:
+        go.set()
+        proc.join(60)
+
+
+def test_exclusive_waits_for_a_reader_of_another_process(tmp_path: Path) -> None:
+    _waits_for(tmp_path / "fires.lock", held=False, asked=True)
+
+
+def test_readers_share_and_a_writer_excludes_them(tmp_path: Path) -> None:
+    path = tmp_path / "fires.lock"
+    proc, go, times = _holder(path, exclusive=False)
+    try:
+        thread, got = _asking(path, exclusive=False)
+        thread.join(60)  # the other reader holds on until told: only sharing lets this in
+        assert got and not times[2], "a second reader waited for the first"
+    finally:
+        go.set()
+        proc.join(60)
+    _waits_for(path, held=True, asked=False)  # no reader while a site burns
 
 
 def test_a_waiting_writer_is_not_starved_by_new_readers(tmp_path: Path) -> None:
