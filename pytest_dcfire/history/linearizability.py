@@ -689,8 +689,11 @@ def _unfed(items: Sequence[_Item], init: State) -> _Run | None:
             killer = items[k]
             if (killer.ret or 0.0) < overwritten:
                 break  # it and those before it were invoked earlier still
-            if not feeds(killer) and all(
-                state is not ANY and not reach(state) for state in killer.step(ANY)
+            after = killer.step(ANY)
+            if (
+                after
+                and not feeds(killer)
+                and all(state is not ANY and not reach(state) for state in after)
             ):
                 overwritten = max(overwritten, killer.call)
         if overwritten == -math.inf and (init is ANY or reach(init)):
@@ -698,10 +701,11 @@ def _unfed(items: Sequence[_Item], init: State) -> _Run | None:
         # The resets that may have fed it: invoked by its return, not over before
         # `overwritten` (those that never return, at any time).
         start = overwritten - longest
-        window = by_call[bisect.bisect_left(calls, start) : bisect.bisect_right(calls, until)]
-        early = pending[: bisect.bisect_left(pending_calls, start)]
-        if len(window) + len(early) > FEED_LIMIT:
+        low, high = bisect.bisect_left(calls, start), bisect.bisect_right(calls, until)
+        earlier = bisect.bisect_left(pending_calls, start)
+        if high - low + earlier > FEED_LIMIT:
             continue
+        window, early = by_call[low:high], pending[:earlier]
         if any(
             feeds(items[i]) and (items[i].ret is None or (items[i].ret or 0.0) >= overwritten)
             for i in window
