@@ -645,6 +645,81 @@ def _contradiction(items: Sequence[_Item]) -> _Run | None:
     return _Run(False, position, found, exact=False)
 
 
+#: A read's window (the resets that may have fed it) is looked through up to this many.
+FEED_LIMIT = 48
+
+
+def _unfed(items: Sequence[_Item], init: State) -> _Run | None:
+    """A quick proof that a partition is not linearizable: an ok read that nothing could
+    have fed. Its state comes from the last reset before it (or the initial state) grown
+    by operations that reset nothing (see `_reaching`); here every reset that could leave
+    a state growing into what it saw was invoked after the read returned, or returned before
+    a reset that certainly happened before the read began and leaves a state that cannot
+    (which also rules out the initial state). A read of a value overwritten before it began,
+    or written only after it ended. Reads with more than FEED_LIMIT resets in their window
+    are left to the search."""
+    resets = [i for i, item in enumerate(items) if item.resets]
+    by_call = sorted(resets, key=lambda i: items[i].call)
+    calls = [items[i].call for i in by_call]
+    definite = sorted(
+        (i for i in resets if items[i].ret is not None and not items[i].optional),
+        key=lambda i: items[i].ret or 0.0,
+    )
+    rets = [items[i].ret or 0.0 for i in definite]
+    longest = max(
+        ((items[i].ret or 0.0) - items[i].call for i in resets if items[i].ret is not None),
+        default=0.0,
+    )
+    pending = [i for i in by_call if items[i].ret is None]
+    pending_calls = [items[i].call for i in pending]
+    found, found_at = -1, math.inf
+    for r, read in enumerate(items):
+        reach, until = read.reaches, read.ret
+        if reach is None or until is None or until >= found_at:
+            continue
+
+        def feeds(item: _Item, reach: Callable[[State], bool] = reach) -> bool:
+            return any(state is ANY or reach(state) for state in item.resets)
+
+        # The latest call of a certain reset, over before the read began, that leaves a
+        # state the read cannot see: every reset that returned before that call is over.
+        overwritten = -math.inf
+        before = bisect.bisect_left(rets, read.call)
+        for k in reversed(definite[max(0, before - FEED_LIMIT) : before]):
+            killer = items[k]
+            if (killer.ret or 0.0) < overwritten:
+                break  # it and those before it were invoked earlier still
+            after = killer.step(ANY)
+            if (
+                after
+                and not feeds(killer)
+                and all(state is not ANY and not reach(state) for state in after)
+            ):
+                overwritten = max(overwritten, killer.call)
+        if overwritten == -math.inf and (init is ANY or reach(init)):
+            continue  # the initial state may be what it saw
+        # The resets that may have fed it: invoked by its return, not over before
+        # `overwritten` (those that never return, at any time).
+        start = overwritten - longest
+        low, high = bisect.bisect_left(calls, start), bisect.bisect_right(calls, until)
+        earlier = bisect.bisect_left(pending_calls, start)
+        if high - low + earlier > FEED_LIMIT:
+            continue
+        window, early = by_call[low:high], pending[:earlier]
+        if any(
+            feeds(items[i]) and (items[i].ret is None or (items[i].ret or 0.0) >= overwritten)
+            for i in window
+        ) or any(feeds(items[i]) for i in early):
+            continue
+        found, found_at = r, until
+    if found < 0:
+        return None
+    position = next(
+        pos for pos, (_, kind, i) in enumerate(_events(items), 1) if kind == 1 and i == found
+    )
+    return _Run(False, position, found, exact=False)
+
+
 def _optional(step: Step) -> Step:
     """The same operation, or nothing at all (it took effect before the window)."""
 
@@ -805,7 +880,12 @@ def check(
     # the first to finish answers. Smaller keys first. Keys with a quick proof of a
     # violation need no search (nor does any key, when the verdict alone was asked for).
     tasks.sort(key=lambda task: len(task[1]))
-    proofs = {t: run for t, (_, items) in enumerate(tasks) if (run := _contradiction(items))}
+    proofs: dict[int, _Run] = {}
+    for t, (_, items) in enumerate(tasks):
+        if run := _contradiction(items) or _unfed(items, init):
+            proofs[t] = run
+            if not all_keys:
+                break  # the first failing key settles the verdict
     searched = not proofs or all_keys
     outcome = decide(
         [

@@ -2,7 +2,8 @@
 
 Everything here is created for one test session (its own `SessionIdentity` and labels),
 tracked by id and removed by id at the end; nothing else on the engine is touched.
-Fixture names start with `faults_` so that other test modules are not affected.
+Fixture names start with `faults_` so that other test modules are not affected; one more,
+`writer_session`, is the inner session that test_disk_faults.py and test_power_cut.py share.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import docker
 import docker.errors
 import pytest
 from inner_session import build_test_image
+from writer_session import run_writer_session
 
 from pytest_dcfire.faults.helper import Helper
 from pytest_dcfire.faults.network import NetworkCutter, Targets
@@ -281,3 +283,10 @@ class Probe:
 @pytest.fixture
 def faults_probe() -> type[Probe]:
     return Probe
+
+
+@pytest.fixture(scope="session")
+def writer_session(tmp_path_factory: pytest.TempPathFactory) -> pytest.RunResult:
+    """The disk-fault and power-cut inner tests, run once against one writer system."""
+    result: pytest.RunResult = run_writer_session(tmp_path_factory.mktemp("writer"))
+    return result

@@ -2,8 +2,9 @@
 answers ENOSPC and gives the space back, one instance's disk fails alone; and an
 interrupted session (Ctrl-C, SIGKILL) leaves no shut-down pool and no filler behind.
 
-One inner session (one small system for all its tests): a stdlib writer service with a
-volume at two sites, and a second service with a volume in the same site.
+One inner session (one small system for all its tests, shared with test_power_cut.py: see
+writer_session.py, where the inner tests are): a stdlib writer service with a volume at two
+sites, and a second service with a volume in the same site.
 """
 
 from __future__ import annotations
@@ -15,178 +16,15 @@ from pathlib import Path
 import docker
 import pytest
 from dcfire_inner import assert_clean, service_containers, start_inner
-from inner_session import run_inner
+from writer_session import DISK_TESTS, assert_passed
 
 pytestmark = pytest.mark.docker
 
-#: A line protocol on port 7000: `S name data` writes and fsyncs, `R name` reads; an OSError
-#: is answered `err <ERRNO NAME>`.
-WRITER = (
-    "import errno, os, socket, threading\n"
-    "def op(line):\n"
-    "    cmd, name, *rest = line.split(' ', 2)\n"
-    "    path = '/data/' + name\n"
-    "    try:\n"
-    "        if cmd == 'R':\n"
-    "            return open(path).read() if os.path.exists(path) else '<missing>'\n"
-    "        with open(path, 'w') as f:\n"
-    "            f.write(rest[0])\n"
-    "            f.flush()\n"
-    "            os.fsync(f.fileno())\n"
-    "        d = os.open('/data', os.O_RDONLY); os.fsync(d); os.close(d)\n"
-    "        return 'ok'\n"
-    "    except OSError as exc:\n"
-    "        return 'err ' + errno.errorcode.get(exc.errno, str(exc.errno))\n"
-    "def serve(c):\n"
-    "    with c, c.makefile('r') as lines:\n"
-    "        for line in lines:\n"
-    "            c.sendall((op(line.rstrip('\\n')) + '\\n').encode())\n"
-    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-    "s.bind(('0.0.0.0', 7000)); s.listen(16)\n"
-    "while True:\n"
-    "    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()\n"
-)
 
-SERVICE = f"""
-    image: debian:bookworm-slim
-    command: ["python3", "-c", {WRITER!r}]
-    ports: [7000]
-    volumes: {{data: /data}}
-    healthcheck: {{tcp: 7000, timeout: 30}}"""
-
-TOPOLOGY = f"""
-sites: [east, west]
-services:
-  writer:
-    site: [east, west]{SERVICE}
-  keeper:
-    site: east{SERVICE}
-"""
-
-HELPERS = """
-import os, socket
-
-import pytest
-
-from pytest_dcfire import disk
-
-BIG = "x" * 20000
-
-
-def ask(topology, name, line, timeout=10):
-    addr = topology.service(name).direct_address(7000)
-    with socket.create_connection(addr, timeout=timeout) as s:
-        s.sendall((line + "\\n").encode())
-        return s.makefile("r").readline().rstrip("\\n")
-
-
-def free_bytes(topology, name):
-    code, out = topology.service(name).exec(
-        ["python3", "-c", "import os; s = os.statvfs('/data'); print(s.f_bavail * s.f_frsize)"]
-    )
-    assert code == 0, out
-    return int(out)
-
-
-def has_filler(topology, name):
-    code, out = topology.service(name).exec(["ls", "-a", "/data"])
-    assert code == 0, out
-    return ".dcfire-filler" in out.split()
-"""
-
-TESTS = """
-def test_fail_answers_eio_and_the_lift_keeps_what_was_fsynced(dcfire, dcfire_topology):
-    t = dcfire_topology
-    assert ask(t, "writer@east", "S kept durable") == "ok"
-    fault = dcfire.disk("writer@east", "fail")
-    print("DISK fail", fault.via, f"{fault.setup_ms:.0f} ms")
-    assert fault.kind == "disk" and fault.active
-    # The same process, still running: every write and read on its volume fails.
-    assert ask(t, "writer@east", "S during lost") == "err EIO"
-    assert ask(t, "writer@east", "R kept") == "err EIO"
-    # The other instance of the service and the other service of the site are untouched.
-    assert ask(t, "writer@west", "S probe west") == "ok"
-    assert ask(t, "keeper", "S probe east") == "ok"
-    fault.lift()
-    assert not fault.active
-    # Lifted: the pool mounted again, the container restarted and healthy, the data there.
-    assert ask(t, "writer@east", "R kept") == "durable"
-    assert ask(t, "writer@east", "S after fine") == "ok"
-    assert ask(t, "writer@east", "R after") == "fine"
-
-
-def test_full_answers_enospc_and_gives_the_space_back(dcfire, dcfire_topology):
-    t = dcfire_topology
-    assert ask(t, "keeper", "S small kept") == "ok"
-    before = free_bytes(t, "keeper")
-    with dcfire.disk("east", "full") as fault:
-        print("DISK full", fault.via, f"{fault.setup_ms:.0f} ms")
-        for name in ("keeper", "writer@east"):  # the whole site
-            assert ask(t, name, "S new " + BIG) == "err ENOSPC", name
-            assert free_bytes(t, name) < 4096
-            assert has_filler(t, name)
-        assert ask(t, "keeper", "R small") == "kept"  # reads work
-        assert ask(t, "writer@west", "S new " + BIG) == "ok"  # another site: not full
-    assert free_bytes(t, "keeper") >= before - 65536
-    assert not has_filler(t, "keeper")
-    assert ask(t, "keeper", "S new " + BIG) == "ok"
-
-
-@disk("writer@west", "full")
-def test_the_marker(dcfire, dcfire_topology):
-    assert [(f.kind, f.target, f.detail) for f in dcfire.link_faults] == [
-        ("disk", "writer@west", "full")
-    ]
-    assert ask(dcfire_topology, "writer@west", "S marked " + BIG) == "err ENOSPC"
-    assert ask(dcfire_topology, "writer@east", "S marked " + BIG) == "ok"
-
-
-def test_a_fire_that_fails_the_disks(dcfire, dcfire_topology):
-    t = dcfire_topology
-    assert ask(t, "writer@west", "S fire survives") == "ok"
-    with dcfire.fire("west", storage="fail") as fire:
-        code, out = t.service("writer@west").exec(
-            ["python3", "-c", "open('/data/burning', 'w').write('x')"]
-        )
-        assert code != 0 and "Input/output error" in out, out
-    print("FIRE", fire.record.methods)
-    assert "ext4-shutdown" in fire.record.methods
-    assert ask(t, "writer@west", "R fire") == "survives"
-
-
-def test_freeze_blocks_until_lifted(dcfire, dcfire_topology):
-    t = dcfire_topology
-    with dcfire.disk("keeper", "freeze") as fault:
-        with pytest.raises(TimeoutError):  # the write and fsync wait for the thaw
-            ask(t, "keeper", "S frozen waited", timeout=2)
-        assert ask(t, "writer@east", "S probe thawed") == "ok"  # the rest of the site runs
-    assert fault.via == "storage: fsfreeze"
-    assert dcfire.eventually(lambda: ask(t, "keeper", "R frozen") == "waited", timeout=10)
-
-
-def test_restore_lifts_a_fault_nobody_lifted(dcfire, dcfire_topology):
-    dcfire.disk("keeper", "fail")
-    dcfire.disk("writer@west", "full")
-    assert ask(dcfire_topology, "keeper", "R small") == "err EIO"
-    dcfire.restore()
-    assert ask(dcfire_topology, "keeper", "R small") == "kept"
-    assert ask(dcfire_topology, "writer@west", "S new " + BIG) == "ok"
-    assert not has_filler(dcfire_topology, "writer@west")
-
-
-def test_two_kinds_on_one_pool_are_refused(dcfire, dcfire_topology):
-    from pytest_dcfire import FireError
-
-    with dcfire.disk("keeper", "full"):
-        with pytest.raises(FireError, match="already has a 'full' fault; lift it first"):
-            dcfire.disk("east", "fail")
-"""
-
-
-def test_disk_faults(pytester: pytest.Pytester) -> None:
-    result = run_inner(pytester, TOPOLOGY, HELPERS + TESTS)
+def test_disk_faults(writer_session: pytest.RunResult) -> None:
+    result = writer_session
     out = result.stdout.str()
-    result.assert_outcomes(passed=7)
+    assert_passed(result, DISK_TESTS)
     assert "DISK fail storage: ext4-shutdown" in out, out
     assert "DISK full storage: filler" in out, out
     # The terminal's fault table shows each disk fault: kind, target, what, via.

@@ -3,12 +3,17 @@ take which lock, and that without xdist workers nothing changes (no Docker neede
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
+import multiprocessing.sharedctypes  # before pytester's snapshots of sys.modules (Array)
 import multiprocessing.synchronize
+import os
+import threading
 import time
 from collections.abc import Callable
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,29 +121,8 @@ def _held_by_other(path: Path, exclusive: bool, seconds: float) -> SpawnProcess:
     ready = _SPAWN.Event()
     proc = _SPAWN.Process(target=_hold, args=(str(path), exclusive, seconds, ready))
     proc.start()
-    assert ready.wait(10)
+    assert ready.wait(60)
     return proc
-
-
-def test_exclusive_waits_for_a_reader_of_another_process(tmp_path: Path) -> None:
-    other = _held_by_other(tmp_path / "fires.lock", exclusive=False, seconds=0.5)
-    lock = FireLock(tmp_path / "fires.lock")
-    waited = lock.acquire(exclusive=True)
-    lock.release()
-    other.join(10)
-    assert waited >= 0.3
-
-
-def test_readers_share_and_a_writer_excludes_them(tmp_path: Path) -> None:
-    other = _held_by_other(tmp_path / "fires.lock", exclusive=False, seconds=0.5)
-    lock = FireLock(tmp_path / "fires.lock")
-    assert lock.acquire(exclusive=False) < 0.3  # two readers at once
-    lock.release()
-    other.join(10)
-    other = _held_by_other(tmp_path / "fires.lock", exclusive=True, seconds=0.5)
-    assert lock.acquire(exclusive=False) >= 0.3  # no reader while a site burns
-    lock.release()
-    other.join(10)
 
 
 def test_a_dead_holder_releases_the_lock(tmp_path: Path) -> None:
@@ -150,25 +134,141 @@ def test_a_dead_holder_releases_the_lock(tmp_path: Path) -> None:
     lock.release()
 
 
-def test_a_waiting_writer_is_not_starved_by_new_readers(tmp_path: Path) -> None:
-    path = tmp_path / "fires.lock"
-    # The reader holds long enough for the writer's process to start and queue (spawning
-    # takes a while on a loaded machine); the new reader then asks while the writer waits.
-    reader = _held_by_other(path, exclusive=False, seconds=3)
-    writer_ready, writer_asking = _SPAWN.Event(), _SPAWN.Event()
-    writer = _SPAWN.Process(target=_hold, args=(str(path), True, 0.6, writer_ready, writer_asking))
-    writer.start()
-    assert writer_asking.wait(30)
-    time.sleep(0.2)  # the writer now waits in the turnstile for the first reader
+def _hold_until(
+    path: str,
+    exclusive: bool,
+    release: multiprocessing.synchronize.Event,
+    times: Any,
+) -> None:
+    """Hold the lock until `release`; `times` gets (asked, acquired, releasing) instants."""
     lock = FireLock(path)
-    assert not writer_ready.is_set(), "the first reader let go before the writer queued"
-    started = time.monotonic()
-    lock.acquire(exclusive=False)  # a new reader queues behind the writer
-    assert writer_ready.is_set(), "a reader got in while a writer was waiting"
-    assert time.monotonic() - started >= 0.6
+    times[0] = time.monotonic()
+    lock.acquire(exclusive)
+    times[1] = time.monotonic()
+    release.wait(60)
+    times[2] = time.monotonic()
     lock.release()
-    reader.join(10)
-    writer.join(10)
+
+
+def _gate_is_held(path: Path) -> bool:
+    """Somebody holds the turnstile: a writer queued behind the reader."""
+    fd = os.open(path.with_name(path.name + ".gate"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops the probe's own flock, if it got it
+    return False
+
+
+def _holder(path: Path, exclusive: bool) -> tuple[SpawnProcess, Any, Any]:
+    """Another process that holds the lock until told: (process, its go event, its times)."""
+    go, times = _SPAWN.Event(), _SPAWN.Array("d", 3)
+    proc = _SPAWN.Process(target=_hold_until, args=(str(path), exclusive, go, times))
+    proc.start()
+    deadline = time.monotonic() + 60
+    while not times[1] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert times[1], "the other process never got the lock"
+    return proc, go, times
+
+
+def _asking(path: Path, exclusive: bool) -> tuple[threading.Thread, list[float]]:
+    """A thread of this process that takes the lock, notes when it got it, lets go."""
+    got: list[float] = []
+
+    def take() -> None:
+        lock = FireLock(path)
+        lock.acquire(exclusive)
+        got.append(time.monotonic())
+        lock.release()
+
+    thread = threading.Thread(target=take, daemon=True)
+    thread.start()
+    return thread, got
+
+
+def _waits_for(path: Path, held: bool, asked: bool) -> None:
+    """The one asking (`asked`: exclusive) gets the lock only once the other process holding
+    it (`held`: exclusive) let go: ordered by their own instants, not by a wall-clock bound."""
+    proc, go, times = _holder(path, held)
+    try:
+        thread, got = _asking(path, asked)
+        thread.join(0.5)  # a lock that let it in beside the holder would have by now
+        go.set()
+        thread.join(60)
+        assert got, "it never got the lock"
+        assert got[0] >= times[2], "it got the lock while the other process held it"
+    finally:
+        go.set()
+        proc.join(60)
+
+
+def test_exclusive_waits_for_a_reader_of_another_process(tmp_path: Path) -> None:
+    _waits_for(tmp_path / "fires.lock", held=False, asked=True)
+
+
+def test_readers_share_and_a_writer_excludes_them(tmp_path: Path) -> None:
+    path = tmp_path / "fires.lock"
+    proc, go, times = _holder(path, exclusive=False)
+    try:
+        thread, got = _asking(path, exclusive=False)
+        thread.join(60)  # the other reader holds on until told: only sharing lets this in
+        assert got and not times[2], "a second reader waited for the first"
+    finally:
+        go.set()
+        proc.join(60)
+    _waits_for(path, held=True, asked=False)  # no reader while a site burns
+
+
+def test_a_waiting_writer_is_not_starved_by_new_readers(tmp_path: Path) -> None:
+    """Ordered by the lock's own events, not by the clock: a reader that asks while a writer
+    waits gets in only after that writer let go."""
+    path = tmp_path / "fires.lock"
+    first_go, writer_go = _SPAWN.Event(), _SPAWN.Event()
+    first, writer = _SPAWN.Array("d", 3), _SPAWN.Array("d", 3)
+    holder = _SPAWN.Process(target=_hold_until, args=(str(path), False, first_go, first))
+    holder.start()
+    waiter = _SPAWN.Process(target=_hold_until, args=(str(path), True, writer_go, writer))
+    try:
+        deadline = time.monotonic() + 60
+        while not first[1] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert first[1], "the first reader never got the lock"
+        waiter.start()
+        while not _gate_is_held(path) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not writer[1], "the writer got in beside a reader"
+        assert writer[0], "the writer never queued"
+        # The writer waits in the turnstile; a new reader asks now, from a thread.
+        second: list[float] = []
+
+        def read() -> None:
+            lock = FireLock(path)
+            second.append(time.monotonic())
+            lock.acquire(exclusive=False)
+            second.append(time.monotonic())
+            lock.release()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(0.5)  # a lock without the turnstile lets it in here, beside the first
+        first_go.set()  # the first reader lets go: the writer, then the new reader
+        writer_go.set()
+        reader.join(60)
+        holder.join(60)
+        waiter.join(60)
+        assert len(second) == 2, "the new reader never got the lock"
+        assert first[2] <= writer[1], "the writer got in before the first reader let go"
+        assert writer[2] <= second[1], "a reader got in while a writer was waiting"
+    finally:
+        first_go.set()
+        writer_go.set()
+        for proc in (holder, waiter):
+            if proc.is_alive():
+                proc.kill()
+                proc.join(10)
 
 
 def test_lock_is_not_reentrant(tmp_path: Path) -> None:
