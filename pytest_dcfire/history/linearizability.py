@@ -128,8 +128,12 @@ def _searching(
       state they write, so thousands of them cost little;
     - a node is skipped when a visited one had the same non-info operations linearized, the
       same state, and a subset of its info operations (it could do all this one can);
+    - info operations that commute with everything but reads (a counter's adds) wait
+      beside the list and go only as a run right before a read that needs them, which of
+      them left open (see `pool_groups`);
     - with `prune`, a node is dropped when a pending read can no longer get its value (see
-      `_reaching`); the failure it reports is then a bound (`_Run.exact`).
+      `_reaching`), or, for such counters, a read a little way ahead (see `overshot`); the
+      failure it reports is then a bound (`_Run.exact`).
     Branches are tried in `ordering`: "invocation" order, or earliest "deadline" (return)
     first. Every few hundred steps it yields the nodes pushed so far, so that several
     searches can share one process (see `schedule`).
