@@ -172,6 +172,7 @@ def bench_linearizability(timeout: float) -> None:
         ("counter", 2_000, 32, 0.05, 0.0),
     ]
     rows: list[Sequence[object]] = []
+    print("\nlinearizability, row by row:", flush=True)
     for model, n, processes, info, cas in configs:
         history = linearizable_history(
             random.Random(n + processes),
@@ -184,6 +185,13 @@ def bench_linearizability(timeout: float) -> None:
         )
         ours_s, result = timed(partial(check, history, model, timeout=timeout), repeat=1)
         base_s, base = timed(PlainWGL(history, model, min(timeout, 10.0)).run, repeat=1)
+        # Each row as it is measured (the table comes at the end): a long run shows progress.
+        print(
+            f"  {model} {n} ops, {processes} clients, {info:.0%} info, {cas:.0%} cas: "
+            f"{verdict(result.valid)} in {ours_s:.3f} s ({result.explored} states); "
+            f"plain WGL {verdict(base)} in {base_s:.3f} s",
+            flush=True,
+        )
         rows.append(
             (
                 model,

@@ -62,6 +62,7 @@ class _Item:
     sensitive: tuple[State, ...] | None = None  # see Model.sensitive
     reaches: Callable[[State], bool] | None = None  # an ok read: see `_reaching`
     resets: tuple[State, ...] = ()  # see `_reaching`
+    commutes: bool = False  # see `Counter.commutes`
 
 
 @dataclass
@@ -84,6 +85,8 @@ def _events(items: Sequence[_Item]) -> list[tuple[float, int, int]]:
 #: A key's second search order joins its race after the first explored this many states
 #: (plus 4 a operation): most keys are decided by the first alone.
 STAGGER = 2_000
+#: How many events ahead the search looks for a read that it already overshot.
+LOOKAHEAD = 64
 #: Branch orders each key's searches race with (see `_searching`).
 ORDERINGS = ("deadline", "invocation")
 
@@ -125,8 +128,12 @@ def _searching(
       state they write, so thousands of them cost little;
     - a node is skipped when a visited one had the same non-info operations linearized, the
       same state, and a subset of its info operations (it could do all this one can);
+    - info operations that commute with everything but reads (a counter's adds) wait
+      beside the list and go only as a run right before a read that needs them, which of
+      them left open (see `pool_groups`);
     - with `prune`, a node is dropped when a pending read can no longer get its value (see
-      `_reaching`); the failure it reports is then a bound (`_Run.exact`).
+      `_reaching`), or, for such counters, a read a little way ahead (see `overshot`); the
+      failure it reports is then a bound (`_Run.exact`).
     Branches are tried in `ordering`: "invocation" order, or earliest "deadline" (return)
     first. Every few hundred steps it yields the nodes pushed so far, so that several
     searches can share one process (see `schedule`).
@@ -218,6 +225,131 @@ def _searching(
             p, q = prv[entry], nxt[entry]
             nxt[p] = q
             prv[q] = p
+    # Info operations that commute with everything but reads and only grow the state (a
+    # counter's indeterminate adds; see `Counter.commutes`) live beside the list as well,
+    # when every other operation but the reads commutes too: a linearization can move each
+    # one later, past anything but a read, until it stands right before the read that sees
+    # it (or drop it at the end). So the search never places one alone; a read it cannot do
+    # now may instead take a run of them first (see `runs`): one branch instead of every
+    # order of every subset. Alike ones are used in invocation order (see below).
+    pooled = [False] * count
+    pool_groups: list[list[int]] = []
+    # (Not when another info operation could take from the state, as a negative add: a run
+    # might need it placed within, where no read sees it.)
+    if init is not ANY and all(
+        (item.commutes and not (optional[i] and item.resets))
+        or (pure[i] and item.reaches is not None)
+        for i, item in enumerate(items)
+    ):
+        by_kind: dict[tuple[str, Any], list[int]] = {}
+        for _, kind, i in events:
+            item = items[i]
+            if kind == 0 and optional[i] and not item.resets and steps[i](init) != (init,):
+                pooled[i] = True
+                by_kind.setdefault((item.op.f, hashable(item.op.value)), []).append(i)
+                entry = call_of[i]
+                p, q = prv[entry], nxt[entry]
+                nxt[p] = q
+                prv[q] = p
+        pool_groups = list(by_kind.values())
+
+    # With a pool and nothing that resets, every operation but the reads only grows the
+    # state: then a read to come can see no less than the state plus every operation that
+    # returned before it was invoked (those must come first). Checked a little way ahead,
+    # it finds a run or an order that overshot a read long before that read is reached.
+    lookahead = bool(pool_groups) and prune and not any(item.resets for item in items)
+    counted = [ret_of[i] != 0 and not pure[i] and not item.optional for i, item in enumerate(items)]
+
+    # For numbers (a counter), also the most it can see: the state plus every operation
+    # invoked before it returned, pooled ones included.
+    numeric = lookahead and _is_number(init)
+    wanted = [
+        item.op.result
+        if numeric and reaches[i] is not None and _is_number(item.op.result)
+        else None
+        for i, item in enumerate(items)
+    ]
+    pool_deltas = [steps[members[0]](init)[0] - init for members in pool_groups] if numeric else []
+
+    def overshot(at: State, usage: frozenset[tuple[int, ...]]) -> int:
+        """The return of a read ahead that can no longer get its value, or 0."""
+        entry = nxt[0]
+        least = most = at
+        if numeric:
+            used = next(iter(usage))
+            most -= sum(d * n for d, n in zip(pool_deltas, used, strict=True))
+        for _ in range(LOOKAHEAD):
+            if entry == tail:
+                break
+            i = op_of[entry]
+            if is_call[entry]:
+                reach = reaches[i]
+                if reach is not None and not reach(least):
+                    return int(ret_of[i])
+                if numeric and not pure[i]:
+                    most = max(steps[i](most))
+            else:
+                if counted[i]:
+                    least = steps[i](least)[0]
+                value = wanted[i]
+                if value is not None:
+                    pooled_then = sum(
+                        d * bisect.bisect_left(calls, entry)
+                        for d, calls in zip(pool_deltas, pool_calls, strict=True)
+                    )
+                    if most + pooled_then < value:
+                        return int(entry)
+            entry = nxt[entry]
+        return 0
+
+    # Which pooled operations a run uses is left open: the search keeps the set of usages
+    # (how many of each group, the first ones of a group in invocation order) that explain
+    # what it has linearized so far, all of the same effect, and a run only picks a new set
+    # (those that extend one of them and let the read happen). So it never branches on
+    # which ones (a +3 or a +1 and a +2), a choice whose mistakes would show only much later.
+    pool_calls = [[call_of[m] for m in members] for members in pool_groups]
+    unused: frozenset[tuple[int, ...]] = frozenset({(0,) * len(pool_groups)})
+    extended: dict[tuple[int, State, frozenset[tuple[int, ...]], tuple[int, ...]], Any] = {}
+
+    def runs(i: int, at: State, usage: frozenset[tuple[int, ...]], stuck_at: int) -> Any:
+        """The usages after a run of pooled operations from `at` that lets read i happen,
+        each extending one of `usage` with operations available now, and the state then:
+        (usages, state), or None. Only runs along which the read can still get its value
+        are followed (`reaches`), so for a counter they add up to the gap."""
+        available = tuple(bisect.bisect_left(calls, stuck_at) for calls in pool_calls)
+        key = (i, at, usage, available)
+        if key in extended:
+            return extended[key]
+        reach = items[i].reaches
+        assert reach is not None
+        step = steps[i]
+        found: set[tuple[int, ...]] = set()
+        after: list[State] = []
+        groups = len(pool_groups)
+
+        def walk(g: int, s: State, u: tuple[int, ...], v: list[int]) -> None:
+            if g == groups:
+                if step(s) and v != list(u):
+                    found.add(tuple(v))
+                    if not after:
+                        after.append(s)
+                return
+            walk(g + 1, s, u, v)
+            members = pool_groups[g]
+            for k in range(u[g], available[g]):
+                s = steps[members[k]](s)[0]
+                if not reach(s):
+                    break
+                v[g] = k + 1
+                walk(g + 1, s, u, v)
+            v[g] = u[g]
+
+        for u in usage:
+            walk(0, at, u, list(u))
+        answer = (frozenset(found), after[0]) if found else None
+        extended[key] = answer
+        return answer
+
     # Other info operations that do the same thing are interchangeable too: use them in
     # invocation order (a linearization using any k of them can use the first k instead).
     before = [0] * count
@@ -252,9 +384,9 @@ def _searching(
                 return entry if entry < stuck_at else 0
         return 0
 
-    cache: dict[tuple[int, State], list[int]] = {}
+    cache: dict[tuple[int, State, Any], list[int]] = {}
 
-    def visit(key: tuple[int, State], extras: int) -> bool:
+    def visit(key: tuple[int, State, Any], extras: int) -> bool:
         """Record a node; False if it (or one that can do all it can) was seen before."""
         seen = cache.get(key)
         if seen is None:
@@ -268,7 +400,9 @@ def _searching(
 
     # A frame: the branches of a node (entries, best first), which one is being tried, the
     # node's state and sets, and whether its branch was forced (no alternative).
-    stack: list[tuple[list[int], int, State, int, int, bool]] = []
+    # (An entry of `order` is a tuple for a run of pooled operations and the read after it.)
+    stack: list[tuple[list[Any], int, State, int, int, bool, Any]] = []
+    usage = unused
     state: State = init
     bits = 0  # non-info operations linearized
     extra = 0  # info operations linearized
@@ -277,7 +411,7 @@ def _searching(
     culprit: int | None = None
     pushes = 0
     countdown = _CHECK_EVERY
-    order: list[int] = []
+    order: list[Any] = []
     tried = 0
     stuck_at = tail
     watchers: _Watchers | None = None  # built for a node when first needed
@@ -309,6 +443,8 @@ def _searching(
                     order.append(entry)
                     entry = nxt[entry]
                 stuck_at = entry  # the first return: its operation must come before it
+                if lookahead and not dead and not forced:
+                    dead = overshot(state, usage)
                 if dead:
                     # A pending read can no longer see its value: no linearization from
                     # here passes its return (how far short of it they stop is not known).
@@ -318,10 +454,10 @@ def _searching(
                 elif forced:
                     i = op_of[forced]
                     linearized = bits | bit[i]
-                    if not visit((linearized, state), extra):
+                    if not visit((linearized, state, usage), extra):
                         order = []  # the forced child failed before: so does this node
                     else:
-                        stack.append(([forced], 0, state, bits, extra, True))
+                        stack.append(([forced], 0, state, bits, extra, True, usage))
                         pushes += 1
                         bits = linearized
                         p = prv[forced]
@@ -352,8 +488,18 @@ def _searching(
                         )
                     if alike_returning and len(order) > 1:
                         order = _first_due(order, op_of, group, due)
+                    if pool_groups:
+                        # No read is possible now (it would be forced): runs that make one so.
+                        for e in list(order):
+                            if pure[op_of[e]]:
+                                run = runs(op_of[e], state, usage, stuck_at)
+                                if run is not None:
+                                    order.append((e, *run))  # type: ignore[arg-type]
                     if len(order) > 1:
-                        if ordering == "deadline":
+                        if pool_groups:
+                            key = _by_due(due) if ordering == "deadline" else _by_entry
+                            order.sort(key=key)
+                        elif ordering == "deadline":
                             order.sort(key=due.__getitem__)
                         else:  # entries are numbered in time order
                             order.sort()
@@ -361,6 +507,30 @@ def _searching(
             moved = False
             while tried < len(order):
                 entry = order[tried]
+                if entry.__class__ is tuple:
+                    entry, usages, after = entry
+                    i = op_of[entry]
+                    linearized = bits | bit[i]
+                    if visit((linearized, after, usages), extra):
+                        stack.append((order, tried, state, bits, extra, False, usage))
+                        pushes += 1
+                        state = after
+                        bits = linearized
+                        usage = usages
+                        p = prv[entry]
+                        q = nxt[entry]
+                        nxt[p] = q
+                        prv[q] = p
+                        r = ret_of[i]
+                        p = prv[r]
+                        q = nxt[r]
+                        nxt[p] = q
+                        prv[q] = p
+                        remaining -= 1
+                        moved = True
+                        break
+                    tried += 1
+                    continue
                 i = op_of[entry]
                 if optional[i]:
                     b = before[i]
@@ -376,9 +546,9 @@ def _searching(
                             watchers = _Watchers(order, op_of, sensitive)
                         if not watchers.consumed(entry, after, state, steps, op_of):
                             continue
-                    if not visit((linearized, after), extras):
+                    if not visit((linearized, after, usage), extras):
                         continue
-                    stack.append((order, tried, state, bits, extra, False))
+                    stack.append((order, tried, state, bits, extra, False, usage))
                     pushes += 1
                     state = after
                     bits = linearized
@@ -412,8 +582,10 @@ def _searching(
                     if bound > best:
                         return _Run(False, bound, op_of[bound], exact=False)
                     return _Run(False, best, culprit)
-                order, tried, state, bits, extra, was_forced = stack.pop()
+                order, tried, state, bits, extra, was_forced, usage = stack.pop()
                 entry = order[tried]
+                if entry.__class__ is tuple:
+                    entry = entry[0]
                 i = op_of[entry]
                 r = ret_of[i]
                 if r:
@@ -431,10 +603,52 @@ def _searching(
     finally:
         budget.explored += pushes
     linearization: list[tuple[int, State]] = []
+    # The pooled operations of each run: pick one final usage, then one before each run
+    # that it extends (every usage of a run's set extends one of the set before it).
+    chosen = next(iter(usage))
+    runs_used: dict[int, list[int]] = {}
+    for k in range(len(stack) - 1, -1, -1):
+        frame = stack[k]
+        entry = frame[0][frame[1]]
+        if entry.__class__ is tuple:
+            earlier = next(
+                u for u in frame[6] if all(a <= b for a, b in zip(u, chosen, strict=True))
+            )
+            runs_used[k] = [
+                m for g, members in enumerate(pool_groups) for m in members[earlier[g] : chosen[g]]
+            ]
+            chosen = earlier
     for k, frame in enumerate(stack):
         after = stack[k + 1][2] if k + 1 < len(stack) else state
-        linearization.append((op_of[frame[0][frame[1]]], after))
+        entry = frame[0][frame[1]]
+        if entry.__class__ is tuple:  # a run of pooled operations, then the read
+            entry = entry[0]
+            s = frame[2]
+            for m in sorted(runs_used[k], key=call_of.__getitem__):
+                s = steps[m](s)[0]
+                linearization.append((m, s))
+        linearization.append((op_of[entry], after))
     return _Run(True, order=linearization)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _by_due(due: list[int]) -> Callable[[Any], tuple[bool, int]]:
+    """Sort key of branches, earliest deadline first; runs of pooled operations after all
+    others (an operation that must happen anyway explains a read better than one that may
+    not have), by their read's deadline."""
+
+    def key(entry: Any) -> tuple[bool, int]:
+        return (True, due[entry[0]]) if entry.__class__ is tuple else (False, due[entry])
+
+    return key
+
+
+def _by_entry(entry: Any) -> tuple[bool, int]:
+    """Sort key of branches in invocation order, runs of pooled operations last."""
+    return (True, entry[0]) if entry.__class__ is tuple else (False, entry)
 
 
 def _side_candidates(
@@ -479,7 +693,7 @@ class _Watchers:
         op_of: list[int],
         sensitive: list[tuple[State, ...] | None],
     ) -> None:
-        self.order = order
+        self.order = order = [entry for entry in order if entry.__class__ is int]
         self.by_state: dict[State, list[int]] = {}
         self.always: list[int] = []
         for entry in order:
@@ -563,10 +777,16 @@ def _items(model: Model, ops: Iterable[Op]) -> list[_Item]:
                 step,
                 effect=model.effect(op),
                 sensitive=model.sensitive(op),
+                commutes=_commutes(model, op),
                 **_reaching(model, op),
             )
         )
     return items
+
+
+def _commutes(model: Model, op: Op) -> bool:
+    commutes = getattr(model, "commutes", None)
+    return bool(commutes(op)) if commutes is not None else False
 
 
 def _reaching(model: Model, op: Op) -> dict[str, Any]:
@@ -996,6 +1216,7 @@ def _explain(spec: Model, items: list[_Item], run: _Run, budget: _Budget) -> dic
                 step,
                 effect=spec.effect(info),
                 sensitive=spec.sensitive(info),
+                commutes=_commutes(spec, info),
                 **_reaching(spec, info),
             )
         )

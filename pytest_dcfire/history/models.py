@@ -335,6 +335,13 @@ class Counter:
     def grows(self, state: State, target: State) -> bool:
         return state is ANY or not (_number(state) and _number(target)) or state <= target
 
+    def commutes(self, op: Op) -> bool:
+        """Whether `op` is possible in every state and gives the same states in any order
+        with every other operation that is not a read: adds do (a count is a sum). An
+        optional hook: with it the search moves indeterminate adds to just before the read
+        that sees them (see `linearizability._searching`)."""
+        return op.f in ADD_FS
+
     def prune(self, ops: list[Op]) -> list[Op]:
         return ops
 
