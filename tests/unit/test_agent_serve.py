@@ -78,12 +78,16 @@ def served() -> Iterator[tuple[FakeAgent, threading.Thread]]:
 
 def connect(agent: FakeAgent, owner: str = "12:34") -> tuple[socket.socket, Any]:
     path = f"{agent.state}/{relay.SOCKET}"
-    for _ in range(200):
-        if os.path.exists(path):
+    for _ in range(200):  # the file appears at bind(), connections are taken from listen()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
             break
-        threading.Event().wait(0.01)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            threading.Event().wait(0.01)
+    else:
+        raise AssertionError(f"nothing listens on {path}")
     sock.sendall(relay.owner_line(["relay.py", "dcfabc", "--owner", owner]))
     return sock, sock.makefile("rb")
 
