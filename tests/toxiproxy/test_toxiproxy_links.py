@@ -96,7 +96,9 @@ def test_slicer_delay_slices_the_stream(api: Api, upstream_factory: UpstreamFact
 def test_latency(api: Api, echo: Upstream) -> None:
     proxy = api.create("p", echo.port)
     with connect(proxy) as sock:
-        assert round_trip(sock) < 0.05
+        # Without the toxic a round trip is well under its 100 ms (the best of three: one
+        # slow trip on a loaded machine says nothing about the proxy).
+        assert min(round_trip(sock) for _ in range(3)) < 0.09
         api.toxic("p", type="latency", attributes={"latency": 100})
         assert round_trip(sock) >= 0.09
         api.toxic("p", type="latency", name="up", stream="upstream", attributes={"latency": 100})
@@ -223,7 +225,9 @@ def test_toxicity_is_drawn_per_connection(api: Api, echo: Upstream) -> None:
 def test_live_add_update_remove(api: Api, echo: Upstream) -> None:
     proxy = api.create("p", echo.port)
     with connect(proxy) as sock:
-        assert round_trip(sock) < 0.05
+        # Without the toxic a round trip is well under its 100 ms (the best of three: one
+        # slow trip on a loaded machine says nothing about the proxy).
+        assert min(round_trip(sock) for _ in range(3)) < 0.09
         api.toxic("p", type="latency", attributes={"latency": 100})
         assert round_trip(sock) >= 0.09
         api.patch("/proxies/p/toxics/latency_downstream", {"attributes": {"latency": 250}})
