@@ -29,11 +29,14 @@ class ReapReport:
     def __str__(self) -> str:
         if not self.sessions:
             return "nothing left by dead sessions"
-        return (
+        text = (
             f"removed what {len(self.sessions)} dead session(s) left "
             f"({', '.join(self.sessions)}): {self.containers} container(s), "
             f"{self.volumes} volume(s), {self.networks} network(s)"
         )
+        if self.problems:
+            text += f"; not removed: {'; '.join(self.problems)}"
+        return text
 
 
 def _labels(obj: Any) -> dict[str, str]:
@@ -97,6 +100,25 @@ def _remove(obj: Any, report: ReapReport, **kwargs: Any) -> int:
     except docker.errors.NotFound:
         return 0
     except docker.errors.APIError as exc:
-        report.problems.append(f"{getattr(obj, 'name', obj)}: {exc.explanation or exc}")
+        why = str(exc.explanation or exc)
+        if "active endpoints" in why and not _attached(obj):
+            why += f" ({STALE_ENDPOINT})"
+        report.problems.append(f"{getattr(obj, 'name', obj)}: {why}")
         return 0
     return 1
+
+
+#: What it means when a network with no container attached "has active endpoints".
+STALE_ENDPOINT = (
+    "no container is attached: the engine kept a stale endpoint count, a known Docker engine "
+    "bug; restarting the engine clears it"
+)
+
+
+def _attached(network: Any) -> bool:
+    """Whether the engine lists any container on `network` (True when it cannot tell)."""
+    try:
+        network.reload()
+    except docker.errors.APIError:
+        return True
+    return bool(network.attrs.get("Containers"))
