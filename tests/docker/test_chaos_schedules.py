@@ -88,8 +88,8 @@ def test_rolling_fire(dcfire, dcfire_topology):
     all_answer(t)
     marks = [(m.name, m.label) for m in w.history.marks]
     assert marks == [
-        ("ignite", "east [fire]"), ("restore", "east [fire]"),
-        ("ignite", "west [fire]"), ("restore", "west [fire]"),
+        ("ignite", "east [fire]"), ("burning", "east [fire]"), ("restore", "east [fire]"),
+        ("ignite", "west [fire]"), ("burning", "west [fire]"), ("restore", "west [fire]"),
     ], marks
     assert dcfire.burning == ()
 
