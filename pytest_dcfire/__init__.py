@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
+
+from pytest_dcfire.lazy import lazy_names
 
 if TYPE_CHECKING:
     from pytest_dcfire.diskfaults import DiskSpec
@@ -102,14 +103,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """A public class of `_WHERE`, imported from its module when first asked for."""
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_names(__name__, _WHERE, __all__)

@@ -60,6 +60,7 @@ WIRING = {
     "pytest_dcfire.config",
     "pytest_dcfire.errors",
     "pytest_dcfire.hookspecs",
+    "pytest_dcfire.lazy",
     "pytest_dcfire.markers",
     "pytest_dcfire.modes",
 }

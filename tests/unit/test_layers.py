@@ -23,7 +23,7 @@ ROOT = Path(pytest_dcfire.__file__).resolve().parent
 #: package itself). Data and validation at the bottom, Docker above them, the faults and the
 #: links above Docker, the fire controller above the faults, the session and pytest on top.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("names", ("modes",)),
+    ("names", ("modes", "lazy")),
     ("base", ("errors", "config", "recovery", "progress", "faults.timing")),
     (
         "models",
