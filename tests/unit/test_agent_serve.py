@@ -78,12 +78,12 @@ def served() -> Iterator[tuple[FakeAgent, threading.Thread]]:
 
 def connect(agent: FakeAgent, owner: str = "12:34") -> tuple[socket.socket, Any]:
     path = f"{agent.state}/{relay.SOCKET}"
-    for _ in range(200):  # the file appears at bind(), connections are taken from listen()
+    for _ in range(200):  # the path appears only once the agent listens: never refused
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(path)
             break
-        except (FileNotFoundError, ConnectionRefusedError):
+        except FileNotFoundError:
             sock.close()
             threading.Event().wait(0.01)
     else:

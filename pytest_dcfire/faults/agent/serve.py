@@ -25,14 +25,20 @@ Lines = Callable[[Callable[[], bytes]], bool]
 
 
 def listen(state: str) -> socket.socket:
-    """The socket the next owner's relay connects to (a stale one from a dead agent goes)."""
+    """The socket the next owner's relay connects to (a stale one from a dead agent goes).
+
+    Bound and listening under a temporary name, then renamed into place: the path exists
+    only once connections are taken, so a relay never finds it refusing (it would take that
+    for "no agent" and start a second one)."""
     path = f"{state}/{SOCKET}"
+    ready = f"{path}.new"
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+        os.unlink(ready)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    os.chmod(path, 0o600)
+    listener.bind(ready)
+    os.chmod(ready, 0o600)
     listener.listen(4)
+    os.replace(ready, path)  # atomic, over a stale socket too
     return listener
 
 
